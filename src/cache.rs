@@ -1,0 +1,285 @@
+//! The decompression cache shared by every mounted image.
+//!
+//! Calling contract: a reader asks [`BlockCache::get_or_load`] for a block by
+//! [`BlockKey`] and passes the function that would decompress it. If the
+//! block is cached it is returned at once; if another thread is already
+//! decompressing it, the caller waits for that result instead of doing the
+//! work twice; otherwise the caller runs the loader, and a successful result
+//! is kept while it fits in the byte budget (least recently used blocks are
+//! dropped first). Errors are never cached, so a transient I/O error is
+//! retried by the next reader.
+//!
+//! The cache is split into shards, each behind its own mutex, so readers of
+//! different blocks rarely contend; the lock is never held while a block is
+//! decompressed.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use lru::LruCache;
+
+use crate::error::{Error, Result};
+
+/// Names one decompressed block: the opened image it belongs to and the byte
+/// position of its compressed form inside that image. Positions are unique
+/// within an image, whatever kind of block (metadata, data, fragment,
+/// zisofs) lives there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    /// Unique id of the opened image (see [`BlockCache::new_image_id`]).
+    pub image: u64,
+    /// Byte position of the compressed block in the image.
+    pub pos: u64,
+}
+
+/// A decompressed block, shared without copying.
+pub type Block = Arc<[u8]>;
+
+/// Fixed cost counted per cached block on top of its bytes (map entries,
+/// the `Arc` header), so that many tiny blocks cannot exceed the budget.
+const PER_BLOCK_OVERHEAD: usize = 96;
+
+const SHARDS: usize = 16;
+
+type InFlight = Arc<OnceLock<std::result::Result<Block, String>>>;
+
+struct Shard {
+    blocks: LruCache<BlockKey, Block>,
+    bytes: usize,
+    loading: HashMap<BlockKey, InFlight>,
+}
+
+/// Counters that benchmarks and tests read to see what the cache did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Requests answered from the cache.
+    pub hits: u64,
+    /// Requests that ran a loader.
+    pub misses: u64,
+    /// Requests that waited for another thread's loader.
+    pub waits: u64,
+    /// Blocks dropped to stay inside the budget.
+    pub evictions: u64,
+    /// Bytes currently held (including per-block overhead).
+    pub bytes: u64,
+}
+
+/// A byte-budgeted, sharded LRU cache of decompressed blocks with
+/// single-flight loading.
+pub struct BlockCache {
+    shards: Vec<Mutex<Shard>>,
+    shard_budget: usize,
+    hasher: std::collections::hash_map::RandomState,
+    next_image: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    waits: AtomicU64,
+    evictions: AtomicU64,
+}
+
+impl BlockCache {
+    /// Creates a cache that holds at most about `budget` bytes.
+    pub fn new(budget: usize) -> BlockCache {
+        BlockCache {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        blocks: LruCache::unbounded(),
+                        bytes: 0,
+                        loading: HashMap::new(),
+                    })
+                })
+                .collect(),
+            shard_budget: budget / SHARDS,
+            hasher: Default::default(),
+            next_image: AtomicU64::new(1),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            waits: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// Hands out a fresh image id. Each opening of an image gets its own, so
+    /// a replaced AppImage can never be served another version's blocks.
+    pub fn new_image_id(&self) -> u64 {
+        self.next_image.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn shard(&self, key: &BlockKey) -> &Mutex<Shard> {
+        let mut h = self.hasher.build_hasher();
+        key.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    /// Returns the block for `key`, running `load` only if no cached copy
+    /// exists and no other thread is loading it right now.
+    pub fn get_or_load(&self, key: BlockKey, load: impl FnOnce() -> Result<Vec<u8>>) -> Result<Block> {
+        let shard = self.shard(&key);
+        let cell = {
+            let mut s = lock(shard);
+            if let Some(block) = s.blocks.get(&key) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(block.clone());
+            }
+            s.loading.entry(key).or_default().clone()
+        };
+        let mut ran = false;
+        let outcome = cell.get_or_init(|| {
+            ran = true;
+            load().map(Block::from).map_err(|e| e.to_string())
+        });
+        let counter = if ran { &self.misses } else { &self.waits };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let result = match outcome {
+            Ok(block) => Ok(block.clone()),
+            Err(msg) => Err(Error::Corrupt(msg.clone())),
+        };
+        if ran {
+            let mut s = lock(shard);
+            s.loading.remove(&key);
+            if let Ok(block) = &result {
+                self.insert(&mut s, key, block.clone());
+            }
+        }
+        result
+    }
+
+    /// Returns the block if it is cached, without loading anything.
+    pub fn peek(&self, key: BlockKey) -> Option<Block> {
+        lock(self.shard(&key)).blocks.peek(&key).cloned()
+    }
+
+    fn insert(&self, s: &mut Shard, key: BlockKey, block: Block) {
+        let cost = block.len() + PER_BLOCK_OVERHEAD;
+        if cost > self.shard_budget {
+            return;
+        }
+        if let Some(old) = s.blocks.put(key, block) {
+            s.bytes -= old.len() + PER_BLOCK_OVERHEAD;
+        }
+        s.bytes += cost;
+        while s.bytes > self.shard_budget {
+            match s.blocks.pop_lru() {
+                Some((_, old)) => {
+                    s.bytes -= old.len() + PER_BLOCK_OVERHEAD;
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Drops every block of one image (used when an image is closed).
+    pub fn forget_image(&self, image: u64) {
+        for shard in &self.shards {
+            let mut s = lock(shard);
+            let doomed: Vec<BlockKey> = s
+                .blocks
+                .iter()
+                .filter(|(k, _)| k.image == image)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in doomed {
+                if let Some(old) = s.blocks.pop(&k) {
+                    s.bytes -= old.len() + PER_BLOCK_OVERHEAD;
+                }
+            }
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> CacheStats {
+        let bytes = self.shards.iter().map(|s| lock(s).bytes as u64).sum();
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            waits: self.waits.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            bytes,
+        }
+    }
+}
+
+/// Locks a shard; a poisoned lock (a panic elsewhere while it was held)
+/// still guards consistent data because every critical section above only
+/// performs infallible map operations.
+fn lock(m: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn key(pos: u64) -> BlockKey {
+        BlockKey { image: 1, pos }
+    }
+
+    #[test]
+    fn second_request_is_a_hit() {
+        let c = BlockCache::new(1 << 20);
+        let a = c.get_or_load(key(0), || Ok(vec![1, 2, 3])).unwrap();
+        let b = c.get_or_load(key(0), || panic!("must not reload")).unwrap();
+        assert_eq!(&*a, &[1, 2, 3]);
+        assert!(Arc::ptr_eq(&a, &b));
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses), (1, 1));
+    }
+
+    #[test]
+    fn errors_are_not_cached() {
+        let c = BlockCache::new(1 << 20);
+        assert!(c.get_or_load(key(0), || Err(Error::corrupt("bad"))).is_err());
+        assert_eq!(&*c.get_or_load(key(0), || Ok(vec![7])).unwrap(), &[7]);
+    }
+
+    #[test]
+    fn stays_inside_budget() {
+        let budget = SHARDS * 10_000;
+        let c = BlockCache::new(budget);
+        for pos in 0..1000 {
+            c.get_or_load(key(pos), || Ok(vec![0; 4096])).unwrap();
+        }
+        let s = c.stats();
+        assert!(s.bytes as usize <= budget, "{s:?}");
+        assert!(s.evictions > 0);
+    }
+
+    #[test]
+    fn concurrent_requests_load_once() {
+        let c = Arc::new(BlockCache::new(1 << 20));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let c = c.clone();
+                let loads = loads.clone();
+                std::thread::spawn(move || {
+                    c.get_or_load(key(42), || {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        Ok(vec![9; 100])
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap().len(), 100);
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn forget_image_drops_its_blocks() {
+        let c = BlockCache::new(1 << 20);
+        c.get_or_load(key(1), || Ok(vec![1])).unwrap();
+        c.get_or_load(BlockKey { image: 2, pos: 1 }, || Ok(vec![2])).unwrap();
+        c.forget_image(1);
+        assert!(c.peek(key(1)).is_none());
+        assert!(c.peek(BlockKey { image: 2, pos: 1 }).is_some());
+    }
+}

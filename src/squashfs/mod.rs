@@ -1,0 +1,3 @@
+//! SquashFS 4.0 reader (type 2 AppImage payloads).
+
+pub mod superblock;

@@ -1,0 +1,115 @@
+//! What every image format offers: one image as a read-only tree.
+//!
+//! The union namespace and the FUSE adapter only see this trait, so SquashFS
+//! (type 2) and ISO 9660 (type 1) images are served the same way. Node ids
+//! are chosen by each reader, must fit in [`NODE_ID_BITS`] bits, and must be
+//! stable for the life of the opened image; two names for the same inode
+//! (hard links) return the same node id.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+
+/// Node ids fit in this many bits; the union namespace uses the bits above
+/// them for the image slot.
+pub const NODE_ID_BITS: u32 = 48;
+
+/// An image-local node id.
+pub type NodeId = u64;
+
+/// File types an image can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Directory.
+    Dir,
+    /// Regular file.
+    File,
+    /// Symbolic link.
+    Symlink,
+    /// Block device node (never openable through the mount: `nodev`).
+    BlockDev,
+    /// Character device node (never openable through the mount: `nodev`).
+    CharDev,
+    /// Named pipe.
+    Fifo,
+    /// Unix socket.
+    Socket,
+}
+
+/// Metadata of one node, as stored in the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attr {
+    /// File type.
+    pub kind: Kind,
+    /// Permission bits including setuid/setgid/sticky (`mode & 0o7777`).
+    pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes (for symlinks, the target length).
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Nanoseconds part of the modification time.
+    pub mtime_nsec: u32,
+    /// Hard link count.
+    pub nlink: u32,
+    /// Device number for device nodes (Linux `makedev` encoding), else 0.
+    pub rdev: u32,
+}
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The name, raw bytes (never contains `/` or NUL, never `.` or `..`).
+    pub name: Vec<u8>,
+    /// The node the name points to.
+    pub node: NodeId,
+    /// Its type, so `readdir` needs no extra inode reads.
+    pub kind: Kind,
+}
+
+/// Facts about an opened image, for `inspect` and logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// Format name, e.g. "squashfs" or "iso9660".
+    pub format: &'static str,
+    /// Compression, e.g. "zstd", "zisofs", "none".
+    pub compression: String,
+    /// Block size in bytes.
+    pub block_size: u32,
+    /// Number of inodes (files, directories, links, ...), if known cheaply.
+    pub inode_count: Option<u64>,
+}
+
+/// One image, read-only. Implementations must be safe to call from many
+/// threads at once and must never panic on any image content.
+pub trait ImageTree: Send + Sync {
+    /// The root directory's node id.
+    fn root(&self) -> NodeId;
+
+    /// Metadata of a node.
+    fn attr(&self, node: NodeId) -> Result<Attr>;
+
+    /// Finds `name` in directory `dir`: `Ok(None)` when absent,
+    /// `Err(Error::NotDir)` when `dir` is not a directory.
+    fn lookup(&self, dir: NodeId, name: &[u8]) -> Result<Option<NodeId>>;
+
+    /// The whole listing of directory `dir`, without `.` and `..`, in a
+    /// stable order.
+    fn read_dir(&self, dir: NodeId) -> Result<Arc<Vec<DirEntry>>>;
+
+    /// Reads up to `size` bytes of file `node` at `offset`; short only at the
+    /// end of the file.
+    fn read(&self, node: NodeId, offset: u64, size: u32) -> Result<Vec<u8>>;
+
+    /// The target of symlink `node`.
+    fn read_link(&self, node: NodeId) -> Result<Vec<u8>>;
+
+    /// Extended attributes of `node` as (full name, value) pairs.
+    fn xattrs(&self, node: NodeId) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// Facts about the image.
+    fn info(&self) -> ImageInfo;
+}
