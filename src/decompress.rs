@@ -56,6 +56,9 @@ impl Codec {
 
 /// Decompresses `input`, which must inflate to at most `max_out` bytes.
 pub fn decompress(codec: Codec, input: &[u8], max_out: usize) -> Result<Vec<u8>> {
+    if input.is_empty() {
+        return Err(Error::corrupt(format!("empty {} block", codec.name())));
+    }
     let mut out = Vec::with_capacity(max_out);
     match codec {
         Codec::Lzma => lzma_alone(input, &mut out, max_out)?,
