@@ -1,3 +1,262 @@
 //! SquashFS 4.0 reader (type 2 AppImage payloads).
+//!
+//! [`open`] reads nothing but what the caller already parsed (the
+//! superblock): inodes, directory listings, the id, fragment and xattr
+//! tables are all read on demand, every block through the shared
+//! [`BlockCache`]. Node ids are inode references
+//! (`block relative to the inode table << 16 | offset`), so hard links share
+//! a node id. Parsed inodes and directory listings are kept in small bounded
+//! LRUs; directory lookups binary-search the sorted listing.
+//!
+//! Nothing in an image can make this reader panic: every length, count,
+//! index and position is checked, and a bad inode or directory gives
+//! [`Error::Corrupt`] for that node only.
 
 pub mod superblock;
+
+mod data;
+mod dir;
+mod inode;
+mod memo;
+mod metadata;
+mod table;
+mod xattr;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use crate::backing::Backing;
+use crate::cache::BlockCache;
+use crate::error::{Error, Result};
+use crate::tree::{Attr, DirEntry, ImageInfo, ImageTree, NodeId};
+
+use self::dir::Listing;
+use self::inode::{Body, Inode};
+use self::memo::Memo;
+use self::metadata::{Reader, Table};
+use self::superblock::{Superblock, NO_TABLE};
+use self::table::LookupTable;
+use self::xattr::XattrTable;
+
+/// Parsed inodes kept per image.
+const INODE_CACHE_ENTRIES: usize = 4096;
+/// Bytes of parsed inodes (mostly block lists) kept per image.
+const INODE_CACHE_BYTES: usize = 8 << 20;
+/// Parsed directory listings kept per image.
+const DIR_CACHE_ENTRIES: usize = 64;
+/// Bytes of parsed directory listings kept per image.
+const DIR_CACHE_BYTES: usize = 16 << 20;
+
+/// An opened SquashFS image.
+pub struct SquashImage {
+    reader: Reader,
+    superblock: Superblock,
+    inode_table: Table,
+    dir_table: Table,
+    ids: LookupTable,
+    fragments: LookupTable,
+    xattrs: XattrTable,
+    inodes: Memo<Inode>,
+    dirs: Memo<Listing>,
+}
+
+/// Opens the SquashFS image in `backing` (offset 0 of the backing = the
+/// superblock). Reads nothing from the image; `superblock` must come from
+/// [`Superblock::parse`] of the same bytes.
+pub fn open(
+    backing: Backing,
+    superblock: Superblock,
+    cache: Arc<BlockCache>,
+) -> Result<SquashImage> {
+    if backing.len() < superblock.bytes_used {
+        return Err(Error::corrupt(format!(
+            "SquashFS uses {} bytes but only {} are present",
+            superblock.bytes_used,
+            backing.len()
+        )));
+    }
+    let sb = superblock;
+    let limit = sb.bytes_used;
+    let inode_table = Table {
+        start: sb.inode_table,
+        end: sb.dir_table,
+    };
+    if !inode::valid_ref(sb.root_inode, inode_table.len()) {
+        return Err(Error::corrupt(format!(
+            "root inode reference {:#x} is out of range",
+            sb.root_inode
+        )));
+    }
+    // The directory table ends where the next table written after it
+    // begins; the fragment table's own blocks may still lie before that
+    // bound, which only loosens it, never lets a read leave the image.
+    let dir_end = [
+        sb.fragment_table,
+        sb.export_table,
+        sb.id_table,
+        sb.xattr_table,
+        limit,
+    ]
+    .into_iter()
+    .filter(|&p| p > sb.dir_table && p <= limit)
+    .min()
+    .unwrap_or(limit);
+    let dir_table = Table {
+        start: sb.dir_table,
+        end: dir_end,
+    };
+    let ids = LookupTable::new("id", sb.id_table, sb.id_table, u64::from(sb.id_count), 4);
+    let fragments = LookupTable::new(
+        "fragment",
+        sb.fragment_table,
+        sb.fragment_table,
+        if sb.fragment_table == NO_TABLE {
+            0
+        } else {
+            u64::from(sb.fragment_count)
+        },
+        16,
+    );
+    let xattrs = XattrTable::new(sb.xattr_table);
+    let image = cache.new_image_id();
+    Ok(SquashImage {
+        reader: Reader {
+            backing,
+            cache,
+            image,
+            codec: sb.codec,
+            block_size: sb.block_size,
+            limit,
+        },
+        inode_table,
+        dir_table,
+        ids,
+        fragments,
+        xattrs,
+        inodes: Memo::new(INODE_CACHE_ENTRIES, INODE_CACHE_BYTES),
+        dirs: Memo::new(DIR_CACHE_ENTRIES, DIR_CACHE_BYTES),
+        superblock: sb,
+    })
+}
+
+impl SquashImage {
+    /// The superblock this image was opened with.
+    pub fn superblock(&self) -> &Superblock {
+        &self.superblock
+    }
+
+    /// This opening's id in the shared block cache.
+    pub fn cache_image_id(&self) -> u64 {
+        self.reader.image
+    }
+
+    fn inode(&self, node: NodeId) -> Result<Arc<Inode>> {
+        if let Some(i) = self.inodes.get(node) {
+            return Ok(i);
+        }
+        let parsed = inode::parse(
+            &self.reader,
+            self.inode_table,
+            node,
+            self.fragments.count() as u32,
+        )?;
+        let parsed = Arc::new(parsed);
+        self.inodes.insert(node, parsed.clone(), parsed.cost());
+        Ok(parsed)
+    }
+
+    fn listing(&self, dir: NodeId) -> Result<Arc<Listing>> {
+        if let Some(l) = self.dirs.get(dir) {
+            return Ok(l);
+        }
+        let ino = self.inode(dir)?;
+        let d = match &ino.body {
+            Body::Dir(d) => d,
+            _ => return Err(Error::NotDir),
+        };
+        let listing = dir::parse(&self.reader, self.dir_table, self.inode_table.len(), d).map_err(
+            |e| match e {
+                Error::Corrupt(m) => Error::Corrupt(format!("directory {dir:#x}: {m}")),
+                other => other,
+            },
+        )?;
+        let listing = Arc::new(listing);
+        self.dirs.insert(dir, listing.clone(), listing.cost());
+        Ok(listing)
+    }
+
+    fn id(&self, index: u16) -> Result<u32> {
+        self.ids.entry_u32(&self.reader, u64::from(index))
+    }
+}
+
+impl Drop for SquashImage {
+    fn drop(&mut self) {
+        self.reader.cache.forget_image(self.reader.image);
+    }
+}
+
+impl ImageTree for SquashImage {
+    fn root(&self) -> NodeId {
+        self.superblock.root_inode
+    }
+
+    fn attr(&self, node: NodeId) -> Result<Attr> {
+        let ino = self.inode(node)?;
+        Ok(Attr {
+            kind: ino.kind,
+            perm: ino.mode & 0o7777,
+            uid: self.id(ino.uid_idx)?,
+            gid: self.id(ino.gid_idx)?,
+            size: ino.size,
+            mtime: i64::from(ino.mtime),
+            mtime_nsec: 0,
+            nlink: ino.nlink,
+            rdev: ino.rdev,
+        })
+    }
+
+    fn lookup(&self, dir: NodeId, name: &[u8]) -> Result<Option<NodeId>> {
+        let listing = self.listing(dir)?;
+        if !dir::valid_name(name) {
+            return Ok(None);
+        }
+        Ok(listing.lookup(name))
+    }
+
+    fn read_dir(&self, dir: NodeId) -> Result<Arc<Vec<DirEntry>>> {
+        Ok(self.listing(dir)?.entries.clone())
+    }
+
+    fn read(&self, node: NodeId, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let ino = self.inode(node)?;
+        match &ino.body {
+            Body::File(f) => f.read(&self.reader, &self.fragments, offset, size),
+            Body::Dir(_) => Err(Error::IsDir),
+            _ => Err(Error::Invalid),
+        }
+    }
+
+    fn read_link(&self, node: NodeId) -> Result<Vec<u8>> {
+        match &self.inode(node)?.body {
+            Body::Symlink(t) => Ok(t.clone()),
+            _ => Err(Error::Invalid),
+        }
+    }
+
+    fn xattrs(&self, node: NodeId) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let ino = self.inode(node)?;
+        self.xattrs.get(&self.reader, ino.xattr)
+    }
+
+    fn info(&self) -> ImageInfo {
+        ImageInfo {
+            format: "squashfs",
+            compression: self.superblock.codec.name().to_string(),
+            block_size: self.superblock.block_size,
+            inode_count: Some(u64::from(self.superblock.inode_count)),
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Regular file contents: the block list that follows a file inode, and
+//! reads of byte ranges through the shared cache.
+//!
+//! A file of `size` bytes is stored as full blocks of `block_size` bytes
+//! laid out back to back from `blocks_start`, followed either by a short
+//! last block or by a tail kept in a fragment block (shared with other
+//! files' tails). Each block's size word says how many bytes it occupies on
+//! disk; 0 is a sparse hole that reads as zeros.
+
+use super::metadata::{check_size_word, le_u32, le_u64, Cursor, Reader, DATA_SIZE_MASK};
+use super::table::LookupTable;
+use crate::error::{Error, Result};
+
+/// Files with more blocks than this are refused (at 4 KiB blocks that is a
+/// 16 GiB file, at 128 KiB 512 GiB): the block list is held in memory, and
+/// a hostile inode must not make it grow without bound.
+pub const MAX_FILE_BLOCKS: u64 = 1 << 22;
+
+/// A block start position is remembered for every this many blocks; the
+/// start of any other block is found by adding at most this many sizes.
+const MARK_EVERY: usize = 64;
+
+/// Inode fragment index meaning "no fragment".
+pub const NO_FRAGMENT: u32 = 0xffff_ffff;
+
+/// Where a file's bytes live.
+#[derive(Debug)]
+pub struct FileLayout {
+    size: u64,
+    /// (fragment index, byte offset of the tail inside the fragment block).
+    fragment: Option<(u32, u32)>,
+    /// Size word of every block.
+    words: Vec<u32>,
+    /// `marks[k]` = image position of block `k * MARK_EVERY`.
+    marks: Vec<u64>,
+}
+
+impl FileLayout {
+    /// Reads the block list at `cursor` (right after the file inode) and
+    /// precomputes block positions.
+    pub fn parse(
+        cursor: &mut Cursor<'_>,
+        reader: &Reader,
+        blocks_start: u64,
+        size: u64,
+        fragment: u32,
+        frag_offset: u32,
+        fragment_count: u32,
+    ) -> Result<FileLayout> {
+        let bs = u64::from(reader.block_size);
+        let fragment = if fragment == NO_FRAGMENT {
+            None
+        } else {
+            if fragment >= fragment_count || frag_offset >= reader.block_size {
+                return Err(Error::corrupt(format!(
+                    "file refers to fragment {fragment} at offset {frag_offset} ({fragment_count} fragments)"
+                )));
+            }
+            Some((fragment, frag_offset))
+        };
+        let count = match fragment {
+            None => size.div_ceil(bs),
+            Some(_) => size / bs,
+        };
+        if count > MAX_FILE_BLOCKS {
+            return Err(Error::Unsupported(format!(
+                "file of {size} bytes has {count} blocks, more than the {MAX_FILE_BLOCKS} this reader holds"
+            )));
+        }
+        if blocks_start > reader.limit {
+            return Err(Error::corrupt(format!(
+                "file data starts at {blocks_start}, past the end of the image"
+            )));
+        }
+        let count = count as usize;
+        let mut words = Vec::new();
+        let mut marks = Vec::new();
+        let mut pos = blocks_start;
+        let mut buf = [0u8; 4096];
+        while words.len() < count {
+            let n = (count - words.len()).min(buf.len() / 4);
+            let chunk = buf.get_mut(..n * 4).unwrap_or(&mut []);
+            cursor.read(chunk)?;
+            for w in chunk.chunks_exact(4) {
+                let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+                let len = check_size_word(word, reader.block_size)?;
+                if words.len() % MARK_EVERY == 0 {
+                    marks.push(pos);
+                }
+                pos = pos
+                    .checked_add(u64::from(len))
+                    .filter(|&p| p <= reader.limit)
+                    .ok_or_else(|| Error::corrupt("file blocks run past the end of the image"))?;
+                words.push(word);
+            }
+        }
+        Ok(FileLayout {
+            size,
+            fragment,
+            words,
+            marks,
+        })
+    }
+
+    /// Approximate heap bytes held.
+    pub fn cost(&self) -> usize {
+        self.words.len() * 4 + self.marks.len() * 8
+    }
+
+    /// Position and size word of block `i` (< number of blocks).
+    fn block(&self, i: usize) -> Result<(u64, u32)> {
+        let mark = *self
+            .marks
+            .get(i / MARK_EVERY)
+            .ok_or_else(|| Error::corrupt("block index out of range"))?;
+        let first = i - i % MARK_EVERY;
+        let before = self.words.get(first..i).unwrap_or(&[]);
+        let pos = before
+            .iter()
+            .fold(mark, |p, w| p + u64::from(w & DATA_SIZE_MASK));
+        let word = *self
+            .words
+            .get(i)
+            .ok_or_else(|| Error::corrupt("block index out of range"))?;
+        Ok((pos, word))
+    }
+
+    /// Reads up to `len` bytes at `offset`; short only at the end of file.
+    pub fn read(
+        &self,
+        reader: &Reader,
+        fragments: &LookupTable,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>> {
+        if offset >= self.size {
+            return Ok(Vec::new());
+        }
+        let end = offset.saturating_add(u64::from(len)).min(self.size);
+        let bs = u64::from(reader.block_size);
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut at = offset;
+        while at < end {
+            let index = at / bs;
+            let block_start = index * bs;
+            let block_len = (self.size - block_start).min(bs);
+            let within = (at - block_start) as usize;
+            let take = ((end - at).min(block_len - within as u64)) as usize;
+            if index < self.words.len() as u64 {
+                let (pos, word) = self.block(index as usize)?;
+                if word & DATA_SIZE_MASK == 0 {
+                    out.resize(out.len() + take, 0);
+                } else {
+                    let data = reader.data_block(pos, word, Some(block_len as usize))?;
+                    let piece = data
+                        .get(within..within + take)
+                        .ok_or_else(|| Error::corrupt("data block is short"))?;
+                    out.extend_from_slice(piece);
+                }
+            } else {
+                self.tail(reader, fragments, within, take, &mut out)?;
+            }
+            at += take as u64;
+        }
+        Ok(out)
+    }
+
+    /// Appends `take` bytes at `within` of the file's tail, which is held
+    /// in its fragment block, to `out`.
+    fn tail(
+        &self,
+        reader: &Reader,
+        fragments: &LookupTable,
+        within: usize,
+        take: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let (index, offset) = self
+            .fragment
+            .ok_or_else(|| Error::corrupt("file has no block or fragment for its tail"))?;
+        let entry = fragments.entry(reader, u64::from(index))?;
+        let start = le_u64(&entry, 0);
+        let word = le_u32(&entry, 8);
+        let (start, word) = match (start, word) {
+            (Some(s), Some(w)) => (s, w),
+            _ => return Err(Error::corrupt("short fragment table entry")),
+        };
+        let block = reader.data_block(start, word, None)?;
+        let from = (offset as usize).checked_add(within);
+        let piece = from
+            .and_then(|f| block.get(f..f.checked_add(take)?))
+            .ok_or_else(|| {
+                Error::corrupt(format!(
+                    "file tail at offset {offset} runs past the end of fragment {index} ({} bytes)",
+                    block.len()
+                ))
+            })?;
+        out.extend_from_slice(piece);
+        Ok(())
+    }
+}
