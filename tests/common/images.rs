@@ -1,0 +1,615 @@
+//! Test images: wrapping bare images as AppImages, building edge-case
+//! SquashFS images (once per test process), and ground-truth extraction.
+
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::{fixture, manifest_row, run_timeout, set_mode, TEMP_PREFIX};
+
+// ---------------------------------------------------------------------------
+// Wrapping
+
+/// The ELF runtime of `Echo-x86_64.AppImage` (its first `sqfs_offset` bytes).
+pub fn type2_runtime() -> &'static [u8] {
+    static RT: OnceLock<Vec<u8>> = OnceLock::new();
+    RT.get_or_init(|| {
+        let row = manifest_row("Echo-x86_64.AppImage");
+        let off = row.sqfs_offset().expect("Echo has sqfs_offset") as usize;
+        assert_eq!(off, 187784, "MANIFEST.tsv changed Echo's sqfs_offset");
+        let data = std::fs::read(fixture("Echo-x86_64.AppImage")).expect("read Echo");
+        assert_eq!(
+            &data[off..off + 4],
+            b"hsqs",
+            "no SquashFS magic at Echo's sqfs_offset"
+        );
+        data[..off].to_vec()
+    })
+}
+
+/// The ISO system area (32 KiB, holding the ELF runtime) of
+/// `AppImageExtract_6-x86_64.AppImage`.
+pub fn type1_system_area() -> &'static [u8] {
+    static SA: OnceLock<Vec<u8>> = OnceLock::new();
+    SA.get_or_init(|| {
+        let data = std::fs::read(fixture("AppImageExtract_6-x86_64.AppImage"))
+            .expect("read AppImageExtract");
+        assert_eq!(&data[..4], b"\x7fELF");
+        assert_eq!(&data[32769..32774], b"CD001");
+        data[..32768].to_vec()
+    })
+}
+
+/// Makes a real type 2 AppImage: Echo's ELF runtime followed by `sqfs`.
+pub fn wrap_squashfs_as_appimage(sqfs: &Path, out: &Path) {
+    let mut data = type2_runtime().to_vec();
+    data.extend_from_slice(&std::fs::read(sqfs).expect("read squashfs image"));
+    std::fs::write(out, data).expect("write AppImage");
+    set_mode(out, 0o755);
+}
+
+/// Makes a type 1 AppImage: AppImageExtract's 32 KiB system area (ELF
+/// runtime + `AI\x01` magic) followed by the ISO's bytes from 32768 on.
+pub fn wrap_iso_as_appimage(iso: &Path, out: &Path) {
+    let iso = std::fs::read(iso).expect("read ISO");
+    assert!(iso.len() > 32768, "ISO too small to wrap");
+    let mut data = type1_system_area().to_vec();
+    data.extend_from_slice(&iso[32768..]);
+    std::fs::write(out, data).expect("write AppImage");
+    set_mode(out, 0o755);
+}
+
+// ---------------------------------------------------------------------------
+// Ground truth
+
+/// `unsquashfs -d DIR -f -o OFFSET IMAGE` (as root it restores owners,
+/// setuid bits, xattrs, device nodes, fifos, sockets and hard links).
+/// `dir` must not exist yet.
+pub fn unsquashfs_extract(image: &Path, offset: u64, dir: &Path) -> Result<(), String> {
+    let out = run_timeout(
+        Command::new("unsquashfs")
+            .args(["-no-progress", "-d"])
+            .arg(dir)
+            .args(["-f", "-o", &offset.to_string()])
+            .arg(image),
+        Duration::from_secs(120),
+    );
+    if out.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "unsquashfs -o {offset} {} failed: {}",
+            image.display(),
+            out.describe()
+        ))
+    }
+}
+
+/// `xorriso -osirrox on -indev IMAGE -extract / DIR`. See
+/// [`super::Compare::iso`] for what it does and does not preserve. Never call
+/// it on `test_read_format_iso_rockridge_ce_loop.iso` (it hangs).
+pub fn xorriso_extract(image: &Path, dir: &Path) -> Result<(), String> {
+    assert!(
+        !image.to_string_lossy().contains("ce_loop"),
+        "xorriso hangs on the CE loop image; do not extract it"
+    );
+    let out = run_timeout(
+        Command::new("xorriso")
+            .args(["-osirrox", "on", "-indev"])
+            .arg(image)
+            .args(["-extract", "/"])
+            .arg(dir),
+        Duration::from_secs(120),
+    );
+    if out.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "xorriso extraction of {} failed: {}",
+            image.display(),
+            out.describe()
+        ))
+    }
+}
+
+/// `mksquashfs SRC OUT -noappend -quiet -no-progress ARGS...`.
+pub fn mksquashfs(src: &Path, out: &Path, args: &[&str]) {
+    let o = run_timeout(
+        Command::new("mksquashfs")
+            .arg(src)
+            .arg(out)
+            .args(["-noappend", "-quiet", "-no-progress"])
+            .args(args),
+        Duration::from_secs(300),
+    );
+    assert!(
+        o.success(),
+        "mksquashfs {} {args:?} failed: {}",
+        src.display(),
+        o.describe()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Process-wide build directory
+
+extern "C" fn remove_build_dir() {
+    if let Some(d) = BUILD_DIR.get() {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+static BUILD_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// A directory for images built once per test process; removed at exit
+/// (atexit). Stale ones from killed runs are removed on first use.
+pub fn build_dir() -> &'static Path {
+    BUILD_DIR.get_or_init(|| {
+        let base = std::env::temp_dir().canonicalize().expect("temp dir");
+        let prefix = format!("{TEMP_PREFIX}images-");
+        if let Ok(rd) = std::fs::read_dir(&base) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name
+                    .strip_prefix(&prefix)
+                    .and_then(|p| p.parse::<i32>().ok())
+                {
+                    if !Path::new(&format!("/proc/{pid}")).exists() {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
+        let dir = base.join(format!("{prefix}{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create build dir");
+        unsafe {
+            libc::atexit(remove_build_dir);
+        }
+        dir
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Tree builders
+
+/// Deterministic pseudo-random bytes (xorshift64*).
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Compressible text of `len` bytes.
+pub fn text(len: usize, salt: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 64);
+    let mut i = 0usize;
+    while out.len() < len {
+        out.extend_from_slice(
+            format!(
+                "line {i}: the quick brown fox {} jumps over the lazy dog\n",
+                (i * 7 + salt) % 13
+            )
+            .as_bytes(),
+        );
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+fn write(p: &Path, data: &[u8]) {
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(p, data).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+}
+
+fn mkdir(p: &Path) {
+    std::fs::create_dir_all(p).unwrap();
+}
+
+fn symlink(target: &[u8], link: &Path) {
+    if let Some(parent) = link.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::os::unix::fs::symlink(OsStr::from_bytes(target), link)
+        .unwrap_or_else(|e| panic!("symlink {}: {e}", link.display()));
+}
+
+/// `setfattr -n NAME -v VALUE` (no symlink following).
+pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
+    let n = CString::new(name).unwrap();
+    let r = unsafe {
+        libc::lsetxattr(
+            cstr(p).as_ptr(),
+            n.as_ptr(),
+            value.as_ptr() as *const libc::c_void,
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "setxattr {name} on {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// `touch -h -d @SECS` (works on symlinks too).
+pub fn set_mtime(p: &Path, secs: i64) {
+    let t = libc::timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            cstr(p).as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "utimensat {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+fn chown(p: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
+}
+
+/// A tree exercising data layout: fragments, multi-block files,
+/// incompressible blocks, zero blocks, duplicates, block-size boundaries.
+pub fn build_mixed_tree(root: &Path) {
+    mkdir(root);
+    write(
+        &root.join("README"),
+        b"mixed tree for compressor and block size variants\n",
+    );
+    set_xattr(&root.join("README"), "user.mixed", b"1");
+    write(&root.join("empty"), b"");
+    write(&root.join("bin/tool"), &pseudo_random(1, 300_000));
+    set_mode(&root.join("bin/tool"), 0o755);
+    write(&root.join("share/text.txt"), &text(400_000, 0));
+    write(&root.join("share/dup-of-text.txt"), &text(400_000, 0));
+    write(&root.join("share/exact-4k"), &text(4096, 1));
+    write(&root.join("share/4k-plus-1"), &text(4097, 2));
+    write(&root.join("share/exact-128k"), &text(131_072, 3));
+    write(&root.join("share/128k-plus-1"), &text(131_073, 4));
+    write(&root.join("share/128k-minus-1"), &text(131_071, 5));
+    let mut one_meg = text(524_288, 6);
+    one_meg.extend_from_slice(&pseudo_random(2, 524_288));
+    write(&root.join("share/exact-1m"), &one_meg);
+    let mut over_meg = pseudo_random(3, 1_048_577);
+    over_meg[..1000].fill(b'x');
+    write(&root.join("share/1m-plus-1"), &over_meg);
+    write(&root.join("share/zeros"), &vec![0u8; 600_000]);
+    let mut mostly_zero = vec![0u8; 300_000];
+    mostly_zero[150_000..150_010].copy_from_slice(b"not a hole");
+    write(&root.join("share/mostly-zero"), &mostly_zero);
+    for i in 0..20 {
+        write(
+            &root.join(format!("lib/small-{i:02}")),
+            &text(i * 37 + 1, i),
+        );
+    }
+    symlink(b"share/text.txt", &root.join("link"));
+    symlink(b"/usr/bin/env", &root.join("abs-link"));
+    write(&root.join("deep/a/b/c/d/e/f/g/h/file"), b"deep\n");
+    write(&root.join("exec.sh"), b"#!/bin/sh\necho hi\n");
+    set_mode(&root.join("exec.sh"), 0o755);
+}
+
+/// Mtimes used in the edge tree (beyond i32 and before/after y2k).
+pub const EDGE_MTIMES: &[(&str, i64)] = &[
+    ("meta/old", 946_684_799),      // 1999-12-31 23:59:59
+    ("meta/future", 4_102_444_800), // 2100-01-01, > i32::MAX
+    ("meta/epoch", 0),
+    ("meta/olddir", 1_000_000_000),
+    ("meta/old-symlink", 123_456_789),
+];
+
+/// The hard-link set in the edge tree (one inode, 3 names).
+pub const EDGE_HARDLINKS: &[&str] = &["links/a", "links/sub/b", "links/c"];
+
+/// Xattrs set in the edge tree: (path, name, value).
+pub fn edge_xattrs() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    vec![
+        ("xattr/one", "user.x", b"y".to_vec()),
+        ("xattr/multi", "user.a", b"1".to_vec()),
+        ("xattr/multi", "user.b", vec![0, 255, 1, 0]),
+        ("xattr/multi", "user.long", text(2000, 9)),
+        ("xattr/dir", "user.d", b"dirval".to_vec()),
+        ("xattr/empty-value", "user.e", Vec::new()),
+        ("links/a", "user.shared", b"on a hard link".to_vec()),
+    ]
+}
+
+/// Pseudo definitions (mksquashfs `-p`) for device nodes in the edge tree.
+pub const EDGE_PSEUDO: &[&str] = &[
+    "special/null c 666 0 0 1 3",
+    "special/blk b 600 7 8 7 0",
+    "special/bigdev c 640 0 6 300 70000",
+];
+
+/// A 255-byte file name.
+pub fn long_name() -> String {
+    "n".repeat(255)
+}
+
+/// The long symlink targets in the edge tree.
+pub fn edge_long_targets() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("sym/long300", format!("{}z", "a/".repeat(150)).into_bytes()),
+        ("sym/long4000", "b/".repeat(2000).into_bytes()),
+    ]
+}
+
+/// The metadata edge-case tree. Returns nothing; device nodes come from
+/// [`EDGE_PSEUDO`].
+pub fn build_edge_tree(root: &Path) {
+    mkdir(root);
+    // fragments / tail ends
+    let mut tail = pseudo_random(10, 131_072 * 2);
+    tail.extend_from_slice(&text(1000, 10));
+    write(&root.join("frag/tail"), &tail);
+    for i in 0..10 {
+        write(
+            &root.join(format!("frag/small-{i}")),
+            &text(i * 100 + 3, i + 20),
+        );
+    }
+    // sparse files
+    let sparse = root.join("sparse");
+    mkdir(&sparse);
+    let holes = std::fs::File::create(sparse.join("holes")).unwrap();
+    holes.set_len(10 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_at(&holes, b"tail", 5_000_000).unwrap();
+    std::fs::File::create(sparse.join("all-hole"))
+        .unwrap()
+        .set_len(3 << 20)
+        .unwrap();
+    let lead = std::fs::File::create(sparse.join("leading-hole")).unwrap();
+    lead.set_len(1 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_at(&lead, b"end", (1 << 20) - 3).unwrap();
+    // hard links
+    write(&root.join("links/a"), b"hardlinked\n");
+    mkdir(&root.join("links/sub"));
+    std::fs::hard_link(root.join("links/a"), root.join("links/sub/b")).unwrap();
+    std::fs::hard_link(root.join("links/a"), root.join("links/c")).unwrap();
+    symlink(b"a", &root.join("links/sym"));
+    std::fs::hard_link(root.join("links/sym"), root.join("links/sym-hl")).unwrap();
+    write(&root.join("links/empty-a"), b"");
+    std::fs::hard_link(root.join("links/empty-a"), root.join("links/empty-b")).unwrap();
+    // symlinks
+    symlink(b"../frag/tail", &root.join("sym/rel"));
+    symlink(b"/etc/passwd", &root.join("sym/abs"));
+    symlink(b"nowhere", &root.join("sym/dangling"));
+    symlink(b"../../../../../../etc/shadow", &root.join("sym/dotdot"));
+    symlink(b"self", &root.join("sym/self"));
+    for (p, t) in edge_long_targets() {
+        symlink(&t, &root.join(p));
+    }
+    // empties
+    write(&root.join("empty-file"), b"");
+    mkdir(&root.join("empty-dir"));
+    mkdir(&root.join("nested-empty/a/b/c"));
+    // names
+    let names = root.join("names");
+    mkdir(&names);
+    let weird: Vec<Vec<u8>> = vec![
+        long_name().into_bytes(),
+        b"bad\xff\xfename".to_vec(),
+        b"new\nline".to_vec(),
+        b"quote\"'`$(x)".to_vec(),
+        "\u{fc}n\u{ef}c\u{f8}d\u{e9}".as_bytes().to_vec(),
+        b"-dash".to_vec(),
+        b" space ".to_vec(),
+        b"star*?[".to_vec(),
+        b"back\\slash".to_vec(),
+    ];
+    for (i, n) in weird.iter().enumerate() {
+        write(
+            &names.join(OsStr::from_bytes(n)),
+            format!("name {i}\n").as_bytes(),
+        );
+    }
+    mkdir(&names.join(OsStr::from_bytes(&[b'd'; 255])));
+    write(
+        &names
+            .join(OsStr::from_bytes(&[b'd'; 255]))
+            .join(OsStr::from_bytes(&[b'f'; 255])),
+        b"long/long\n",
+    );
+    // fifo, socket (device nodes come from pseudo definitions)
+    mkdir(&root.join("special"));
+    let fifo = cstr(&root.join("special/fifo"));
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }, 0, "mkfifo");
+    drop(std::os::unix::net::UnixListener::bind(root.join("special/sock")).expect("bind socket"));
+    // xattrs
+    mkdir(&root.join("xattr/dir"));
+    write(&root.join("xattr/one"), b"one\n");
+    write(&root.join("xattr/multi"), b"multi\n");
+    write(&root.join("xattr/empty-value"), b"");
+    for (p, n, v) in edge_xattrs() {
+        set_xattr(&root.join(p), n, &v);
+    }
+    // deep nesting
+    let mut deep = root.join("deep");
+    for i in 0..30 {
+        deep = deep.join(format!("d{i}"));
+    }
+    write(&deep.join("leaf"), b"leaf\n");
+    // owners, modes, mtimes (chown before chmod: chown clears setuid)
+    let meta = root.join("meta");
+    mkdir(&meta);
+    for (name, uid, gid, mode) in [
+        ("setuid", 1234u32, 5678u32, 0o4755u32),
+        ("setgid", 0, 5678, 0o2755),
+        ("mode000", 0, 0, 0o000),
+        ("ro", 42, 42, 0o444),
+        ("bigid", 3_000_000_000, 3_000_000_001, 0o640),
+        ("nobody", 65534, 65534, 0o600),
+    ] {
+        let p = meta.join(name);
+        write(&p, format!("{name}\n").as_bytes());
+        chown(&p, uid, gid);
+        set_mode(&p, mode);
+    }
+    mkdir(&meta.join("sticky-dir"));
+    write(&meta.join("sticky-dir/inside"), b"x");
+    set_mode(&meta.join("sticky-dir"), 0o1777);
+    mkdir(&meta.join("private-dir"));
+    write(&meta.join("private-dir/inside"), b"y");
+    chown(&meta.join("private-dir"), 1000, 1000);
+    set_mode(&meta.join("private-dir"), 0o700);
+    write(&meta.join("old"), b"old");
+    write(&meta.join("future"), b"future");
+    write(&meta.join("epoch"), b"epoch");
+    mkdir(&meta.join("olddir/child"));
+    symlink(b"old", &meta.join("old-symlink"));
+    chown(&meta.join("old-symlink"), 77, 88);
+    for (p, t) in EDGE_MTIMES {
+        set_mtime(&root.join(p), *t);
+    }
+}
+
+/// 30000 empty files (names of varying length) in one directory.
+pub fn build_bigdir_tree(root: &Path) {
+    let many = root.join("many");
+    mkdir(&many);
+    for i in 0..30_000usize {
+        let name = format!("f{i:05}{}", "x".repeat(i % 40));
+        std::fs::File::create(many.join(name)).unwrap();
+    }
+    write(&many.join("zz-last"), b"last\n");
+    write(&root.join("other"), b"other\n");
+}
+
+/// Number of entries in `many/` of the bigdir image.
+pub const BIGDIR_ENTRIES: usize = 30_001;
+
+// ---------------------------------------------------------------------------
+// Built images
+
+/// An edge-case SquashFS image built by this suite.
+#[derive(Debug)]
+pub struct BuiltImage {
+    /// Short unique name (`mixed-xz`, `edge`, ...).
+    pub name: &'static str,
+    /// The bare SquashFS image.
+    pub sqfs: PathBuf,
+    /// The source tree it was built from.
+    pub tree: &'static str,
+    /// mksquashfs arguments used.
+    pub args: Vec<String>,
+}
+
+/// Every edge-case image (built once per test process):
+/// `mixed-{gzip,xz,lzma,lzo,lz4,zstd}` (default 128K blocks),
+/// `mixed-gzip-b4k`, `mixed-xz-b1m`, `mixed-uncompressed` (`-noI -noD -noF
+/// -noX`), `edge` (gzip, `-always-use-fragments`, device pseudo files),
+/// `edge-zstd-nofrag` (`-no-fragments`), `bigdir` (30000 entries).
+pub fn built_images() -> &'static [BuiltImage] {
+    static IMAGES: OnceLock<Vec<BuiltImage>> = OnceLock::new();
+    IMAGES.get_or_init(|| {
+        let dir = build_dir();
+        let trees = dir.join("trees");
+        build_mixed_tree(&trees.join("mixed"));
+        build_edge_tree(&trees.join("edge"));
+        build_bigdir_tree(&trees.join("bigdir"));
+        let mut pseudo: Vec<String> = Vec::new();
+        for p in EDGE_PSEUDO {
+            pseudo.push("-p".into());
+            pseudo.push(p.to_string());
+        }
+        let mut specs: Vec<(&'static str, &'static str, Vec<String>)> = Vec::new();
+        for (name, comp) in [
+            ("mixed-gzip", "gzip"),
+            ("mixed-xz", "xz"),
+            ("mixed-lzma", "lzma"),
+            ("mixed-lzo", "lzo"),
+            ("mixed-lz4", "lz4"),
+            ("mixed-zstd", "zstd"),
+        ] {
+            specs.push((name, "mixed", vec!["-comp".into(), comp.into()]));
+        }
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        specs.push(("mixed-gzip-b4k", "mixed", s(&["-comp", "gzip", "-b", "4K"])));
+        specs.push(("mixed-xz-b1m", "mixed", s(&["-comp", "xz", "-b", "1M"])));
+        specs.push((
+            "mixed-uncompressed",
+            "mixed",
+            s(&["-comp", "gzip", "-noI", "-noD", "-noF", "-noX"]),
+        ));
+        let mut edge = s(&["-comp", "gzip", "-always-use-fragments"]);
+        edge.extend(pseudo.iter().cloned());
+        specs.push(("edge", "edge", edge));
+        let mut edge2 = s(&["-comp", "zstd", "-no-fragments", "-b", "64K"]);
+        edge2.extend(pseudo.iter().cloned());
+        specs.push(("edge-zstd-nofrag", "edge", edge2));
+        specs.push(("bigdir", "bigdir", s(&["-comp", "zstd"])));
+        specs
+            .into_iter()
+            .map(|(name, tree, args)| {
+                let sqfs = dir.join(format!("{name}.sqfs"));
+                let argv: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+                mksquashfs(&trees.join(tree), &sqfs, &argv);
+                BuiltImage {
+                    name,
+                    sqfs,
+                    tree,
+                    args,
+                }
+            })
+            .collect()
+    })
+}
+
+/// One built image by name.
+pub fn built_image(name: &str) -> &'static BuiltImage {
+    built_images()
+        .iter()
+        .find(|b| b.name == name)
+        .unwrap_or_else(|| panic!("no built image {name}"))
+}
+
+/// The unsquashfs extraction of a built image (done once per process).
+pub fn built_image_extraction(name: &str) -> PathBuf {
+    static DONE: OnceLock<std::sync::Mutex<std::collections::BTreeMap<String, PathBuf>>> =
+        OnceLock::new();
+    let map = DONE.get_or_init(Default::default);
+    let mut m = map.lock().unwrap();
+    if let Some(p) = m.get(name) {
+        return p.clone();
+    }
+    let img = built_image(name);
+    let out = build_dir().join("extracted").join(name);
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    unsquashfs_extract(&img.sqfs, 0, &out).unwrap_or_else(|e| panic!("{e}"));
+    m.insert(name.to_string(), out.clone());
+    out
+}

@@ -1,0 +1,28 @@
+//! The one integration-test binary of appimagefs (`cargo test --test tests`).
+//!
+//! Everything runs as root (FUSE, loop mounts, unsquashfs restoring owners).
+//! Where new tests belong:
+//!
+//! - `common`: shared helpers only (no tests): fixtures + MANIFEST.tsv, temp
+//!   dirs, `Mount` guard, snapshots and tree diffs, image builders, wrapping,
+//!   ground-truth extractors.
+//! - `comparator`: self-tests of the snapshot/diff machinery against the
+//!   kernel's own squashfs driver; they do not need the binary, so a
+//!   comparator bug cannot hide a filesystem bug.
+//! - `squashfs_tree`: type 2 payloads (fixtures + built edge-case images),
+//!   one mount, every app folder vs unsquashfs; hard links, xattrs, reads.
+//! - `iso_tree`: type 1 payloads (fixtures + wrapped ISOs) vs xorriso.
+//! - `run_app`: executing `AppRun` through the mount vs
+//!   `--appimage-extract-and-run`.
+//! - `hostile`: malicious/broken inputs next to good ones: no crash, no hang,
+//!   no escape.
+//! - `cli`: command line, mount lifecycle, mount options, read-only-ness.
+
+mod common;
+
+mod cli;
+mod comparator;
+mod hostile;
+mod iso_tree;
+mod run_app;
+mod squashfs_tree;
