@@ -60,3 +60,27 @@ impl<V> Memo<V> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_by_entries_and_bytes_but_keeps_the_newest() {
+        let m: Memo<u32> = Memo::new(3, 100);
+        for k in 0..5 {
+            m.insert(k, Arc::new(k as u32), 10);
+        }
+        assert!(m.get(0).is_none() && m.get(1).is_none());
+        assert_eq!(m.get(4).as_deref(), Some(&4));
+        m.insert(9, Arc::new(9), 1000);
+        assert_eq!(
+            m.get(9).as_deref(),
+            Some(&9),
+            "an oversized newest entry stays"
+        );
+        assert!(m.get(4).is_none());
+        m.insert(10, Arc::new(10), 10);
+        assert!(m.get(9).is_none(), "and goes once something else arrives");
+    }
+}

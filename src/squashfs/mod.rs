@@ -10,7 +10,15 @@
 //!
 //! Nothing in an image can make this reader panic: every length, count,
 //! index and position is checked, and a bad inode or directory gives
-//! [`Error::Corrupt`] for that node only.
+//! [`Error::Corrupt`] for that node only. A directory holding a forbidden
+//! name (empty, `.`, `..`, containing `/` or NUL) or the same name twice is
+//! unreadable as a whole (see `dir.rs`).
+//!
+//! Limits, each far beyond what AppImages hold, bound the memory one hostile
+//! image can claim: a file of at most 4 Mi blocks (16 GiB at 4 KiB blocks),
+//! a directory of at most 1 Mi entries, symlink targets of at most 4096
+//! bytes, xattr values of at most 64 KiB. Dropping a [`SquashImage`] drops
+//! its blocks from the shared cache.
 
 pub mod superblock;
 
@@ -78,6 +86,18 @@ pub fn open(
         )));
     }
     let sb = superblock;
+    // Superblock::parse guarantees these; re-checked because the fields are
+    // public and everything below divides by the block size and trusts the
+    // table order.
+    if !(4096..=1 << 20).contains(&sb.block_size)
+        || !sb.block_size.is_power_of_two()
+        || sb.inode_table > sb.dir_table
+        || sb.dir_table > sb.bytes_used
+    {
+        return Err(Error::corrupt(
+            "SquashFS superblock fields are inconsistent",
+        ));
+    }
     let limit = sb.bytes_used;
     let inode_table = Table {
         start: sb.inode_table,

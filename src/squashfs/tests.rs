@@ -829,8 +829,36 @@ fn mutate_and_walk(image: &[u8], tag: &str, step: usize) {
         }
     }
     assert!(opened > 0, "{tag}");
-    // Truncations with a superblock that claims only what is left.
+    // Superblock fields set to hostile values (as if parsed by a more
+    // lenient parser).
     let sb = Superblock::parse(&image[..SUPERBLOCK_SIZE], len).unwrap();
+    let hostile = [
+        0,
+        1,
+        95,
+        96,
+        sb.bytes_used - 1,
+        sb.bytes_used,
+        u64::MAX,
+        1 << 40,
+    ];
+    for (field, &value) in (0..8).flat_map(|f| hostile.iter().map(move |v| (f, v))) {
+        let mut bad = sb.clone();
+        match field {
+            0 => bad.root_inode = value,
+            1 => bad.inode_table = value,
+            2 => bad.dir_table = value,
+            3 => bad.id_table = value,
+            4 => bad.fragment_table = value,
+            5 => bad.xattr_table = value,
+            6 => bad.fragment_count = value as u32,
+            _ => bad.id_count = value as u16,
+        }
+        if let Ok(img) = open(Backing::new(file.clone(), 0, len), bad, cache.clone()) {
+            walk_bounded(&img);
+        }
+    }
+    // Truncations with a superblock that claims only what is left.
     for cut in (SUPERBLOCK_SIZE as u64..sb.bytes_used).step_by(step * 3 + 1) {
         let mut short = sb.clone();
         short.bytes_used = cut;
