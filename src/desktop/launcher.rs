@@ -1,0 +1,296 @@
+//! The launcher scripts in `<mountpoint>/bin/`: each starts one app the way
+//! the AppImage's own type 2 runtime would, but from the already mounted
+//! AppDir, so no FUSE and no `fusermount` are needed per launch.
+//!
+//! The runtime sets `APPIMAGE` (absolute path of the .AppImage file),
+//! `APPDIR` (where the payload is mounted), `ARGV0` (argv\[0\] as invoked)
+//! and `OWD` (the working directory at launch, as `getcwd` returns it), then
+//! execs `$APPDIR/AppRun` with the arguments. The script does the same with
+//! `exec`, so arguments, standard streams, signals and the exit status pass
+//! through unchanged. Differences from the runtime: `ARGV0` is the script's
+//! `$0`, which is the full path when the shell found the script through
+//! `PATH` (the kernel does not pass the original argv\[0\] to a script); and
+//! when the working directory cannot be determined (it was removed), `OWD`
+//! is unset rather than inherited from the caller.
+//!
+//! Paths are arbitrary bytes: they are embedded in single quotes with every
+//! `'` written as `'\''`, the one quoting in which `sh` interprets nothing,
+//! so a path holding `$(...)`, backticks, quotes, newlines or non-UTF-8
+//! bytes is passed on literally and never executed.
+
+/// The launcher script for one app: `appimage` is the absolute path of the
+/// AppImage file, `appdir` the mount path of the app's folder (both raw
+/// bytes). `Err` only for a NUL byte, which no path can contain.
+pub fn launcher_script(appimage: &[u8], appdir: &[u8]) -> Result<Vec<u8>, String> {
+    if appimage.contains(&0) || appdir.contains(&0) {
+        return Err("a path contains a NUL byte".to_string());
+    }
+    let mut out = Vec::with_capacity(512 + appimage.len() + appdir.len());
+    out.extend_from_slice(
+        b"#!/bin/sh\n\
+# Made by appimagefs: runs this app from its mounted AppDir with the\n\
+# environment the AppImage runtime would set (APPIMAGE, APPDIR, ARGV0, OWD).\n\
+APPIMAGE=",
+    );
+    out.extend_from_slice(&shell_quote(appimage));
+    out.extend_from_slice(b"\nAPPDIR=");
+    out.extend_from_slice(&shell_quote(appdir));
+    out.extend_from_slice(
+        b"\nARGV0=$0\n\
+export APPIMAGE APPDIR ARGV0\n\
+# pwd -P is getcwd(); the trailing x keeps a final newline in the name.\n\
+# getcwd() gives an absolute path or fails (dash then prints an empty line).\n\
+OWD=$(pwd -P 2>/dev/null && printf x)\n\
+OWD=${OWD%??}\n\
+case $OWD in\n\
+/*) export OWD ;;\n\
+*) unset OWD ;;\n\
+esac\n\
+exec \"$APPDIR/AppRun\" \"$@\"\n",
+    );
+    Ok(out)
+}
+
+/// Quotes `value` for `sh` as one word that expands to exactly `value`:
+/// single quotes around it, each `'` inside as `'\''`.
+pub fn shell_quote(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len() + 2);
+    out.push(b'\'');
+    for &b in value {
+        if b == b'\'' {
+            out.extend_from_slice(b"'\\''");
+        } else {
+            out.push(b);
+        }
+    }
+    out.push(b'\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let dir =
+                std::env::temp_dir().join(format!("appimagefs-{tag}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn join(base: &Path, name: &[u8]) -> PathBuf {
+        base.join(OsStr::from_bytes(name))
+    }
+
+    fn write_exec(path: &Path, text: &[u8]) {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// Prints APPIMAGE, APPDIR, ARGV0, OWD and each argument NUL-terminated,
+    /// then copies stdin to stdout and exits 42.
+    const APPRUN: &[u8] = b"#!/bin/sh\n\
+printf '%s\\0' \"$APPIMAGE\" \"$APPDIR\" \"$ARGV0\" \"${OWD-<unset>}\" \"$#\" \"$@\"\n\
+cat\n\
+exit 42\n";
+
+    /// Names that would run code or break naive quoting: any execution
+    /// creates a file named `pwned` in the working directory.
+    const HOSTILE: &[&[u8]] = &[
+        b"plain",
+        b"it's \"quoted\"",
+        b"$(touch pwned)",
+        b"`touch pwned`",
+        b"'; touch pwned; '",
+        b"\"; touch pwned; \"",
+        b"new\nline$(touch pwned)\n",
+        b"\xff\xfe non-utf8 \x80'",
+        b"\\ back\\slash \\'",
+        b"${HOME} $0 $@ * ? [a] ~ # ; & | < > ( ) !",
+        b" leading and trailing space ",
+        b"-n",
+    ];
+
+    /// True when a file named `pwned` exists anywhere under `dir`.
+    fn pwned(dir: &Path) -> bool {
+        std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+            e.file_name() == "pwned" || (e.file_type().unwrap().is_dir() && pwned(&e.path()))
+        })
+    }
+
+    /// For each hostile name: an AppDir and an AppImage path named after it,
+    /// the launcher run (through its shebang, or by `shell`) from a working
+    /// directory of that name reached through a symlink; every value AppRun
+    /// sees must be exactly the expected bytes, and nothing may have run.
+    fn check_scripts_run_hostile_paths_literally(shell: Option<&str>) {
+        let tmp = TempDir::new("launcher");
+        for (i, raw) in HOSTILE.iter().enumerate() {
+            let name = raw.to_vec();
+            let case = tmp.0.join(format!("case{i}"));
+            let appdir = join(&case, &name);
+            std::fs::create_dir_all(&appdir).unwrap();
+            write_exec(&appdir.join("AppRun"), APPRUN);
+            let appimage = join(&case, &[&name[..], b".AppImage"].concat());
+            let script = launcher_script(
+                appimage.as_os_str().as_bytes(),
+                appdir.as_os_str().as_bytes(),
+            )
+            .unwrap();
+            let bin = case.join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            let launcher = bin.join("app");
+            write_exec(&launcher, &script);
+            // Start in a hostile working directory reached through a symlink:
+            // OWD must be the physical path.
+            let real_cwd = join(&case, &[b"cwd ", &name[..]].concat());
+            std::fs::create_dir_all(&real_cwd).unwrap();
+            let link_cwd = case.join("cwd-link");
+            std::os::unix::fs::symlink(&real_cwd, &link_cwd).unwrap();
+            let args: Vec<&OsStr> = vec![
+                OsStr::from_bytes(&name),
+                OsStr::new(""),
+                OsStr::new("two words"),
+                OsStr::new("%f"),
+            ];
+            let mut cmd = match shell {
+                Some(sh) => {
+                    let mut c = Command::new(sh);
+                    c.arg(&launcher);
+                    c
+                }
+                None => Command::new(&launcher),
+            };
+            let mut child = cmd
+                .args(&args)
+                .current_dir(&link_cwd)
+                .env("PWD", &link_cwd)
+                .env("OWD", "inherited")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            {
+                use std::io::Write;
+                let mut stdin = child.stdin.take().unwrap();
+                stdin.write_all(b"from stdin\n\xff").unwrap();
+            }
+            let output = child.wait_with_output().unwrap();
+            assert_eq!(
+                output.status.code(),
+                Some(42),
+                "case {i}: exit status not passed through"
+            );
+            let mut fields: Vec<&[u8]> = output.stdout.split(|&b| b == 0).collect();
+            let rest = fields.pop().unwrap();
+            assert_eq!(
+                rest, b"from stdin\n\xff",
+                "case {i}: stdin not passed through"
+            );
+            let real_cwd = std::fs::canonicalize(&real_cwd).unwrap();
+            let mut expected: Vec<&[u8]> = vec![
+                appimage.as_os_str().as_bytes(),
+                appdir.as_os_str().as_bytes(),
+                launcher.as_os_str().as_bytes(),
+                real_cwd.as_os_str().as_bytes(),
+                b"4",
+            ];
+            expected.extend(args.iter().map(|a| a.as_bytes()));
+            assert_eq!(
+                fields,
+                expected,
+                "case {i} ({:?})",
+                String::from_utf8_lossy(raw)
+            );
+            assert!(!pwned(&tmp.0), "case {i}: the path was executed");
+        }
+    }
+
+    #[test]
+    fn hostile_paths_round_trip_and_never_run_via_shebang() {
+        check_scripts_run_hostile_paths_literally(None);
+    }
+
+    #[test]
+    fn hostile_paths_round_trip_under_dash_and_bash() {
+        for shell in ["dash", "bash"] {
+            if Command::new(shell)
+                .arg("-c")
+                .arg("true")
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                check_scripts_run_hostile_paths_literally(Some(shell));
+            }
+        }
+    }
+
+    /// The check above can fail: a script quoting with double quotes runs the
+    /// embedded command, and `pwned` notices.
+    #[test]
+    fn naive_quoting_is_caught_by_the_check() {
+        let tmp = TempDir::new("launcher-naive");
+        let script = b"#!/bin/sh\nAPPDIR=\"$(touch pwned)\"\n";
+        write_exec(&tmp.0.join("launch"), script);
+        let status = Command::new(tmp.0.join("launch"))
+            .current_dir(&tmp.0)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(pwned(&tmp.0));
+    }
+
+    #[test]
+    fn owd_is_unset_when_the_working_directory_is_gone() {
+        let tmp = TempDir::new("launcher-gone");
+        let appdir = tmp.0.join("app");
+        std::fs::create_dir_all(&appdir).unwrap();
+        write_exec(&appdir.join("AppRun"), APPRUN);
+        let script = launcher_script(b"/x.AppImage", appdir.as_os_str().as_bytes()).unwrap();
+        write_exec(&tmp.0.join("launch"), &script);
+        let gone = tmp.0.join("gone");
+        std::fs::create_dir_all(&gone).unwrap();
+        // The shell removes its own working directory, then runs the launcher.
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg("cd \"$1\" && rmdir \"$1\" && exec \"$2\" </dev/null")
+            .arg("sh")
+            .arg(&gone)
+            .arg(tmp.0.join("launch"))
+            .env("OWD", "inherited")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(42));
+        let fields: Vec<&[u8]> = output.stdout.split(|&b| b == 0).collect();
+        assert_eq!(fields[3], b"<unset>");
+    }
+
+    #[test]
+    fn quoting_and_nul() {
+        assert_eq!(shell_quote(b"a'b"), b"'a'\\''b'");
+        assert_eq!(shell_quote(b""), b"''");
+        assert!(launcher_script(b"/a\0b", b"/x").is_err());
+        assert!(launcher_script(b"/a", b"/x\0").is_err());
+        let script = launcher_script(b"/a", b"/x").unwrap();
+        assert!(script.starts_with(b"#!/bin/sh\n"));
+    }
+}

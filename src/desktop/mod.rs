@@ -1,0 +1,218 @@
+//! Desktop integration: what the mount synthesizes beside the app folders so
+//! that `PATH=<mountpoint>/bin:$PATH` and `XDG_DATA_DIRS=<mountpoint>/share:...`
+//! integrate every app:
+//!
+//! ```text
+//! <mountpoint>/bin/<app>                         launcher script (launcher)
+//! <mountpoint>/share/applications/appimagefs-<app>.desktop   menu entry (rewrite)
+//! <mountpoint>/share/icons/hicolor/<size>/apps/appimagefs-<app>.<ext>   icons
+//! ```
+//!
+//! Everything here is pure: it reads an image through [`ImageTree`] and
+//! returns bytes and names; the union tree serves them. Nothing here fails
+//! the mount: a missing or broken desktop entry, an unreadable image, an app
+//! that opts out of menus, each only turns into a reason in
+//! [`Integration::menu`] (the launcher is still made).
+//!
+//! Use [`integrate`] for one app on its own. With several AppImages of one
+//! app, use the two steps: [`analyze`] every app, group them by
+//! [`AppFacts::base_name`], pick the newest with [`version`], give names
+//! with [`names::assign_unique`], then [`render`] each.
+//!
+//! Menu entries and icons are prefixed `appimagefs-`: a desktop file id or
+//! icon name equal to one installed on the host would shadow it (or be
+//! shadowed), depending on the order of `XDG_DATA_DIRS`.
+
+pub mod entry;
+pub mod exec;
+pub mod icons;
+pub mod launcher;
+pub mod locate;
+pub mod names;
+pub mod paths;
+pub mod rewrite;
+pub mod version;
+
+#[cfg(test)]
+mod fixture_tests;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub(crate) mod testtree;
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::tree::{ImageTree, NodeId};
+
+pub use entry::DesktopEntry;
+pub use icons::IconSource;
+
+/// Prefix of every synthesized menu entry file name and icon name.
+pub const PREFIX: &str = "appimagefs-";
+
+/// What one app's image says about its integration, before names are given.
+#[derive(Clone, Debug)]
+pub struct AppFacts {
+    /// Launcher base name ([`names::base_name`]); equal names mean
+    /// versions of the same app.
+    pub base_name: String,
+    /// Name of the desktop file at the AppDir root, if any.
+    pub desktop_file: Option<Vec<u8>>,
+    /// `X-AppImage-Version` of the desktop entry (also for apps not in the
+    /// menu), if the entry parses and has one.
+    pub version: Option<String>,
+    /// The entry to put in the menu, or why there is none.
+    pub menu: Result<DesktopEntry, String>,
+    /// The app's icons (only looked up when it gets a menu entry).
+    pub icons: Vec<IconSource>,
+}
+
+/// The integration of one app, ready to be served.
+#[derive(Clone, Debug)]
+pub struct Integration {
+    /// Launcher file name under `<mountpoint>/bin/`.
+    pub launcher: String,
+    /// `X-AppImage-Version`, for choosing among versions and for display.
+    pub version: Option<String>,
+    /// The launcher script (`Err` only for a path containing NUL).
+    pub script: Result<Vec<u8>, String>,
+    /// The menu entry, or why the app has none.
+    pub menu: Result<MenuEntry, String>,
+    /// Icons for `<mountpoint>/share/icons/` (empty without a menu entry).
+    pub icons: Vec<IconFile>,
+}
+
+/// A synthesized desktop entry file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MenuEntry {
+    /// File name under `<mountpoint>/share/applications/`,
+    /// `appimagefs-<launcher>.desktop`.
+    pub file_name: String,
+    /// The file's bytes.
+    pub contents: Vec<u8>,
+}
+
+/// An icon file to show under `<mountpoint>/share/icons/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IconFile {
+    /// Path under `share/icons/`, e.g. `hicolor/48x48/apps/appimagefs-leafpad.png`.
+    pub path: String,
+    /// Symlink-free path of the file inside the AppDir.
+    pub source: Vec<u8>,
+    /// The file's node in the image.
+    pub node: NodeId,
+}
+
+/// Reads what integration needs from one app's image: its desktop entry
+/// (parsed, and whether it belongs in the menu), version, and icons.
+/// `folder_name` is the app's folder under the mount point.
+pub fn analyze(tree: &dyn ImageTree, folder_name: &[u8]) -> AppFacts {
+    let found = locate::find_desktop_file(tree, folder_name);
+    let desktop_file = match &found {
+        Ok(Some(file)) => Some(file.name.clone()),
+        _ => None,
+    };
+    let base_name = names::base_name(desktop_file.as_deref(), folder_name);
+    let parsed = match found {
+        Ok(Some(file)) => entry::parse(&file.bytes).map_err(|e| {
+            format!(
+                "broken desktop entry {}: {e}",
+                String::from_utf8_lossy(&file.name)
+            )
+        }),
+        Ok(None) => Err("no .desktop file at the AppDir root".to_string()),
+        Err(e) => Err(format!("cannot read the desktop entry: {e}")),
+    };
+    let version = parsed
+        .as_ref()
+        .ok()
+        .and_then(|e| e.main()?.string("X-AppImage-Version").ok().flatten())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    let menu = parsed.and_then(|e| match rewrite::menu_exclusion(&e) {
+        Some(reason) => Err(reason),
+        None => Ok(e),
+    });
+    let icons = match &menu {
+        Ok(e) => {
+            let icon = e.main().and_then(|m| m.string("Icon").ok().flatten());
+            icons::find_icons(tree, icon.as_deref())
+        }
+        Err(_) => Vec::new(),
+    };
+    AppFacts {
+        base_name,
+        desktop_file,
+        version,
+        menu,
+        icons,
+    }
+}
+
+/// Builds the launcher, menu entry and icon list of an analyzed app, under
+/// the launcher name `launcher` (normally its base name, or a name from
+/// [`names::assign_unique`]). `source` is the AppImage file's absolute path,
+/// `mountpoint` the mount's absolute path; the app's folder there is
+/// `folder_name`.
+pub fn render(
+    facts: &AppFacts,
+    launcher: &str,
+    source: &Path,
+    mountpoint: &Path,
+    folder_name: &[u8],
+) -> Integration {
+    let appdir = mountpoint.join(std::ffi::OsStr::from_bytes(folder_name));
+    let script =
+        launcher::launcher_script(source.as_os_str().as_bytes(), appdir.as_os_str().as_bytes());
+    let icon_name = format!("{PREFIX}{launcher}");
+    let menu = if names::sanitize(launcher.as_bytes()) != launcher || launcher.is_empty() {
+        Err(format!("launcher name {launcher:?} is not shell-friendly"))
+    } else {
+        facts.menu.clone().and_then(|entry| {
+            let bin = mountpoint.join("bin").join(launcher);
+            let bin = bin
+                .to_str()
+                .ok_or("the mount point's path is not UTF-8, which desktop entries require")?;
+            let icon = (!facts.icons.is_empty()).then_some(icon_name.as_str());
+            let shown = source.to_string_lossy();
+            let rewritten = rewrite::rewrite(&entry, bin, icon, &shown)?;
+            Ok(MenuEntry {
+                file_name: format!("{PREFIX}{launcher}.desktop"),
+                contents: rewritten.to_bytes(),
+            })
+        })
+    };
+    let icons = match &menu {
+        Ok(_) => facts
+            .icons
+            .iter()
+            .map(|i| IconFile {
+                path: i.output_path(&icon_name),
+                source: i.path.clone(),
+                node: i.node,
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    Integration {
+        launcher: launcher.to_string(),
+        version: facts.version.clone(),
+        script,
+        menu,
+        icons,
+    }
+}
+
+/// [`analyze`] and [`render`] under the app's base name, for one app on its
+/// own (no other versions to compare, no name clashes to settle).
+pub fn integrate(
+    tree: &dyn ImageTree,
+    folder_name: &[u8],
+    source: &Path,
+    mountpoint: &Path,
+) -> Integration {
+    let facts = analyze(tree, folder_name);
+    let launcher = facts.base_name.clone();
+    render(&facts, &launcher, source, mountpoint, folder_name)
+}
