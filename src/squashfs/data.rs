@@ -73,8 +73,10 @@ impl FileLayout {
             )));
         }
         let count = count as usize;
-        let mut words = Vec::new();
-        let mut marks = Vec::new();
+        // Reserve modestly: a hostile count is only believed as far as the
+        // inode table actually holds block sizes.
+        let mut words = Vec::with_capacity(count.min(1 << 14));
+        let mut marks = Vec::with_capacity(count.div_ceil(MARK_EVERY).min(1 << 8));
         let mut pos = blocks_start;
         let mut buf = [0u8; 4096];
         while words.len() < count {
