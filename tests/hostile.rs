@@ -311,7 +311,12 @@ fn hostile_inputs_do_not_break_the_mount() {
             }
             Ok(s) => {
                 for (p, err) in s.errors() {
-                    let ok = matches!(err.errno, Some(e) if ALLOWED_ERRNOS.contains(&e));
+                    // pathtraversal.sqfs really holds two entries named
+                    // "DIR" (a symlink to /tmp and a directory; the kernel's
+                    // squashfs lists both): listing a name twice is
+                    // tolerated for a malicious image.
+                    let ok = matches!(err.errno, Some(e) if ALLOWED_ERRNOS.contains(&e))
+                        || (err.errno.is_none() && err.msg.contains("listed twice"));
                     fails.check(ok, || format!("{name} ({}): {}: {err}", b.what, show(&p)));
                 }
                 let foreign = s.foreign_devices();
