@@ -20,7 +20,7 @@ use crate::backing::Backing;
 use crate::cache::BlockCache;
 use crate::desktop::{entry, locate, rewrite};
 use crate::detect::{self, elf, AppImage, Payload};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tree::ImageTree;
 use crate::{iso9660, squashfs};
 
@@ -131,8 +131,11 @@ pub fn inspect_file(path: &Path, cache: &Arc<BlockCache>) -> Report {
             if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
                 return Err("is a directory".to_string());
             }
-            let detected =
-                detect::detect(&file).map_err(|e| format!("not a usable AppImage: {e}"))?;
+            let detected = detect::detect(&file).map_err(|e| match e {
+                // Detection's messages already say what is wrong with the file.
+                Error::Corrupt(m) => format!("not a usable AppImage: {m}"),
+                other => format!("not a usable AppImage: {other}"),
+            })?;
             Ok(facts(&Arc::new(file), &detected, &folder_name(path), cache))
         });
     Report {

@@ -102,6 +102,39 @@ mod tests {
         base.join(OsStr::from_bytes(name))
     }
 
+    /// Runs the command `make` builds with `stdin` as input. Another test
+    /// thread forking while a script was open for writing makes exec fail
+    /// with "Text file busy" for a moment; such runs are retried.
+    fn run(make: impl Fn() -> Command, stdin: &[u8]) -> std::process::Output {
+        for _ in 0..50 {
+            let spawned = make()
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn();
+            let mut child = match spawned {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                }
+                other => other.unwrap(),
+            };
+            {
+                use std::io::Write;
+                let mut input = child.stdin.take().unwrap();
+                let _ = input.write_all(stdin);
+            }
+            let output = child.wait_with_output().unwrap();
+            let busy = String::from_utf8_lossy(&output.stderr).contains("busy");
+            if output.status.code() == Some(126) && busy {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            }
+            return output;
+        }
+        panic!("the executable stayed busy");
+    }
+
     fn write_exec(path: &Path, text: &[u8]) {
         std::fs::write(path, text).unwrap();
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -172,29 +205,24 @@ exit 42\n";
                 OsStr::new("two words"),
                 OsStr::new("%f"),
             ];
-            let mut cmd = match shell {
-                Some(sh) => {
-                    let mut c = Command::new(sh);
-                    c.arg(&launcher);
-                    c
-                }
-                None => Command::new(&launcher),
-            };
-            let mut child = cmd
-                .args(&args)
-                .current_dir(&link_cwd)
-                .env("PWD", &link_cwd)
-                .env("OWD", "inherited")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            {
-                use std::io::Write;
-                let mut stdin = child.stdin.take().unwrap();
-                stdin.write_all(b"from stdin\n\xff").unwrap();
-            }
-            let output = child.wait_with_output().unwrap();
+            let output = run(
+                || {
+                    let mut cmd = match shell {
+                        Some(sh) => {
+                            let mut c = Command::new(sh);
+                            c.arg(&launcher);
+                            c
+                        }
+                        None => Command::new(&launcher),
+                    };
+                    cmd.args(&args)
+                        .current_dir(&link_cwd)
+                        .env("PWD", &link_cwd)
+                        .env("OWD", "inherited");
+                    cmd
+                },
+                b"from stdin\n\xff",
+            );
             assert_eq!(
                 output.status.code(),
                 Some(42),
@@ -251,11 +279,15 @@ exit 42\n";
         let tmp = TempDir::new("launcher-naive");
         let script = b"#!/bin/sh\nAPPDIR=\"$(touch pwned)\"\n";
         write_exec(&tmp.0.join("launch"), script);
-        let status = Command::new(tmp.0.join("launch"))
-            .current_dir(&tmp.0)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let output = run(
+            || {
+                let mut c = Command::new(tmp.0.join("launch"));
+                c.current_dir(&tmp.0);
+                c
+            },
+            b"",
+        );
+        assert!(output.status.success());
         assert!(pwned(&tmp.0));
     }
 
@@ -270,15 +302,19 @@ exit 42\n";
         let gone = tmp.0.join("gone");
         std::fs::create_dir_all(&gone).unwrap();
         // The shell removes its own working directory, then runs the launcher.
-        let output = Command::new("sh")
-            .arg("-c")
-            .arg("cd \"$1\" && rmdir \"$1\" && exec \"$2\" </dev/null")
-            .arg("sh")
-            .arg(&gone)
-            .arg(tmp.0.join("launch"))
-            .env("OWD", "inherited")
-            .output()
-            .unwrap();
+        let output = run(
+            || {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg("mkdir -p \"$1\" && cd \"$1\" && rmdir \"$1\" && exec \"$2\"")
+                    .arg("sh")
+                    .arg(&gone)
+                    .arg(tmp.0.join("launch"))
+                    .env("OWD", "inherited");
+                c
+            },
+            b"",
+        );
         assert_eq!(output.status.code(), Some(42));
         let fields: Vec<&[u8]> = output.stdout.split(|&b| b == 0).collect();
         assert_eq!(fields[3], b"<unset>");

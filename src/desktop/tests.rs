@@ -340,6 +340,17 @@ Exec=/opt/apps/bin/echo %F\nIcon=utilities-terminal\nX-AppImage-Name=Custom\n"
 }
 
 #[test]
+fn the_source_comment_stays_one_line() {
+    let e = parse(ENTRY).unwrap();
+    let r = rewrite::rewrite(&e, "/opt/apps/bin/t", None, "/s/a\nName=evil\r\u{1b}").unwrap();
+    let text = String::from_utf8(r.to_bytes()).unwrap();
+    assert!(
+        text.starts_with("# Menu entry made by appimagefs for /s/a?Name=evil??\n[Desktop Entry]\n")
+    );
+    assert_eq!(r.main().unwrap().raw("Name"), Some("Tool"));
+}
+
+#[test]
 fn quotes_a_launcher_path_that_needs_it() {
     let text = "[Desktop Entry]\nType=Application\nName=A\nExec='/usr/bin/a b' --x \"y z\" %u\nTryExec=a\n";
     for mountpoint in [
