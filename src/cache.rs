@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use lru::LruCache;
 
 use crate::error::{Error, Result};
+use crate::prefetch::Prefetcher;
 
 /// Names one decompressed block: the opened image it belongs to and the byte
 /// position of its compressed form inside that image. Positions are unique
@@ -77,6 +78,7 @@ pub struct BlockCache {
     misses: AtomicU64,
     waits: AtomicU64,
     evictions: AtomicU64,
+    prefetcher: Prefetcher,
 }
 
 impl BlockCache {
@@ -99,6 +101,11 @@ impl BlockCache {
             misses: AtomicU64::new(0),
             waits: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            prefetcher: Prefetcher::new(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2),
+            ),
         }
     }
 
@@ -116,7 +123,11 @@ impl BlockCache {
 
     /// Returns the block for `key`, running `load` only if no cached copy
     /// exists and no other thread is loading it right now.
-    pub fn get_or_load(&self, key: BlockKey, load: impl FnOnce() -> Result<Vec<u8>>) -> Result<Block> {
+    pub fn get_or_load(
+        &self,
+        key: BlockKey,
+        load: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<Block> {
         let shard = self.shard(&key);
         let cell = {
             let mut s = lock(shard);
@@ -145,6 +156,26 @@ impl BlockCache {
             }
         }
         result
+    }
+
+    /// Asks a background thread to load `key` unless it is cached or being
+    /// loaded already. Used for read-ahead; silently does nothing when the
+    /// read-ahead queue is full.
+    pub fn prefetch(
+        self: &Arc<Self>,
+        key: BlockKey,
+        load: impl FnOnce() -> Result<Vec<u8>> + Send + 'static,
+    ) {
+        {
+            let s = lock(self.shard(&key));
+            if s.blocks.contains(&key) || s.loading.contains_key(&key) {
+                return;
+            }
+        }
+        let cache = self.clone();
+        self.prefetcher.submit(move || {
+            let _ = cache.get_or_load(key, load);
+        });
     }
 
     /// Returns the block if it is cached, without loading anything.
@@ -233,7 +264,9 @@ mod tests {
     #[test]
     fn errors_are_not_cached() {
         let c = BlockCache::new(1 << 20);
-        assert!(c.get_or_load(key(0), || Err(Error::corrupt("bad"))).is_err());
+        assert!(c
+            .get_or_load(key(0), || Err(Error::corrupt("bad")))
+            .is_err());
         assert_eq!(&*c.get_or_load(key(0), || Ok(vec![7])).unwrap(), &[7]);
     }
 
@@ -274,10 +307,23 @@ mod tests {
     }
 
     #[test]
+    fn prefetch_fills_the_cache() {
+        let c = Arc::new(BlockCache::new(1 << 20));
+        c.prefetch(key(5), || Ok(vec![5; 10]));
+        let start = std::time::Instant::now();
+        while c.peek(key(5)).is_none() && start.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert_eq!(c.peek(key(5)).as_deref(), Some(&[5u8; 10][..]));
+        c.prefetch(key(5), || panic!("cached blocks are not loaded again"));
+    }
+
+    #[test]
     fn forget_image_drops_its_blocks() {
         let c = BlockCache::new(1 << 20);
         c.get_or_load(key(1), || Ok(vec![1])).unwrap();
-        c.get_or_load(BlockKey { image: 2, pos: 1 }, || Ok(vec![2])).unwrap();
+        c.get_or_load(BlockKey { image: 2, pos: 1 }, || Ok(vec![2]))
+            .unwrap();
         c.forget_image(1);
         assert!(c.peek(key(1)).is_none());
         assert!(c.peek(BlockKey { image: 2, pos: 1 }).is_some());

@@ -16,8 +16,17 @@
 
 pub mod backing;
 pub mod cache;
+pub mod cli;
+pub mod daemon;
 pub mod decompress;
+pub mod desktop;
 pub mod detect;
 pub mod error;
+pub mod fuse_adapter;
+pub mod inspect;
+pub mod iso9660;
+pub mod log;
+pub mod prefetch;
 pub mod squashfs;
 pub mod tree;
+pub mod union;

@@ -50,22 +50,38 @@ impl Fields<'_> {
     fn u16(&self, at: usize) -> Result<u16> {
         let s = self.b.get(at..at + 2).ok_or_else(short)?;
         let a = [s[0], s[1]];
-        Ok(if self.le { u16::from_le_bytes(a) } else { u16::from_be_bytes(a) })
+        Ok(if self.le {
+            u16::from_le_bytes(a)
+        } else {
+            u16::from_be_bytes(a)
+        })
     }
     fn u32(&self, at: usize) -> Result<u32> {
         let s = self.b.get(at..at + 4).ok_or_else(short)?;
         let a = [s[0], s[1], s[2], s[3]];
-        Ok(if self.le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) })
+        Ok(if self.le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        })
     }
     fn u64(&self, at: usize) -> Result<u64> {
         let s = self.b.get(at..at + 8).ok_or_else(short)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(s);
-        Ok(if self.le { u64::from_le_bytes(a) } else { u64::from_be_bytes(a) })
+        Ok(if self.le {
+            u64::from_le_bytes(a)
+        } else {
+            u64::from_be_bytes(a)
+        })
     }
     /// A word: 4 bytes in ELF32, 8 in ELF64.
     fn word(&self, bits: u8, at: usize) -> Result<u64> {
-        if bits == 64 { self.u64(at) } else { self.u32(at).map(u64::from) }
+        if bits == 64 {
+            self.u64(at)
+        } else {
+            self.u32(at).map(u64::from)
+        }
     }
 }
 
@@ -103,14 +119,23 @@ pub fn parse(
     let (shoff, shentsize, shnum, shstrndx) = if bits == 64 {
         (h.u64(0x28)?, h.u16(0x3A)?, h.u16(0x3C)?, h.u16(0x3E)?)
     } else {
-        (u64::from(h.u32(0x20)?), h.u16(0x2E)?, h.u16(0x30)?, h.u16(0x32)?)
+        (
+            u64::from(h.u32(0x20)?),
+            h.u16(0x2E)?,
+            h.u16(0x30)?,
+            h.u16(0x32)?,
+        )
     };
     let min_entry = if bits == 64 { 64 } else { 40 };
     if shnum == 0 {
-        return Err(Error::corrupt("ELF has no section headers, so the payload offset is unknown"));
+        return Err(Error::corrupt(
+            "ELF has no section headers, so the payload offset is unknown",
+        ));
     }
     if usize::from(shentsize) < min_entry {
-        return Err(Error::corrupt(format!("ELF section header size {shentsize} is too small")));
+        return Err(Error::corrupt(format!(
+            "ELF section header size {shentsize} is too small"
+        )));
     }
     let table_len = u64::from(shentsize) * u64::from(shnum);
     let table_end = shoff
@@ -154,7 +179,13 @@ pub fn parse(
             size,
         })
         .collect();
-    Ok(Elf { bits, little_endian: le, machine, end, sections })
+    Ok(Elf {
+        bits,
+        little_endian: le,
+        machine,
+        end,
+        sections,
+    })
 }
 
 fn c_string_at(table: &[u8], at: usize) -> String {

@@ -69,7 +69,9 @@ pub fn detect(file: &File) -> Result<AppImage> {
         Ok(buf)
     };
     if len < 64 {
-        return Err(Error::corrupt(format!("too small to be an AppImage ({len} bytes)")));
+        return Err(Error::corrupt(format!(
+            "too small to be an AppImage ({len} bytes)"
+        )));
     }
     let head = read_at(0, 64)?;
     if !elf::has_magic(&head) {
@@ -81,7 +83,11 @@ pub fn detect(file: &File) -> Result<AppImage> {
     };
     let elf = elf::parse(&head, len, &mut read_at)?;
     if magic_type != Some(2) && len > ISO_PVD_ID + 5 && read_at(ISO_PVD_ID, 5)? == b"CD001" {
-        return Ok(AppImage { elf, magic_type, payload: Payload::Iso9660 { len } });
+        return Ok(AppImage {
+            elf,
+            magic_type,
+            payload: Payload::Iso9660 { len },
+        });
     }
     let offset = elf.end;
     if len.saturating_sub(offset) < SUPERBLOCK_SIZE as u64 {
@@ -96,5 +102,9 @@ pub fn detect(file: &File) -> Result<AppImage> {
         )));
     }
     let superblock = Superblock::parse(&sb_bytes, len - offset)?;
-    Ok(AppImage { elf, magic_type, payload: Payload::SquashFs { offset, superblock } })
+    Ok(AppImage {
+        elf,
+        magic_type,
+        payload: Payload::SquashFs { offset, superblock },
+    })
 }

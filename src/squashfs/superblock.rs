@@ -90,9 +90,8 @@ impl Superblock {
             )));
         }
         let compressor = u16_at(bytes, 20);
-        let codec = Codec::from_squashfs_id(compressor).ok_or_else(|| {
-            Error::Unsupported(format!("SquashFS compressor id {compressor}"))
-        })?;
+        let codec = Codec::from_squashfs_id(compressor)
+            .ok_or_else(|| Error::Unsupported(format!("SquashFS compressor id {compressor}")))?;
         let block_size = u32_at(bytes, 12);
         let block_log = u16_at(bytes, 22);
         if !(4096..=1 << 20).contains(&block_size)
@@ -133,7 +132,9 @@ impl Superblock {
             && sb.inode_table <= sb.dir_table
             && (sb.root_inode >> 16) < sb.dir_table - sb.inode_table)
         {
-            return Err(Error::corrupt("SquashFS table positions lie outside the image"));
+            return Err(Error::corrupt(
+                "SquashFS table positions lie outside the image",
+            ));
         }
         Ok(sb)
     }

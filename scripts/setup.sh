@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets a fresh Debian machine up for appimagefs: the Debian packages it and
+# its tests need, then a release build installed as /usr/local/bin/appimagefs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  fuse3             # fusermount3, /etc/fuse.conf
+  libfuse3-dev      # needed to build the cdfs crate (the binary does not link libfuse)
+  pkg-config
+  squashfs-tools    # tests: mksquashfs, unsquashfs (ground truth)
+  xorriso           # tests: ISO 9660 ground truth and test images
+  desktop-file-utils  # tests: desktop-file-validate
+  attr              # tests: setfattr/getfattr
+)
+if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${packages[@]}"
+fi
+cargo build --release --locked
+install -m 0755 target/release/appimagefs /usr/local/bin/appimagefs
+echo "installed /usr/local/bin/appimagefs"

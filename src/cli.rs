@@ -1,0 +1,271 @@
+//! The command line: arguments, `-o` mount options, and their defaults.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Mount every AppImage in a folder as one read-only tree.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "appimagefs",
+    version,
+    about = "Mount every AppImage in a folder as one read-only tree",
+    long_about = "Mount every AppImage in SOURCE_DIR as one read-only tree at MOUNTPOINT.\n\n\
+Each AppImage (type 1 or 2, detected by content; the .AppImage extension is optional)\n\
+appears as MOUNTPOINT/<Name>/, its AppDir, where <Name> is the file name without\n\
+.AppImage. Run an app with MOUNTPOINT/<Name>/AppRun. Nothing is extracted: blocks are\n\
+decompressed on demand into a shared in-memory cache.\n\n\
+The mount is always read-only, nosuid and nodev. Started as root it is readable by\n\
+every user (allow_other); started as a normal user, only by that user unless\n\
+-o allow_other is given (which needs user_allow_other in /etc/fuse.conf).",
+    after_help = "Examples:\n  \
+appimagefs /share/AppImages /opt/apps                 mount, return once ready\n  \
+appimagefs -f /share/AppImages /opt/apps              stay in the foreground (systemd, containers)\n  \
+appimagefs -o cache_size=1G /share/AppImages /opt/apps\n  \
+fusermount3 -u /opt/apps                              unmount (or: umount /opt/apps)\n\n\
+/etc/fstab:\n  \
+/share/AppImages  /opt/apps  fuse.appimagefs  allow_other,nofail  0 0"
+)]
+pub struct Args {
+    /// Folder holding the AppImages (not searched recursively).
+    pub source: PathBuf,
+
+    /// Empty folder to mount the tree on.
+    pub mountpoint: PathBuf,
+
+    /// Stay in the foreground instead of returning once the mount is ready;
+    /// SIGINT or SIGTERM unmount and exit.
+    #[arg(short, long)]
+    pub foreground: bool,
+
+    /// Mount options, comma separated, as in fstab: allow_other, allow_root,
+    /// default_permissions (enforce the owners and modes stored in the
+    /// images; by default every user of the mount may read every app, as
+    /// when an AppImage mounts itself), fsname=NAME, cache_size=SIZE, threads=N, log_file=PATH, verbose.
+    /// ro, nosuid, nodev are always in force; rw, suid, dev, defaults, auto,
+    /// noauto, user, users, nofail, _netdev, exec, noexec, atime, noatime
+    /// are accepted for fstab compatibility.
+    #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
+    pub options: Vec<String>,
+
+    /// Byte budget of the decompression cache shared by all images, e.g.
+    /// 512M or 2G. Default: 1/16 of the machine's memory, at least 64M and
+    /// at most 2G.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub cache_size: Option<u64>,
+
+    /// Request-handling threads. Default: twice the number of CPUs, from 4
+    /// to 16.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+
+    /// Append log lines to this file once running in the background
+    /// (default: they are discarded after start-up; with -f they go to
+    /// standard error).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+
+    /// Log every skipped request error and other detail.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// Everything the daemon needs, after merging `-o` options with flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Source folder.
+    pub source: PathBuf,
+    /// Mount point.
+    pub mountpoint: PathBuf,
+    /// Stay in the foreground.
+    pub foreground: bool,
+    /// Let users other than the mounting one in (forced on for root).
+    pub allow_other: bool,
+    /// Let root in as well as the mounting user.
+    pub allow_root: bool,
+    /// Have the kernel enforce the owners and modes stored in the images.
+    pub default_permissions: bool,
+    /// Name shown as the mount's source in /proc/mounts.
+    pub fsname: String,
+    /// Cache budget in bytes.
+    pub cache_size: u64,
+    /// Request threads.
+    pub threads: usize,
+    /// Where background log lines go.
+    pub log_file: Option<PathBuf>,
+    /// Debug logging.
+    pub verbose: bool,
+}
+
+/// Options accepted (and ignored) because fstab and mount(8) pass them.
+const COMPAT_OPTIONS: &[&str] = &[
+    "ro", "rw", "nosuid", "suid", "nodev", "dev", "defaults", "auto", "noauto", "user", "users",
+    "nofail", "_netdev", "exec", "noexec", "atime", "noatime", "relatime", "nonempty",
+];
+
+/// Parses a size such as `512M`, `2G`, `64k` or `1048576`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, ""),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 512M or 2G"))?;
+    let shift = match unit
+        .to_ascii_lowercase()
+        .trim_end_matches("ib")
+        .trim_end_matches('b')
+    {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use K, M, G or T)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// The default cache budget: 1/16 of physical memory, clamped to 64M..2G.
+pub fn default_cache_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let total = if pages > 0 && page > 0 {
+        pages as u64 * page as u64
+    } else {
+        1 << 30
+    };
+    (total / 16).clamp(64 << 20, 2 << 30)
+}
+
+/// The default number of request threads: twice the CPUs, 4 to 16.
+pub fn default_threads() -> usize {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    (cpus * 2).clamp(4, 16)
+}
+
+impl Args {
+    /// Merges flags and `-o` options; `is_root` decides the access default.
+    pub fn settings(&self, is_root: bool) -> Result<Settings, String> {
+        let mut s = Settings {
+            source: self.source.clone(),
+            mountpoint: self.mountpoint.clone(),
+            foreground: self.foreground,
+            allow_other: is_root,
+            allow_root: false,
+            default_permissions: false,
+            fsname: self.source.display().to_string(),
+            cache_size: self.cache_size.unwrap_or_else(default_cache_size),
+            threads: self
+                .threads
+                .map(usize::from)
+                .unwrap_or_else(default_threads),
+            log_file: self.log_file.clone(),
+            verbose: self.verbose,
+        };
+        for opt in self
+            .options
+            .iter()
+            .flat_map(|o| o.split(','))
+            .filter(|o| !o.is_empty())
+        {
+            let (key, value) = match opt.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (opt, None),
+            };
+            match (key, value) {
+                ("allow_other", None) => s.allow_other = true,
+                ("allow_root", None) => s.allow_root = true,
+                ("default_permissions", None) => s.default_permissions = true,
+                ("verbose", None) => s.verbose = true,
+                ("fsname", Some(v)) => s.fsname = v.to_string(),
+                ("cache_size", Some(v)) => s.cache_size = parse_size(v)?,
+                ("threads", Some(v)) => {
+                    s.threads = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=256).contains(n))
+                        .ok_or_else(|| format!("threads={v}: expected a number from 1 to 256"))?
+                }
+                ("log_file", Some(v)) => s.log_file = Some(PathBuf::from(v)),
+                (k, None) if COMPAT_OPTIONS.contains(&k) => {}
+                _ => {
+                    return Err(format!(
+                        "unknown mount option '{opt}' (known: allow_other, allow_root, default_permissions, fsname=, cache_size=, threads=, log_file=, verbose, and the fstab options {})",
+                        COMPAT_OPTIONS.join(", ")
+                    ))
+                }
+            }
+        }
+        if s.cache_size < 1 << 20 {
+            return Err(format!(
+                "cache size {} is below the minimum of 1M",
+                s.cache_size
+            ));
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec!["appimagefs", "/src", "/mnt"];
+        v.extend_from_slice(extra);
+        Args::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn root_defaults_to_allow_other() {
+        assert!(args(&[]).settings(true).unwrap().allow_other);
+        assert!(!args(&[]).settings(false).unwrap().allow_other);
+        assert!(
+            args(&["-o", "allow_other"])
+                .settings(false)
+                .unwrap()
+                .allow_other
+        );
+    }
+
+    #[test]
+    fn o_options_merge_and_unknown_ones_fail() {
+        let s = args(&[
+            "-o",
+            "rw,nofail,cache_size=1G",
+            "-o",
+            "threads=3,fsname=apps",
+        ])
+        .settings(false)
+        .unwrap();
+        assert_eq!(
+            (s.cache_size, s.threads, s.fsname.as_str()),
+            (1 << 30, 3, "apps")
+        );
+        assert!(args(&["-o", "bogus"]).settings(false).is_err());
+        assert!(args(&["-o", "threads=0"]).settings(false).is_err());
+        assert!(args(&["-o", "cache_size=10"]).settings(false).is_err());
+    }
+}

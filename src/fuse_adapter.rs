@@ -1,0 +1,300 @@
+//! The thin layer between the kernel and [`Union`]: each handler calls one
+//! union method and sends its result or its errno. Nothing here knows about
+//! image formats.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+};
+
+use crate::error::Error;
+use crate::tree::{Attr, Kind};
+use crate::union::{inode, Union};
+
+/// How long the kernel may trust what it learned about an image's nodes:
+/// image contents never change under a given inode number.
+const IMAGE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How long the kernel may trust synthesized nodes (the root, `bin/`,
+/// `share/`), which change when the source folder does.
+const SYNTH_TTL: Duration = Duration::from_secs(1);
+
+/// Preferred I/O size reported by `stat`: big enough that `cp` and `cat`
+/// read whole compressed blocks per request.
+const IO_BLOCK: u32 = 128 * 1024;
+
+/// Read requests the kernel may have in flight at once.
+const MAX_BACKGROUND: u16 = 64;
+
+/// The `fuser::Filesystem` implementation.
+pub struct FuseAdapter {
+    union: Arc<Union>,
+}
+
+impl FuseAdapter {
+    /// Serves `union` to the kernel.
+    pub fn new(union: Arc<Union>) -> FuseAdapter {
+        FuseAdapter { union }
+    }
+}
+
+fn errno(e: &Error) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+fn ttl(ino: u64) -> Duration {
+    if inode::decode(ino).0 == inode::SYNTH_SLOT {
+        SYNTH_TTL
+    } else {
+        IMAGE_TTL
+    }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+        Kind::BlockDev => FileType::BlockDevice,
+        Kind::CharDev => FileType::CharDevice,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+    }
+}
+
+/// Converts image attributes to what the kernel wants.
+pub fn file_attr(ino: u64, a: &Attr) -> FileAttr {
+    let time = if a.mtime >= 0 {
+        UNIX_EPOCH + Duration::new(a.mtime as u64, a.mtime_nsec.min(999_999_999))
+    } else {
+        UNIX_EPOCH - Duration::from_secs(a.mtime.unsigned_abs())
+    };
+    FileAttr {
+        ino: INodeNo(ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: time,
+        mtime: time,
+        ctime: time,
+        crtime: time,
+        kind: file_type(a.kind),
+        perm: a.perm & 0o7777,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: IO_BLOCK,
+        flags: 0,
+    }
+}
+
+impl Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let wanted = InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO;
+        if let Err(unsupported) = config.add_capabilities(wanted) {
+            crate::log::debug(format_args!(
+                "kernel lacks FUSE capabilities {unsupported:?}"
+            ));
+        }
+        let _ = config
+            .set_max_readahead(u32::MAX)
+            .or_else(|max| config.set_max_readahead(max));
+        let _ = config.set_max_background(MAX_BACKGROUND);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.union.lookup(parent.0, name.as_bytes()) {
+            Ok(e) => reply.entry(&ttl(e.ino), &file_attr(e.ino, &e.attr), Generation(0)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.union.getattr(ino.0) {
+            Ok(a) => reply.attr(&ttl(ino.0), &file_attr(ino.0, &a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.union.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        match self.union.open(ino.0) {
+            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.union.read(ino.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => {
+                crate::log::debug(format_args!("read of inode {:#x} at {offset}: {e}", ino.0));
+                reply.error(errno(&e))
+            }
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let flags = if inode::decode(ino.0).0 == inode::SYNTH_SLOT {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR
+        };
+        match self.union.getattr(ino.0) {
+            Ok(a) if a.kind == Kind::Dir => reply.opened(FileHandle(0), flags),
+            Ok(_) => reply.error(Errno::ENOTDIR),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let listing = match self.union.readdir(ino.0) {
+            Ok(l) => l,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        let dots = [
+            (b".".as_slice(), ino.0, Kind::Dir),
+            (b"..".as_slice(), ino.0, Kind::Dir),
+        ];
+        let all = dots
+            .into_iter()
+            .chain(listing.iter().map(|l| (l.name.as_slice(), l.ino, l.kind)));
+        for (i, (name, child, kind)) in all.enumerate().skip(offset as usize) {
+            if reply.add(
+                INodeNo(child),
+                i as u64 + 1,
+                file_type(kind),
+                OsStr::from_bytes(name),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let listing = match self.union.readdir(ino.0) {
+            Ok(l) => l,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        let own = match self.union.getattr(ino.0) {
+            Ok(a) => a,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        let dots = [(b".".as_slice(), ino.0), (b"..".as_slice(), ino.0)];
+        let all = dots
+            .into_iter()
+            .chain(listing.iter().map(|l| (l.name.as_slice(), l.ino)));
+        for (i, (name, child)) in all.enumerate().skip(offset as usize) {
+            let attr = if child == ino.0 {
+                own
+            } else {
+                match self.union.getattr(child) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        crate::log::debug(format_args!("readdirplus: skipping {child:#x}: {e}"));
+                        continue;
+                    }
+                }
+            };
+            let full = reply.add(
+                INodeNo(child),
+                i as u64 + 1,
+                OsStr::from_bytes(name),
+                &ttl(child),
+                &file_attr(child, &attr),
+                Generation(0),
+            );
+            if full {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let blocks = self.union.total_bytes().div_ceil(u64::from(IO_BLOCK));
+        reply.statfs(blocks, 0, 0, 0, 0, IO_BLOCK, 255, IO_BLOCK);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let attrs = match self.union.xattrs(ino.0) {
+            Ok(a) => a,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        match attrs.iter().find(|(n, _)| n.as_slice() == name.as_bytes()) {
+            None => reply.error(Errno::from_i32(libc::ENODATA)),
+            Some((_, value)) => sized_reply(reply, size, value),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.union.xattrs(ino.0) {
+            Ok(attrs) => {
+                let mut names = Vec::new();
+                for (n, _) in &attrs {
+                    names.extend_from_slice(n);
+                    names.push(0);
+                }
+                sized_reply(reply, size, &names)
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}
+
+/// Answers an xattr request: the size when asked for it, the bytes when they
+/// fit, ERANGE otherwise.
+fn sized_reply(reply: ReplyXattr, size: u32, bytes: &[u8]) {
+    if size == 0 {
+        reply.size(bytes.len() as u32)
+    } else if bytes.len() <= size as usize {
+        reply.data(bytes)
+    } else {
+        reply.error(Errno::from_i32(libc::ERANGE))
+    }
+}
