@@ -20,6 +20,9 @@ pub const MAX_FILE_BLOCKS: u64 = 1 << 22;
 /// start of any other block is found by adding at most this many sizes.
 const MARK_EVERY: usize = 64;
 
+/// Blocks decompressed ahead of a sequential reader.
+const READ_AHEAD_BLOCKS: usize = 4;
+
 /// Inode fragment index meaning "no fragment".
 pub const NO_FRAGMENT: u32 = 0xffff_ffff;
 
@@ -164,7 +167,32 @@ impl FileLayout {
             }
             at += take as u64;
         }
+        self.read_ahead(reader, offset / bs, (end - 1) / bs);
         Ok(out)
+    }
+
+    /// After a read of blocks `first..=last`: when the read looks
+    /// sequential (it starts the file, or the block before it is cached),
+    /// start decompressing the next few blocks on other cores.
+    fn read_ahead(&self, reader: &Reader, first: u64, last: u64) {
+        let count = self.words.len() as u64;
+        if last + 1 >= count {
+            return;
+        }
+        let sequential = first == 0
+            || matches!(self.block(first as usize - 1), Ok((pos, word))
+                if word & DATA_SIZE_MASK == 0 || reader.is_cached(pos));
+        if !sequential {
+            return;
+        }
+        let upto = (last + 1 + READ_AHEAD_BLOCKS as u64).min(count);
+        for i in last + 1..upto {
+            if let Ok((pos, word)) = self.block(i as usize) {
+                if word & DATA_SIZE_MASK != 0 {
+                    reader.prefetch_data_block(pos, word);
+                }
+            }
+        }
     }
 
     /// Appends `take` bytes at `within` of the file's tail, which is held

@@ -127,6 +127,40 @@ impl Reader {
         Ok(MetaBlock { raw, next })
     }
 
+    /// Starts decompressing the data block at `pos` (size word `word`) in
+    /// the background, unless it is a hole, out of range, cached or already
+    /// being loaded. Read-ahead only: errors are left for the real read.
+    pub fn prefetch_data_block(&self, pos: u64, word: u32) {
+        let Ok(len) = check_size_word(word, self.block_size) else {
+            return;
+        };
+        if len == 0
+            || pos
+                .checked_add(u64::from(len))
+                .is_none_or(|e| e > self.limit)
+        {
+            return;
+        }
+        let (backing, codec, block_size) = (self.backing.clone(), self.codec, self.block_size);
+        let key = BlockKey {
+            image: self.image,
+            pos,
+        };
+        self.cache.prefetch(key, move || {
+            load_data_block(&backing, codec, block_size, pos, len, word)
+        });
+    }
+
+    /// True when the data block at `pos` is in the cache.
+    pub fn is_cached(&self, pos: u64) -> bool {
+        self.cache
+            .peek(BlockKey {
+                image: self.image,
+                pos,
+            })
+            .is_some()
+    }
+
     /// Fetches the data or fragment block stored at `pos` with size word
     /// `word` (which must not be 0, a sparse hole). When `expected` is given,
     /// the block must decompress to exactly that many bytes.
@@ -146,13 +180,7 @@ impl Reader {
             pos,
         };
         let block = self.cache.get_or_load(key, || {
-            let mut stored = vec![0u8; len as usize];
-            self.backing.read_exact_at(&mut stored, pos)?;
-            if word & DATA_UNCOMPRESSED != 0 {
-                Ok(stored)
-            } else {
-                decompress(self.codec, &stored, self.block_size as usize)
-            }
+            load_data_block(&self.backing, self.codec, self.block_size, pos, len, word)
         })?;
         if block.len() > self.block_size as usize {
             return Err(Error::corrupt(format!(
@@ -343,4 +371,23 @@ pub fn le_u64(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(
         b.get(at..at.checked_add(8)?)?.try_into().ok()?,
     ))
+}
+
+/// Reads the `len` stored bytes of a data block at `pos` and decompresses
+/// them (unless the size word says they are stored raw).
+fn load_data_block(
+    backing: &Backing,
+    codec: Codec,
+    block_size: u32,
+    pos: u64,
+    len: u32,
+    word: u32,
+) -> Result<Vec<u8>> {
+    let mut stored = vec![0u8; len as usize];
+    backing.read_exact_at(&mut stored, pos)?;
+    if word & DATA_UNCOMPRESSED != 0 {
+        Ok(stored)
+    } else {
+        decompress(codec, &stored, block_size as usize)
+    }
 }
