@@ -6,7 +6,7 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -442,4 +442,319 @@ fn fifo_in_source_dir_does_not_hang_the_mount() {
     });
     assert_eq!(len.expect("stat Echo AppRun"), 9352);
     drop(mount);
+}
+
+/// One corrupted copy of a good image.
+struct Variant {
+    file: String,
+    what: String,
+    data: Vec<u8>,
+}
+
+fn le64(d: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(d[at..at + 8].try_into().unwrap())
+}
+
+/// Deterministic corruptions of a type 2 AppImage's SquashFS: random bytes
+/// anywhere after the superblock, targeted damage at the start of every
+/// metadata table, and absurd superblock fields.
+fn squashfs_variants(base_name: &str, data: &[u8], off: usize, n_random: u64) -> Vec<Variant> {
+    let sb = &data[off..off + 96];
+    let bytes_used = le64(sb, 40) as usize;
+    let end = off + bytes_used;
+    let mut out = Vec::new();
+    for i in 0..n_random {
+        let rnd = pseudo_random(1000 + i, 64);
+        let mut d = data.to_vec();
+        let count = 1 + (rnd[0] % 8) as usize;
+        let mut spots = Vec::new();
+        for k in 0..count {
+            let r = u32::from_le_bytes(rnd[4 + 4 * k..8 + 4 * k].try_into().unwrap()) as usize;
+            let pos = off + 96 + r % (bytes_used - 96);
+            d[pos] = rnd[40 + k];
+            spots.push(pos);
+        }
+        out.push(Variant {
+            file: format!("fuzz-{base_name}-rnd{i}.AppImage"),
+            what: format!("{base_name}: random bytes at {spots:?}"),
+            data: d,
+        });
+    }
+    for (field, at) in [
+        ("id_table", 48),
+        ("xattr_table", 56),
+        ("inode_table", 64),
+        ("dir_table", 72),
+        ("frag_table", 80),
+        ("export_table", 88),
+    ] {
+        let start = le64(sb, at);
+        if start == u64::MAX || off + start as usize + 8 > end {
+            continue;
+        }
+        let t = off + start as usize;
+        for (how, patch) in [
+            ("header 0xffff", &[0xffu8, 0xff][..]),
+            ("header 0x0001", &[0x01, 0x00][..]),
+            (
+                "body bytes",
+                &[0x00, 0x00, 0xff, 0xff, 0x13, 0x37, 0x00, 0x80][..],
+            ),
+        ] {
+            let mut d = data.to_vec();
+            let pos = if how == "body bytes" { t + 2 } else { t };
+            // The table-start fields of id/xattr/frag/export point at a list
+            // of u64 block pointers; patch those too.
+            d[pos..pos + patch.len()].copy_from_slice(patch);
+            out.push(Variant {
+                file: format!(
+                    "fuzz-{base_name}-{field}-{}.AppImage",
+                    how.replace(' ', "_")
+                ),
+                what: format!("{base_name}: {field} (at {t}): {how}"),
+                data: d,
+            });
+        }
+    }
+    let mut sb_patch = |name: &str, at: usize, bytes: &[u8]| {
+        let mut d = data.to_vec();
+        d[off + at..off + at + bytes.len()].copy_from_slice(bytes);
+        out.push(Variant {
+            file: format!("fuzz-{base_name}-sb-{name}.AppImage"),
+            what: format!("{base_name}: superblock {name}"),
+            data: d,
+        });
+    };
+    sb_patch(
+        "root_inode_ref",
+        32,
+        &0x0000_7fff_0000_1234u64.to_le_bytes(),
+    );
+    sb_patch("inode_count_0", 4, &0u32.to_le_bytes());
+    sb_patch("inode_count_max", 4, &u32::MAX.to_le_bytes());
+    sb_patch("frag_count_max", 16, &u32::MAX.to_le_bytes());
+    sb_patch("id_count_0", 26, &0u16.to_le_bytes());
+    sb_patch("id_count_max", 26, &u16::MAX.to_le_bytes());
+    sb_patch("dir_table_swapped", 72, &le64(sb, 64).to_le_bytes());
+    sb_patch(
+        "inode_table_at_end",
+        64,
+        &(bytes_used as u64 - 2).to_le_bytes(),
+    );
+    out
+}
+
+/// Random byte damage in an ISO-based (type 1) AppImage: in the root
+/// directory extent, in the path tables, and anywhere after the descriptors.
+fn iso_variants(base_name: &str, data: &[u8], n: u64) -> Vec<Variant> {
+    let pvd = 16 * 2048;
+    let root_lba =
+        u32::from_le_bytes(data[pvd + 156 + 2..pvd + 156 + 6].try_into().unwrap()) as usize;
+    let root_len =
+        u32::from_le_bytes(data[pvd + 156 + 10..pvd + 156 + 14].try_into().unwrap()) as usize;
+    let pt_lba = u32::from_le_bytes(data[pvd + 140..pvd + 144].try_into().unwrap()) as usize;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let rnd = pseudo_random(2000 + i, 64);
+        let mut d = data.to_vec();
+        let (region, lo, len) = match i % 3 {
+            0 => ("root dir", root_lba * 2048, root_len.min(2048)),
+            1 => ("path table", pt_lba * 2048, 64),
+            _ => ("anywhere", 18 * 2048, data.len() - 18 * 2048),
+        };
+        let count = 1 + (rnd[0] % 6) as usize;
+        let mut spots = Vec::new();
+        for k in 0..count {
+            let r = u32::from_le_bytes(rnd[4 + 4 * k..8 + 4 * k].try_into().unwrap()) as usize;
+            let pos = lo + r % len;
+            if pos < d.len() {
+                d[pos] = rnd[40 + k];
+                spots.push(pos);
+            }
+        }
+        out.push(Variant {
+            file: format!("fuzz-{base_name}-{i}.AppImage"),
+            what: format!("{base_name}: random bytes in the {region} at {spots:?}"),
+            data: d,
+        });
+    }
+    out
+}
+
+/// Corrupted copies of good images (SquashFS with gzip, xz, zstd, xattrs,
+/// fragments; ISO with Rock Ridge and zisofs) next to a good AppImage: no
+/// hang, no crash, no runaway memory, only EIO/ENOENT, and the good app
+/// still reads back byte-identical. Failing variants are kept in cargo's
+/// target tmp dir for reproduction.
+#[test]
+fn corrupted_images_do_not_break_the_mount() {
+    let t0 = Instant::now();
+    let tmp = TempDir::new("hostile-fuzz");
+    let src = tmp.subdir("src");
+    let mnt = tmp.subdir("mnt");
+    let mut fails = Failures::new();
+
+    let echo = std::fs::read(fixture("Echo-x86_64.AppImage")).unwrap();
+    let echo_off = manifest_row("Echo-x86_64.AppImage").sqfs_offset().unwrap() as usize;
+    let rt = type2_runtime().len();
+    let wrapped = |sqfs: &Path| {
+        let mut d = type2_runtime().to_vec();
+        d.extend_from_slice(&std::fs::read(sqfs).unwrap());
+        d
+    };
+    let mut variants = Vec::new();
+    variants.extend(squashfs_variants("echo", &echo, echo_off, 12));
+    variants.extend(squashfs_variants(
+        "edge",
+        &wrapped(&built_image("edge").sqfs),
+        rt,
+        12,
+    ));
+    variants.extend(squashfs_variants(
+        "xz1m",
+        &wrapped(&built_image("mixed-xz-b1m").sqfs),
+        rt,
+        8,
+    ));
+    variants.extend(squashfs_variants(
+        "zstd",
+        &wrapped(&built_image("mixed-zstd").sqfs),
+        rt,
+        8,
+    ));
+    let zisofs = built_isos()
+        .iter()
+        .find(|b| b.name == "iso-rr-zisofs")
+        .unwrap();
+    let mut iso = type1_system_area().to_vec();
+    iso.extend_from_slice(&std::fs::read(&zisofs.iso).unwrap()[32768..]);
+    variants.extend(iso_variants("zisofs", &iso, 12));
+    variants.extend(iso_variants(
+        "extract6",
+        &std::fs::read(fixture("AppImageExtract_6-x86_64.AppImage")).unwrap(),
+        9,
+    ));
+    for v in &variants {
+        std::fs::write(src.join(&v.file), &v.data).unwrap();
+        set_mode(&src.join(&v.file), 0o755);
+    }
+    copy_fixture("Echo-x86_64.AppImage", &src, "good-echo.AppImage");
+
+    let mut mount = Mount::start(&src, &mnt, &[]);
+    let m2 = mnt.clone();
+    let root: Vec<String> = match with_timeout("readdir root", Duration::from_secs(30), move || {
+        std::fs::read_dir(&m2).map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+    }) {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => panic!(
+            "readdir of the mount root failed: {e}\n{}",
+            mount.log_text()
+        ),
+        Err(e) => panic!("{e}\n{}", mount.log_text()),
+    };
+    let keep = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("appimagefs-fuzz-failures");
+    let mut served = 0;
+    let mut with_errors = 0;
+    for v in &variants {
+        let name = app_name(&v.file);
+        if !root.contains(&name) {
+            continue;
+        }
+        served += 1;
+        let before = fails.len();
+        let dir = mnt.join(&name);
+        match with_timeout(
+            &format!("walk {name}"),
+            Duration::from_secs(20),
+            move || snapshot(&dir),
+        ) {
+            Err(e) => {
+                fails.push(format!("{} ({}): {e}", name, v.what));
+                if !crate::squashfs_tree::mount_responsive(&mnt) {
+                    fails.push("the mount stopped answering; remaining variants skipped");
+                    let _ = std::fs::create_dir_all(&keep);
+                    let _ = std::fs::write(keep.join(&v.file), &v.data);
+                    break;
+                }
+            }
+            Ok(s) => {
+                if !s.errors().is_empty() {
+                    with_errors += 1;
+                }
+                for (p, err) in s.errors() {
+                    let ok = matches!(err.errno, Some(e) if ALLOWED_ERRNOS.contains(&e))
+                        || (err.errno.is_none() && err.msg.contains("listed twice"));
+                    fails.check(ok, || format!("{name} ({}): {}: {err}", v.what, show(&p)));
+                }
+                let foreign = s.foreign_devices();
+                fails.check(foreign.is_empty(), || {
+                    format!("{name}: entries outside the mount: {foreign:?}")
+                });
+            }
+        }
+        if !mount.is_alive() {
+            fails.push(format!(
+                "the daemon died while walking {name} ({}); output:\n{}",
+                v.what,
+                mount.log_text()
+            ));
+        }
+        if fails.len() > before {
+            let _ = std::fs::create_dir_all(&keep);
+            let _ = std::fs::write(keep.join(&v.file), &v.data);
+        }
+        if !mount.is_alive() {
+            break;
+        }
+    }
+    eprintln!(
+        "fuzz: {} variants, {} served as app folders, {} of them with read errors",
+        variants.len(),
+        served,
+        with_errors
+    );
+    if let Some(pid) = mount.pid() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss_kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        fails.check(rss_kb < 1 << 20, || {
+            format!("daemon peak RSS {rss_kb} kB (> 1 GiB) after the corrupted images")
+        });
+    }
+    if mount.is_alive() && crate::squashfs_tree::mount_responsive(&mnt) {
+        let truth = tmp.join("truth-echo");
+        unsquashfs_extract(&fixture("Echo-x86_64.AppImage"), echo_off as u64, &truth).unwrap();
+        let expected = snapshot(&truth);
+        let dir = mnt.join("good-echo");
+        match with_timeout("walk good app", Duration::from_secs(60), move || {
+            snapshot(&dir)
+        }) {
+            Ok(actual) => {
+                if let Some(r) = compare_trees(&expected, &actual, &Compare::squashfs()) {
+                    fails.push(format!("good-echo after the corrupted ones: {r}"));
+                }
+            }
+            Err(e) => fails.push(format!("good-echo: {e}")),
+        }
+    }
+    fails.check(mount.is_alive(), || {
+        format!("the filesystem process died; output:\n{}", mount.log_text())
+    });
+    eprintln!("fuzz done in {:.1}s", t0.elapsed().as_secs_f64());
+    if !fails.is_empty() {
+        fails.push(format!(
+            "failing variants kept in {}\ndaemon output:\n{}",
+            keep.display(),
+            mount.log_text()
+        ));
+    }
+    drop(mount);
+    fails.finish("corrupted images");
 }

@@ -54,6 +54,21 @@ fn prepare(src: &Path, tmp: &TempDir, fails: &mut Failures) -> Vec<Case> {
             rockridge: row.rockridge(),
         });
     }
+    for b in built_isos() {
+        let file = format!("{}.AppImage", b.name);
+        wrap_iso_as_appimage(&b.iso, &src.join(&file));
+        let truth = truth_dir.join(&file);
+        if let Err(e) = xorriso_extract(&src.join(&file), &truth) {
+            fails.push(format!("ground truth for built {}: {e}", b.name));
+            continue;
+        }
+        cases.push(Case {
+            app: app_name(&file),
+            origin: format!("built {}", b.name),
+            truth,
+            rockridge: b.rockridge,
+        });
+    }
     cases
 }
 
@@ -65,7 +80,7 @@ fn iso_payloads_match_xorriso() {
     let mnt = tmp.subdir("mnt");
     let mut fails = Failures::new();
     let cases = prepare(&src, &tmp, &mut fails);
-    assert!(cases.len() >= 10, "too few ISO cases: {}", cases.len());
+    assert!(cases.len() >= 14, "too few ISO cases: {}", cases.len());
     // Ground truth sanity: zisofs content is decompressed by xorriso.
     if let Some(c) = cases
         .iter()
@@ -81,6 +96,7 @@ fn iso_payloads_match_xorriso() {
     }
 
     let mut mount = Mount::start(&src, &mnt, &[]);
+    let mut compared = (0usize, 0usize);
     let m2 = mnt.clone();
     let root_names: Vec<String> =
         match with_timeout("readdir mount root", Duration::from_secs(30), move || {
@@ -123,6 +139,8 @@ fn iso_payloads_match_xorriso() {
                 continue;
             }
         };
+        compared.0 += 1;
+        compared.1 += actual.entries.len();
         if let Some(report) = compare_trees(&expected, &actual, &Compare::iso(case.rockridge)) {
             fails.push(format!(
                 "{} ({}, rockridge={}): {report}",
@@ -164,7 +182,12 @@ fn iso_payloads_match_xorriso() {
     fails.check(mount.is_alive(), || {
         format!("the filesystem process died; output:\n{}", mount.log_text())
     });
-    eprintln!("iso_tree done in {:.1}s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "iso_tree: compared {} app folders ({} entries) in {:.1}s",
+        compared.0,
+        compared.1,
+        t0.elapsed().as_secs_f64()
+    );
     if !fails.is_empty() {
         fails.push(format!("daemon output:\n{}", mount.log_text()));
     }

@@ -424,6 +424,7 @@ fn squashfs_payloads_match_unsquashfs() {
     );
 
     let mut mount = Mount::start(&src, &mnt, &[]);
+    let mut compared = (0usize, 0usize);
     let m2 = mnt.clone();
     let root_names: Vec<String> =
         match with_timeout("readdir mount root", Duration::from_secs(30), move || {
@@ -468,6 +469,8 @@ fn squashfs_payloads_match_unsquashfs() {
                 continue;
             }
         };
+        compared.0 += 1;
+        compared.1 += actual.entries.len();
         if let Some(report) = compare_trees(&expected, &actual, &Compare::squashfs()) {
             fails.push(format!("{} ({}): {report}", case.app, case.origin));
         }
@@ -600,10 +603,96 @@ fn squashfs_payloads_match_unsquashfs() {
     fails.check(mount.is_alive(), || {
         format!("the filesystem process died; output:\n{}", mount.log_text())
     });
-    eprintln!("squashfs_tree done in {:.1}s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "squashfs_tree: compared {} app folders ({} entries) in {:.1}s",
+        compared.0,
+        compared.1,
+        t0.elapsed().as_secs_f64()
+    );
     if !fails.is_empty() {
         fails.push(format!("daemon output:\n{}", mount.log_text()));
     }
     drop(mount);
     fails.finish("squashfs_tree");
+}
+
+/// A sparse file larger than 4 GiB (64-bit sizes and offsets, extended file
+/// inode): size, bytes across the 4 GiB boundary, the last bytes, EOF.
+#[test]
+fn file_larger_than_4gib() {
+    let tmp = TempDir::new("sqfs-huge");
+    let src = tmp.subdir("src");
+    let mnt = tmp.subdir("mnt");
+    wrap_squashfs_as_appimage(&huge_sparse_image(), &src.join("huge.AppImage"));
+    let mount = Mount::start(&src, &mnt, &[]);
+    let path = mnt.join("huge/huge");
+    let result = with_timeout("huge file checks", Duration::from_secs(60), move || {
+        let mut errs = Vec::new();
+        let md = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) => return vec![format!("lstat: {}", errno_name(&e))],
+        };
+        if md.size() != HUGE_SIZE {
+            errs.push(format!("size {} != {HUGE_SIZE}", md.size()));
+        }
+        if md.mtime() != 1_500_000_000 {
+            errs.push(format!("mtime {} != 1500000000", md.mtime()));
+        }
+        let f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => return vec![format!("open: {}", errno_name(&e))],
+        };
+        let mut check = |off: u64, len: usize, want: &dyn Fn(u64) -> u8, want_len: usize| {
+            let mut buf = vec![0xAAu8; len];
+            match read_full_at(&f, &mut buf, off) {
+                Err(e) => errs.push(format!("pread({len} @ {off}): {}", errno_name(&e))),
+                Ok(n) if n != want_len => errs.push(format!(
+                    "pread({len} @ {off}) gave {n} bytes, expected {want_len}"
+                )),
+                Ok(n) => {
+                    if let Some(i) = (0..n).find(|&i| buf[i] != want(off + i as u64)) {
+                        errs.push(format!(
+                            "pread({len} @ {off}): byte at {} is {:#04x}, expected {:#04x}",
+                            off + i as u64,
+                            buf[i],
+                            want(off + i as u64)
+                        ));
+                    }
+                }
+            }
+        };
+        let content = |pos: u64| -> u8 {
+            if (HUGE_MARKER_AT..HUGE_MARKER_AT + HUGE_MARKER.len() as u64).contains(&pos) {
+                HUGE_MARKER[(pos - HUGE_MARKER_AT) as usize]
+            } else if pos >= HUGE_SIZE - 3 {
+                b"END"[(pos - (HUGE_SIZE - 3)) as usize]
+            } else {
+                0
+            }
+        };
+        check(0, 4096, &content, 4096);
+        check(2 << 30, 1 << 20, &content, 1 << 20);
+        check(HUGE_MARKER_AT - 100, 300, &content, 300);
+        check(
+            HUGE_MARKER_AT,
+            HUGE_MARKER.len(),
+            &content,
+            HUGE_MARKER.len(),
+        );
+        check((4 << 30) + 1, 4096, &content, 4096);
+        check(HUGE_SIZE - 10, 100, &content, 10);
+        check(HUGE_SIZE, 100, &content, 0);
+        check(HUGE_SIZE + (1 << 32), 100, &content, 0);
+        errs
+    });
+    let alive_log = mount.log_text();
+    drop(mount);
+    match result {
+        Ok(errs) if errs.is_empty() => {}
+        Ok(errs) => panic!(
+            "huge/huge:\n  {}\ndaemon output:\n{alive_log}",
+            errs.join("\n  ")
+        ),
+        Err(e) => panic!("{e}\ndaemon output:\n{alive_log}"),
+    }
 }

@@ -613,3 +613,218 @@ pub fn built_image_extraction(name: &str) -> PathBuf {
     m.insert(name.to_string(), out.clone());
     out
 }
+
+// ---------------------------------------------------------------------------
+// Built ISO images
+
+/// The tree the built ISO images hold: a 3000-entry directory (its records
+/// span many 2 KiB sectors), 12 levels of nesting (beyond ISO 9660's 8),
+/// files at sector-size boundaries, a 5 MB random file, long names and
+/// symlink targets (Rock Ridge NM/SL continuation), owners, setuid, a 2100
+/// mtime, empty files and directories.
+pub fn build_iso_tree(root: &Path) {
+    mkdir(root);
+    for i in 0..3000 {
+        write(
+            &root.join(format!("big/file-with-a-longish-name-{i:04}")),
+            format!("{i}\n").as_bytes(),
+        );
+    }
+    let mut deep = root.join("deep");
+    for i in 0..12 {
+        deep = deep.join(format!("level{i}"));
+    }
+    write(&deep.join("leaf"), b"leaf\n");
+    write(&root.join("rand"), &pseudo_random(20, 5_000_000));
+    write(&root.join("text"), &text(300_001, 21));
+    for (name, len) in [
+        ("s2047", 2047usize),
+        ("s2048", 2048),
+        ("s2049", 2049),
+        ("s32768", 32768),
+        ("s32769", 32769),
+    ] {
+        write(&root.join("sizes").join(name), &text(len, len));
+    }
+    write(&root.join("empty-file"), b"");
+    mkdir(&root.join("empty-dir"));
+    write(&root.join(&"L".repeat(200)), b"long name\n");
+    write(&root.join("names").join(&"m".repeat(255)), b"255\n");
+    write(&root.join("names/\u{fc}n\u{ef}c\u{f8}d\u{e9}"), b"utf8\n");
+    write(&root.join("names/with space"), b"space\n");
+    symlink(b"text", &root.join("sym/dangling"));
+    symlink(b"../text", &root.join("sym/rel"));
+    symlink(b"/etc/passwd", &root.join("sym/abs"));
+    symlink(
+        format!("{}z", "a/".repeat(150)).as_bytes(),
+        &root.join("sym/long300"),
+    );
+    let meta = root.join("meta");
+    mkdir(&meta);
+    for (name, uid, gid, mode) in [
+        ("setuid", 1234u32, 5678u32, 0o4755u32),
+        ("private", 1000, 1000, 0o600),
+        ("ro", 0, 0, 0o444),
+    ] {
+        let p = meta.join(name);
+        write(&p, format!("{name}\n").as_bytes());
+        chown(&p, uid, gid);
+        set_mode(&p, mode);
+    }
+    write(&meta.join("future"), b"future\n");
+    set_mtime(&meta.join("future"), 4_102_444_800);
+    write(&meta.join("old"), b"old\n");
+    set_mtime(&meta.join("old"), 946_684_799);
+}
+
+/// An ISO image built by this suite with xorriso.
+#[derive(Debug)]
+pub struct BuiltIso {
+    /// Short unique name.
+    pub name: &'static str,
+    /// The ISO image.
+    pub iso: PathBuf,
+    /// Whether it carries Rock Ridge.
+    pub rockridge: bool,
+}
+
+/// ISO images of [`build_iso_tree`] (built once per process):
+/// `iso-rr-joliet` (`-as mkisofs -R -J`), `iso-rr-zisofs` (Rock Ridge,
+/// every file zisofs-compressed), `iso-plain` (no Rock Ridge, no Joliet),
+/// `iso-joliet-only` (Joliet, no Rock Ridge: xorriso, like the Linux kernel,
+/// then shows the Joliet names).
+pub fn built_isos() -> &'static [BuiltIso] {
+    static ISOS: OnceLock<Vec<BuiltIso>> = OnceLock::new();
+    ISOS.get_or_init(|| {
+        let dir = build_dir().join("isos");
+        let tree = dir.join("tree");
+        build_iso_tree(&tree);
+        let specs: Vec<(&'static str, bool, Vec<String>)> = vec![
+            (
+                "iso-rr-joliet",
+                true,
+                vec!["-as", "mkisofs", "-R", "-J", "-o", "OUT", "TREE"],
+            ),
+            (
+                "iso-rr-zisofs",
+                true,
+                vec![
+                    "-outdev",
+                    "OUT",
+                    "-zisofs",
+                    "level=6:block_size=32k",
+                    "-map",
+                    "TREE",
+                    "/",
+                    "-set_filter_r",
+                    "--zisofs",
+                    "/",
+                    "--",
+                ],
+            ),
+            (
+                "iso-plain",
+                false,
+                vec![
+                    "-outdev",
+                    "OUT",
+                    "-rockridge",
+                    "off",
+                    "-joliet",
+                    "off",
+                    "-map",
+                    "TREE",
+                    "/",
+                ],
+            ),
+            (
+                "iso-joliet-only",
+                false,
+                vec![
+                    "-outdev",
+                    "OUT",
+                    "-rockridge",
+                    "off",
+                    "-joliet",
+                    "on",
+                    "-map",
+                    "TREE",
+                    "/",
+                ],
+            ),
+        ]
+        .into_iter()
+        .map(|(n, rr, v)| (n, rr, v.into_iter().map(String::from).collect()))
+        .collect();
+        specs
+            .into_iter()
+            .map(|(name, rockridge, args)| {
+                let iso = dir.join(format!("{name}.iso"));
+                let argv: Vec<std::ffi::OsString> = args
+                    .iter()
+                    .map(|a| match a.as_str() {
+                        "OUT" => iso.clone().into_os_string(),
+                        "TREE" => tree.clone().into_os_string(),
+                        s => s.into(),
+                    })
+                    .collect();
+                let o = run_timeout(
+                    Command::new("xorriso").args(&argv),
+                    Duration::from_secs(120),
+                );
+                assert!(
+                    o.success() && iso.exists(),
+                    "xorriso {args:?} failed: {}",
+                    o.describe()
+                );
+                BuiltIso {
+                    name,
+                    iso,
+                    rockridge,
+                }
+            })
+            .collect()
+    })
+}
+
+// ---------------------------------------------------------------------------
+// A SquashFS image holding a sparse file larger than 4 GiB
+
+/// Size of `huge` in [`huge_sparse_image`].
+pub const HUGE_SIZE: u64 = (4 << 30) + 300_000;
+/// Offset of [`HUGE_MARKER`] (it straddles the 4 GiB boundary).
+pub const HUGE_MARKER_AT: u64 = (4 << 30) - 5;
+/// Bytes written across 4 GiB; the file also ends in `END`.
+pub const HUGE_MARKER: &[u8] = b"MARKER-ACROSS-4G";
+
+/// A SquashFS image with one sparse file `huge` of [`HUGE_SIZE`] bytes
+/// (zeros, [`HUGE_MARKER`] at [`HUGE_MARKER_AT`], `END` as its last bytes).
+/// mksquashfs reads all 4 GiB (~20 s), so the 4 KiB image is cached in
+/// cargo's target tmp dir across runs.
+pub fn huge_sparse_image() -> PathBuf {
+    static IMG: OnceLock<PathBuf> = OnceLock::new();
+    IMG.get_or_init(|| {
+        let cache =
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("appimagefs-huge-sparse-v1.sqfs");
+        if cache.exists() {
+            return cache;
+        }
+        let src = build_dir().join("huge-src");
+        mkdir(&src);
+        let f = std::fs::File::create(src.join("huge")).unwrap();
+        f.set_len(HUGE_SIZE).unwrap();
+        std::os::unix::fs::FileExt::write_at(&f, HUGE_MARKER, HUGE_MARKER_AT).unwrap();
+        std::os::unix::fs::FileExt::write_at(&f, b"END", HUGE_SIZE - 3).unwrap();
+        drop(f);
+        set_mtime(&src.join("huge"), 1_500_000_000);
+        let tmp = build_dir().join("huge.sqfs");
+        mksquashfs(&src, &tmp, &["-comp", "zstd"]);
+        let _ = std::fs::remove_dir_all(&src);
+        std::fs::create_dir_all(cache.parent().unwrap()).unwrap();
+        let staged = cache.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::copy(&tmp, &staged).unwrap();
+        std::fs::rename(&staged, &cache).unwrap();
+        cache
+    })
+    .clone()
+}
