@@ -696,3 +696,130 @@ fn file_larger_than_4gib() {
         Err(e) => panic!("{e}\ndaemon output:\n{alive_log}"),
     }
 }
+
+/// A 1 MiB decompression cache (smaller than two 1 MiB blocks) and one
+/// request thread, then 8 request threads, each with 6 concurrent readers
+/// over images with 4K, 128K and 1M blocks: every tree still reads back
+/// identical (eviction and concurrency correctness).
+#[test]
+fn tiny_cache_and_concurrent_readers() {
+    let names = ["mixed-xz-b1m", "mixed-gzip-b4k", "mixed-zstd", "edge"];
+    for opts in ["cache_size=1M,threads=1", "cache_size=1M,threads=8"] {
+        let tmp = TempDir::new("sqfs-tinycache");
+        let src = tmp.subdir("src");
+        let mnt = tmp.subdir("mnt");
+        for n in names {
+            wrap_squashfs_as_appimage(&built_image(n).sqfs, &src.join(format!("{n}.AppImage")));
+        }
+        let mut mount = Mount::start(&src, &mnt, &["-o", opts]);
+        let mut fails = Failures::new();
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let n = names[i % names.len()];
+                let dir = mnt.join(n);
+                std::thread::spawn(move || (n, snapshot(&dir)))
+            })
+            .collect();
+        let joined = with_timeout(
+            "concurrent snapshots",
+            Duration::from_secs(180),
+            move || {
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("snapshot thread"))
+                    .collect::<Vec<_>>()
+            },
+        );
+        match joined {
+            Ok(snaps) => {
+                for (n, s) in snaps {
+                    let expected = snapshot(&built_image_extraction(n));
+                    if let Some(r) = compare_trees(&expected, &s, &Compare::squashfs()) {
+                        fails.push(format!("-o {opts}: {n}: {r}"));
+                    }
+                }
+            }
+            Err(e) => fails.push(format!("-o {opts}: {e}")),
+        }
+        fails.check(mount.is_alive(), || {
+            format!("-o {opts}: daemon died:\n{}", mount.log_text())
+        });
+        if !fails.is_empty() {
+            fails.push(format!("daemon output:\n{}", mount.log_text()));
+        }
+        drop(mount);
+        fails.finish("tiny cache");
+    }
+}
+
+/// 300 AppImages (hard links to one file) in one folder: the mount comes up
+/// quickly, lists all of them with distinct inode numbers, and serves them.
+#[test]
+fn many_appimages_in_one_folder() {
+    let tmp = TempDir::new("sqfs-many");
+    let src = tmp.subdir("src");
+    let mnt = tmp.subdir("mnt");
+    let first = copy_fixture("Echo-x86_64.AppImage", &src, "app-000.AppImage");
+    for i in 1..300 {
+        std::fs::hard_link(&first, src.join(format!("app-{i:03}.AppImage"))).unwrap();
+    }
+    let t0 = Instant::now();
+    let mount = Mount::start(&src, &mnt, &[]);
+    let ready = t0.elapsed();
+    let m = mnt.clone();
+    let listing = must_finish("readdir root", Duration::from_secs(30), move || {
+        std::fs::read_dir(&m).map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("app-"))
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        e.metadata().map(|m| m.ino()).ok(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+    })
+    .expect("readdir root");
+    let log = mount.log_text();
+    let names: std::collections::BTreeSet<_> = listing.iter().map(|(n, _)| n.clone()).collect();
+    let inos: std::collections::BTreeSet<_> = listing.iter().filter_map(|(_, i)| *i).collect();
+    let truth = tmp.join("truth");
+    unsquashfs_extract(&fixture("Echo-x86_64.AppImage"), 187784, &truth).unwrap();
+    let want = std::fs::read(truth.join("AppRun")).unwrap();
+    let probe = mnt.clone();
+    let got = must_finish(
+        "read AppRun of 3 apps",
+        Duration::from_secs(30),
+        move || {
+            ["app-000", "app-150", "app-299"]
+                .iter()
+                .map(|a| std::fs::read(probe.join(a).join("AppRun")).map_err(|e| errno_name(&e)))
+                .collect::<Vec<_>>()
+        },
+    );
+    drop(mount);
+    assert!(
+        ready < Duration::from_secs(20),
+        "mount took {ready:?} to become ready with 300 AppImages"
+    );
+    assert_eq!(
+        names.len(),
+        300,
+        "listed {} of 300 app folders; daemon output:\n{log}",
+        names.len()
+    );
+    assert_eq!(
+        inos.len(),
+        300,
+        "300 app folders have only {} distinct inode numbers",
+        inos.len()
+    );
+    for (i, g) in got.into_iter().enumerate() {
+        assert!(
+            g.as_deref() == Ok(&want[..]),
+            "AppRun #{i} differs or fails: {:?}",
+            g.map(|v| v.len())
+        );
+    }
+}
