@@ -20,6 +20,7 @@ every user (allow_other); started as a normal user, only by that user unless\n\
 -o allow_other is given (which needs user_allow_other in /etc/fuse.conf).",
     after_help = "Examples:\n  \
 appimagefs /share/AppImages /opt/apps                 mount, return once ready\n  \
+appimagefs inspect /share/AppImages/*                 what each file is, or why it is skipped\n  \
 appimagefs -f /share/AppImages /opt/apps              stay in the foreground (systemd, containers)\n  \
 appimagefs -o cache_size=1G /share/AppImages /opt/apps\n  \
 fusermount3 -u /opt/apps                              unmount (or: umount /opt/apps)\n\n\
@@ -68,6 +69,27 @@ pub struct Args {
     /// Log every skipped request error and other detail.
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+/// `appimagefs inspect`: report on AppImage files without mounting.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "appimagefs inspect",
+    about = "Show what appimagefs sees in AppImage files, or why a file is not usable",
+    long_about = "Show what appimagefs sees in AppImage files: type, architecture, payload offset,\n\
+compression and block size, file count, name and version from the desktop entry,\n\
+update information, whether it is signed; for a file that is not a usable AppImage,\n\
+why. Exit status 0 when every file is usable, 1 otherwise.",
+    after_help = "Examples:\n  appimagefs inspect /share/AppImages/*\n  appimagefs inspect --json Foo.AppImage | jq '.[0].version'"
+)]
+pub struct InspectArgs {
+    /// Files to inspect.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Print JSON for scripts instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Everything the daemon needs, after merging `-o` options with flags.

@@ -270,7 +270,7 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
     let cache = Arc::new(BlockCache::new(
         usize::try_from(settings.cache_size).unwrap_or(usize::MAX),
     ));
-    let union = Arc::new(Union::new(&source, cache)?);
+    let union = Arc::new(Union::new(&source, &mnt, cache)?);
     let mut readiness = if settings.foreground {
         Readiness(None)
     } else {

@@ -16,13 +16,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::backing::Backing;
 use crate::cache::BlockCache;
 use crate::desktop::{entry, locate, rewrite};
 use crate::detect::{self, elf, AppImage, Payload};
-use crate::error::{Error, Result};
-use crate::tree::ImageTree;
-use crate::{iso9660, squashfs};
+use crate::error::Error;
+use crate::image::open_tree;
 
 /// Decompression cache budget for inspecting (a few images, once each).
 const CACHE_BYTES: usize = 16 << 20;
@@ -99,30 +97,6 @@ impl Report {
     }
 }
 
-/// Opens the image tree of a detected AppImage. The same as
-/// `union::app::open_tree`, kept here so that `inspect` does not depend on
-/// the union namespace.
-pub fn open_image(
-    file: &Arc<File>,
-    detected: &AppImage,
-    cache: Arc<BlockCache>,
-) -> Result<Arc<dyn ImageTree>> {
-    match &detected.payload {
-        Payload::SquashFs { offset, superblock } => {
-            let backing = Backing::new(file.clone(), *offset, superblock.bytes_used);
-            Ok(Arc::new(squashfs::open(
-                backing,
-                superblock.clone(),
-                cache,
-            )?))
-        }
-        Payload::Iso9660 { len } => {
-            let backing = Backing::new(file.clone(), 0, *len);
-            Ok(Arc::new(iso9660::open(backing, cache)?))
-        }
-    }
-}
-
 /// Inspects one file.
 pub fn inspect_file(path: &Path, cache: &Arc<BlockCache>) -> Report {
     let result = File::open(path)
@@ -190,7 +164,7 @@ fn facts(
         let text = String::from_utf8_lossy(&raw[..end]).trim().to_string();
         (!text.is_empty()).then_some(text)
     });
-    let tree = match open_image(file, detected, cache.clone()) {
+    let tree = match open_tree(file, detected, cache.clone()) {
         Ok(tree) => tree,
         Err(err) => {
             f.image_error = Some(format!("cannot open the image: {err}"));

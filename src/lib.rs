@@ -23,6 +23,7 @@ pub mod desktop;
 pub mod detect;
 pub mod error;
 pub mod fuse_adapter;
+pub mod image;
 pub mod inspect;
 pub mod iso9660;
 pub mod log;

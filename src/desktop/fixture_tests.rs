@@ -21,7 +21,7 @@ fn fixture(name: &str) -> PathBuf {
 fn open(name: &str) -> Arc<dyn ImageTree> {
     let file = Arc::new(File::open(fixture(name)).unwrap());
     let detected = detect(&file).unwrap();
-    crate::inspect::open_image(&file, &detected, Arc::new(BlockCache::new(16 << 20))).unwrap()
+    crate::image::open_tree(&file, &detected, Arc::new(BlockCache::new(16 << 20))).unwrap()
 }
 
 fn folder(name: &str) -> &str {

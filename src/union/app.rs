@@ -5,12 +5,11 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use crate::backing::Backing;
 use crate::cache::BlockCache;
-use crate::detect::{AppImage, Payload};
+use crate::detect::AppImage;
 use crate::error::{Error, Result};
+use crate::image::open_tree;
 use crate::tree::ImageTree;
-use crate::{iso9660, squashfs};
 
 /// A detected AppImage whose tree is opened lazily.
 pub struct App {
@@ -68,27 +67,5 @@ impl App {
     /// The tree if it has been opened successfully already.
     pub fn opened_tree(&self) -> Option<Arc<dyn ImageTree>> {
         self.tree.get().and_then(|t| t.as_ref().ok().cloned())
-    }
-}
-
-/// Opens the image tree of a detected AppImage.
-pub fn open_tree(
-    file: &Arc<File>,
-    detected: &AppImage,
-    cache: Arc<BlockCache>,
-) -> Result<Arc<dyn ImageTree>> {
-    match &detected.payload {
-        Payload::SquashFs { offset, superblock } => {
-            let backing = Backing::new(file.clone(), *offset, superblock.bytes_used);
-            Ok(Arc::new(squashfs::open(
-                backing,
-                superblock.clone(),
-                cache,
-            )?))
-        }
-        Payload::Iso9660 { len } => {
-            let backing = Backing::new(file.clone(), 0, *len);
-            Ok(Arc::new(iso9660::open(backing, cache)?))
-        }
     }
 }

@@ -26,6 +26,9 @@ pub type Slot = u16;
 /// The slot of synthesized nodes.
 pub const SYNTH_SLOT: Slot = 0;
 
+/// Bits of a FUSE inode number that hold the node id.
+pub const NODE_BITS: u32 = NODE_ID_BITS;
+
 const NODE_MASK: u64 = (1 << NODE_ID_BITS) - 1;
 
 /// The node id that stands for an image's root directory in every slot.

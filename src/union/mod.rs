@@ -8,13 +8,14 @@
 
 pub mod app;
 pub mod inode;
+pub mod integrate;
 pub mod naming;
 pub mod scan;
 pub mod synth;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cache::BlockCache;
@@ -46,21 +47,37 @@ pub struct Entry {
 
 struct State {
     apps: Vec<Option<Arc<App>>>,
+    generation: u64,
     synth: Arc<SynthTree>,
+    integrated: bool,
+}
+
+impl State {
+    fn live_apps(&self) -> Vec<(Slot, Arc<App>)> {
+        self.apps
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, a)| Some((slot as Slot, a.clone()?)))
+            .collect()
+    }
 }
 
 /// The mounted union of every AppImage in a source folder.
 pub struct Union {
     source: PathBuf,
+    mountpoint: PathBuf,
     cache: Arc<BlockCache>,
     state: RwLock<State>,
+    integration: Mutex<()>,
     mount_time: i64,
     owner: (u32, u32),
 }
 
 impl Union {
-    /// Scans `source` and builds the union; no image is opened yet.
-    pub fn new(source: &Path, cache: Arc<BlockCache>) -> std::io::Result<Union> {
+    /// Scans `source` and builds the union that will be mounted at
+    /// `mountpoint` (launchers and menu entries name paths under it); no
+    /// image is opened yet.
+    pub fn new(source: &Path, mountpoint: &Path, cache: Arc<BlockCache>) -> std::io::Result<Union> {
         let source = std::fs::canonicalize(source)?;
         let (found, skipped) = scan::scan(&source)?;
         for s in &skipped {
@@ -69,6 +86,13 @@ impl Union {
         let mut taken = HashSet::new();
         let mut apps = vec![None];
         for f in found {
+            if apps.len() > usize::from(Slot::MAX) {
+                crate::log::warn(format_args!(
+                    "more than {} AppImages; ignoring the rest",
+                    Slot::MAX
+                ));
+                break;
+            }
             let name = naming::assign(&f.file_name, &taken);
             taken.insert(name.clone());
             crate::log::info(format_args!(
@@ -80,25 +104,25 @@ impl Union {
             apps.push(Some(Arc::new(App::new(
                 name, f.path, f.file, f.detected, f.mtime,
             ))));
-            if apps.len() > usize::from(Slot::MAX) {
-                crate::log::warn(format_args!(
-                    "more than {} AppImages; ignoring the rest",
-                    Slot::MAX
-                ));
-                break;
-            }
         }
         let mut state = State {
             apps,
+            generation: 1,
             synth: Arc::default(),
+            integrated: false,
         };
-        rebuild(&mut state);
+        state.synth = Arc::new(integrate::folders_only(
+            &state.live_apps(),
+            state.generation,
+        ));
         // SAFETY: geteuid/getegid cannot fail.
         let owner = unsafe { (libc::geteuid(), libc::getegid()) };
         Ok(Union {
             source,
+            mountpoint: mountpoint.to_path_buf(),
             cache,
             state: RwLock::new(state),
+            integration: Mutex::new(()),
             mount_time: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
@@ -126,6 +150,43 @@ impl Union {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The synthesized tree; with `integrated`, one that includes the
+    /// launchers, menu entries and icons (built now if needed).
+    fn synth(&self, integrated: bool) -> Arc<SynthTree> {
+        {
+            let s = self.read_state();
+            if s.integrated || !integrated {
+                return s.synth.clone();
+            }
+        }
+        let _building = self.integration.lock().unwrap_or_else(|p| p.into_inner());
+        let (apps, generation) = {
+            let s = self.read_state();
+            if s.integrated {
+                return s.synth.clone();
+            }
+            (s.live_apps(), s.generation)
+        };
+        let tree = Arc::new(integrate::build(
+            &apps,
+            generation,
+            &self.cache,
+            &self.mountpoint,
+        ));
+        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if s.generation == generation {
+            s.synth = tree.clone();
+            s.integrated = true;
+        }
+        tree
+    }
+
+    /// The synthesized tree needed to answer about `node`: everything but
+    /// the root's own listing needs the integration.
+    fn synth_for(&self, node: u64) -> Arc<SynthTree> {
+        self.synth(node != synth::ROOT)
+    }
+
     fn app(&self, slot: Slot) -> Result<Arc<App>> {
         self.read_state()
             .apps
@@ -150,7 +211,7 @@ impl Union {
         let n = synth.get(node).ok_or(Error::NotFound)?;
         let nlink = match &n.content {
             SynthContent::Dir(children) => {
-                2 + children.iter().filter(|c| c.2 == Kind::Dir).count() as u32
+                2 + children.values().filter(|c| c.1 == Kind::Dir).count() as u32
             }
             _ => 1,
         };
@@ -171,8 +232,7 @@ impl Union {
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
         let (slot, node) = inode::decode(ino);
         if slot == SYNTH_SLOT {
-            let synth = self.read_state().synth.clone();
-            return self.synth_attr(&synth, node);
+            return self.synth_attr(&self.synth_for(node), node);
         }
         let (tree, node) = self.tree(slot, node)?;
         tree.attr(node)
@@ -182,15 +242,12 @@ impl Union {
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Entry> {
         let (slot, node) = inode::decode(parent);
         if slot == SYNTH_SLOT {
-            let synth = self.read_state().synth.clone();
+            let synth = self.synth_for(node);
             let dir = synth.get(node).ok_or(Error::NotFound)?;
             let SynthContent::Dir(children) = &dir.content else {
                 return Err(Error::NotDir);
             };
-            let &(_, ino, _) = children
-                .iter()
-                .find(|c| c.0 == name)
-                .ok_or(Error::NotFound)?;
+            let &(ino, _) = children.get(name).ok_or(Error::NotFound)?;
             return Ok(Entry {
                 ino,
                 attr: self.getattr(ino)?,
@@ -208,7 +265,7 @@ impl Union {
     pub fn readdir(&self, ino: u64) -> Result<Arc<Vec<Listing>>> {
         let (slot, node) = inode::decode(ino);
         if slot == SYNTH_SLOT {
-            let synth = self.read_state().synth.clone();
+            let synth = self.synth_for(node);
             let dir = synth.get(node).ok_or(Error::NotFound)?;
             let SynthContent::Dir(children) = &dir.content else {
                 return Err(Error::NotDir);
@@ -216,10 +273,10 @@ impl Union {
             return Ok(Arc::new(
                 children
                     .iter()
-                    .map(|(name, ino, kind)| Listing {
+                    .map(|(name, &(ino, kind))| Listing {
                         name: name.clone(),
-                        ino: *ino,
-                        kind: *kind,
+                        ino,
+                        kind,
                     })
                     .collect(),
             ));
@@ -242,7 +299,7 @@ impl Union {
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         let (slot, node) = inode::decode(ino);
         if slot == SYNTH_SLOT {
-            let synth = self.read_state().synth.clone();
+            let synth = self.synth_for(node);
             return match &synth.get(node).ok_or(Error::NotFound)?.content {
                 SynthContent::File(bytes) => {
                     let start = usize::try_from(offset)
@@ -263,7 +320,7 @@ impl Union {
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
         let (slot, node) = inode::decode(ino);
         if slot == SYNTH_SLOT {
-            let synth = self.read_state().synth.clone();
+            let synth = self.synth_for(node);
             return match &synth.get(node).ok_or(Error::NotFound)?.content {
                 SynthContent::Symlink(target) => Ok(target.clone()),
                 _ => Err(Error::Invalid),
@@ -302,25 +359,6 @@ impl Union {
             })
             .sum()
     }
-}
-
-/// Recomputes the synthesized nodes from the app list.
-fn rebuild(state: &mut State) {
-    let mut root: Vec<(Vec<u8>, u64, Kind)> = state
-        .apps
-        .iter()
-        .enumerate()
-        .filter_map(|(slot, a)| {
-            let a = a.as_ref()?;
-            Some((
-                a.name.clone(),
-                inode::encode(slot as Slot, inode::IMAGE_ROOT),
-                Kind::Dir,
-            ))
-        })
-        .collect();
-    root.sort_by(|a, b| a.0.cmp(&b.0));
-    state.synth = Arc::new(SynthTree::with_root(root));
 }
 
 #[cfg(test)]

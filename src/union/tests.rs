@@ -35,7 +35,12 @@ impl Drop for Source {
 }
 
 fn union(src: &Source) -> Union {
-    Union::new(&src.0, Arc::new(BlockCache::new(64 << 20))).unwrap()
+    Union::new(
+        &src.0,
+        Path::new("/opt/apps"),
+        Arc::new(BlockCache::new(64 << 20)),
+    )
+    .unwrap()
 }
 
 fn names(u: &Union, ino: u64) -> Vec<String> {
@@ -71,7 +76,10 @@ fn apps_appear_as_folders_and_junk_is_skipped() {
         ],
     );
     let u = union(&src);
-    assert_eq!(names(&u, 1), ["Echo-x86_64", "brotenet__appimagetool"]);
+    assert_eq!(
+        names(&u, 1),
+        ["Echo-x86_64", "bin", "brotenet__appimagetool", "share"]
+    );
     assert_eq!(u.lookup(1, b"elffile").unwrap_err().errno(), libc::ENOENT);
     let apprun = resolve(&u, "Echo-x86_64/AppRun");
     assert_eq!(apprun.attr.kind, Kind::File);
@@ -133,4 +141,51 @@ fn synthesized_root_rejects_file_operations() {
         u.getattr(inode::encode(77, 0)).unwrap_err().errno(),
         libc::ENOENT
     );
+}
+
+#[test]
+fn bin_and_share_are_built_on_first_use() {
+    let src = Source::new(
+        "integrate",
+        &[
+            "Echo-x86_64.AppImage",
+            "Echo-test1234-x86_64.AppImage",
+            "Leafpad-0.8.18.1.glibc2.4-x86_64.AppImage",
+            "elffile",
+        ],
+    );
+    let u = union(&src);
+    names(&u, 1);
+    assert!(
+        u.apps().iter().all(|a| a.opened_tree().is_none()),
+        "listing / must not integrate"
+    );
+    let bin = resolve(&u, "bin");
+    assert_eq!(names(&u, bin.ino), ["echo", "leafpad"]);
+    let script = resolve(&u, "bin/echo");
+    assert_eq!(script.attr.perm, 0o555);
+    let text = u.read(script.ino, 0, 1 << 16).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("APPDIR='/opt/apps/Echo-test1234-x86_64'"),
+        "bin/echo must run the newest version (X-AppImage-Version=test1234):\n{text}"
+    );
+    let apps = resolve(&u, "share/applications");
+    assert_eq!(
+        names(&u, apps.ino),
+        ["appimagefs-echo.desktop", "appimagefs-leafpad.desktop"]
+    );
+    let entry = resolve(&u, "share/applications/appimagefs-leafpad.desktop");
+    let entry = String::from_utf8(u.read(entry.ino, 0, 1 << 20).unwrap()).unwrap();
+    assert!(
+        entry.contains("\nExec=/opt/apps/bin/leafpad %f\n"),
+        "{entry}"
+    );
+    assert!(entry.contains("\nIcon=appimagefs-leafpad\n"), "{entry}");
+    let icon = resolve(&u, "share/icons/hicolor/48x48/apps/appimagefs-leafpad.png");
+    let target = u.readlink(icon.ino).unwrap();
+    assert!(target.starts_with(b"../../../../../Leafpad-0.8.18.1.glibc2.4-x86_64/"));
+    let in_app = std::str::from_utf8(&target[15..]).unwrap();
+    let file = resolve(&u, in_app);
+    assert!(u.read(file.ino, 0, 8).unwrap().starts_with(b"\x89PNG"));
 }

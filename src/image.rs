@@ -1,0 +1,35 @@
+//! Opening the right reader for a detected AppImage: the one place that
+//! knows which payload format goes with which [`ImageTree`] implementation.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use crate::backing::Backing;
+use crate::cache::BlockCache;
+use crate::detect::{AppImage, Payload};
+use crate::error::Result;
+use crate::tree::ImageTree;
+use crate::{iso9660, squashfs};
+
+/// Opens the image tree of a detected AppImage (cheap: readers load tables
+/// on demand).
+pub fn open_tree(
+    file: &Arc<File>,
+    detected: &AppImage,
+    cache: Arc<BlockCache>,
+) -> Result<Arc<dyn ImageTree>> {
+    match &detected.payload {
+        Payload::SquashFs { offset, superblock } => {
+            let backing = Backing::new(file.clone(), *offset, superblock.bytes_used);
+            Ok(Arc::new(squashfs::open(
+                backing,
+                superblock.clone(),
+                cache,
+            )?))
+        }
+        Payload::Iso9660 { len } => {
+            let backing = Backing::new(file.clone(), 0, *len);
+            Ok(Arc::new(iso9660::open(backing, cache)?))
+        }
+    }
+}

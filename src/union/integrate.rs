@@ -1,0 +1,150 @@
+//! Building `bin/` and `share/` from the apps' desktop entries and icons.
+//!
+//! This opens every image (a few metadata blocks each), so it runs on first
+//! use of `bin/` or `share/`, not at mount time: listing the mount's top
+//! level stays free.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::app::App;
+use super::inode::{self, Slot, IMAGE_ROOT};
+use super::synth::{SynthContent, SynthNode, SynthTree, BIN, ROOT, SHARE};
+use crate::cache::BlockCache;
+use crate::desktop::{self, version::VersionKey, AppFacts};
+use crate::tree::Kind;
+
+/// Threads used to read the apps' desktop entries in parallel.
+const WORKERS: usize = 4;
+
+/// A synthesized tree for `generation` with only the app folders and empty
+/// `bin/` and `share/`.
+pub fn folders_only(apps: &[(Slot, Arc<App>)], generation: u64) -> SynthTree {
+    let mut tree = SynthTree::new(generation);
+    for (slot, app) in apps {
+        tree.add_entry(ROOT, &app.name, inode::encode(*slot, IMAGE_ROOT), Kind::Dir);
+    }
+    tree
+}
+
+/// The complete synthesized tree: app folders, launchers, menu entries and
+/// icons. Apps whose image cannot be opened get none of them (the reason is
+/// logged by the image opener).
+pub fn build(
+    apps: &[(Slot, Arc<App>)],
+    generation: u64,
+    cache: &Arc<BlockCache>,
+    mountpoint: &Path,
+) -> SynthTree {
+    let facts = analyze_all(apps, cache);
+    let mut tree = folders_only(apps, generation);
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, f) in facts.iter().enumerate() {
+        if let Some(f) = f {
+            groups.entry(f.base_name.clone()).or_default().push(i);
+        }
+    }
+    let mut taken = HashSet::new();
+    for (base, members) in groups {
+        let keys: Vec<VersionKey> = members
+            .iter()
+            .map(|&i| VersionKey {
+                version: facts[i].as_ref().and_then(|f| f.version.clone()),
+                mtime: apps[i].1.file_mtime,
+            })
+            .collect();
+        let Some(newest) = desktop::version::newest(&keys).map(|k| members[k]) else {
+            continue;
+        };
+        for &i in &members {
+            if i != newest {
+                crate::log::info(format_args!(
+                    "{}: an older version of {base}; bin/ and the menu use {}",
+                    apps[i].1.source.display(),
+                    apps[newest].1.source.display()
+                ));
+            }
+        }
+        let Some(f) = &facts[newest] else { continue };
+        let launcher = desktop::names::assign_unique(&base, &taken);
+        taken.insert(launcher.clone());
+        add_app(&mut tree, &apps[newest].1, f, &launcher, mountpoint);
+    }
+    tree
+}
+
+fn analyze_all(apps: &[(Slot, Arc<App>)], cache: &Arc<BlockCache>) -> Vec<Option<AppFacts>> {
+    let mut facts: Vec<Option<AppFacts>> = Vec::new();
+    facts.resize_with(apps.len(), || None);
+    let chunk = apps.len().div_ceil(WORKERS).max(1);
+    std::thread::scope(|scope| {
+        for (apps, out) in apps.chunks(chunk).zip(facts.chunks_mut(chunk)) {
+            scope.spawn(move || {
+                for ((_, app), slot) in apps.iter().zip(out.iter_mut()) {
+                    *slot = app
+                        .tree(cache)
+                        .ok()
+                        .map(|tree| desktop::analyze(tree.as_ref(), &app.name));
+                }
+            });
+        }
+    });
+    facts
+}
+
+fn add_app(tree: &mut SynthTree, app: &App, facts: &AppFacts, launcher: &str, mountpoint: &Path) {
+    let out = desktop::render(facts, launcher, &app.source, mountpoint, &app.name);
+    let folder = String::from_utf8_lossy(&app.name).into_owned();
+    match out.script {
+        Ok(script) => {
+            let node = SynthNode {
+                perm: 0o555,
+                content: SynthContent::File(script),
+            };
+            if let Err(e) = tree.add(BIN, launcher.as_bytes(), node) {
+                crate::log::warn(format_args!("{folder}: no launcher: {e}"));
+            }
+        }
+        Err(e) => crate::log::warn(format_args!("{folder}: no launcher: {e}")),
+    }
+    match out.menu {
+        Ok(menu) => {
+            let added = tree.mkdir_p(SHARE, "applications").and_then(|dir| {
+                let node = SynthNode {
+                    perm: 0o444,
+                    content: SynthContent::File(menu.contents),
+                };
+                tree.add(dir, menu.file_name.as_bytes(), node)
+            });
+            if let Err(e) = added {
+                crate::log::warn(format_args!("{folder}: no menu entry: {e}"));
+            }
+        }
+        Err(reason) => crate::log::info(format_args!("{folder}: no menu entry: {reason}")),
+    }
+    for icon in out.icons {
+        let path = format!("icons/{}", icon.path);
+        let Some((dir, name)) = path.rsplit_once('/') else {
+            continue;
+        };
+        let depth = 1 + dir.split('/').count();
+        let mut target = b"../".repeat(depth);
+        target.extend_from_slice(&app.name);
+        target.push(b'/');
+        target.extend_from_slice(&icon.source);
+        let added = tree.mkdir_p(SHARE, dir).and_then(|d| {
+            tree.add(
+                d,
+                name.as_bytes(),
+                SynthNode {
+                    perm: 0o777,
+                    content: SynthContent::Symlink(target),
+                },
+            )
+        });
+        if let Err(e) = added {
+            crate::log::warn(format_args!("{folder}: icon {path} left out: {e}"));
+        }
+    }
+}
