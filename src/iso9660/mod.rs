@@ -13,7 +13,8 @@
 //!   (the kernel's page cache already holds the backing file's pages, and
 //!   FUSE keeps its own page cache of the file);
 //! - zisofs files (`zisofs.rs`): one zlib block at a time, through the shared
-//!   [`BlockCache`] keyed by the compressed block's byte position.
+//!   [`BlockCache`] keyed by the compressed block's byte position, with
+//!   read-ahead of the next blocks when a file is read sequentially.
 //!
 //! Everything is parsed here rather than with the `cdfs` crate (0.2.3), which
 //! mis-reads valid Rock Ridge images made by xorriso: a name containing ';'
@@ -150,7 +151,12 @@ impl ImageTree for IsoImage {
         match &self.node(node)?.content {
             Content::File(FileData::Extents(extents)) => self.read_extents(extents, offset, size),
             Content::File(FileData::Zisofs(z)) => {
-                z.read(&self.backing, &self.cache, self.image_id, offset, size)
+                let at = zisofs::Source {
+                    backing: &self.backing,
+                    cache: &self.cache,
+                    image: self.image_id,
+                };
+                z.read(&at, offset, size)
             }
             Content::File(FileData::Broken(msg)) => Err(Error::Corrupt(msg.clone())),
             Content::File(FileData::Unsupported(msg)) => Err(Error::Unsupported(msg.clone())),

@@ -684,6 +684,35 @@ fn random_reads(img: &IsoImage, node: NodeId, want: &[u8]) {
     }
 }
 
+/// A read at the start of a zisofs file queues the next blocks.
+fn read_ahead_fills_the_cache(image: &Path, big: &[u8]) {
+    let img = open_path(image).unwrap();
+    let node = img.lookup(img.root(), b"big").unwrap().unwrap();
+    assert_eq!(img.read(node, 0, 10).unwrap(), &big[..10]);
+    let start = Instant::now();
+    while img.cache.stats().misses < 1 + 4 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no read-ahead: {:?}",
+            img.cache.stats()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The next block is served from the cache.
+    let before = img.cache.stats();
+    // 128 KiB in is within the four blocks read ahead at every block size.
+    let bs = 1 << 17;
+    assert_eq!(
+        img.read(node, bs, 10).unwrap(),
+        &big[bs as usize..bs as usize + 10]
+    );
+    let after = img.cache.stats();
+    assert!(
+        after.hits + after.waits > before.hits + before.waits,
+        "{before:?} {after:?}"
+    );
+}
+
 #[test]
 fn built_images_match_xorriso() {
     if !have_xorriso() {
@@ -762,6 +791,7 @@ fn built_images_match_xorriso() {
         ));
         assert_eq!(img.attr(node).unwrap().size, big.len() as u64);
         random_reads(&img, node, &big);
+        read_ahead_fills_the_cache(&z, &big);
         let ours = snapshot(&img);
         assert_same(&ours, &on_disk, &format!("zisofs {bs} vs source"));
     }

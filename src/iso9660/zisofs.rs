@@ -22,9 +22,11 @@
 //! and each pair of pointers is checked (ordered, after the pointer table,
 //! inside the extent, not longer than a worst-case zlib stream) when its
 //! block is read. Decompressed blocks go through the shared [`BlockCache`],
-//! keyed by the byte position of the compressed block in the image.
+//! keyed by the byte position of the compressed block in the image; a read
+//! that starts the file or follows a cached block queues the next
+//! [`READ_AHEAD_BLOCKS`] blocks on the cache's background pool.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::backing::Backing;
 use crate::cache::{Block, BlockCache, BlockKey};
@@ -37,6 +39,8 @@ use super::susp::Zf;
 pub(crate) const MAGIC: [u8; 8] = [0x37, 0xE4, 0x53, 0x96, 0xC9, 0xDB, 0xD6, 0x07];
 /// Header length in bytes (and `4 *` the header-size field).
 const HEADER_LEN: u64 = 16;
+/// Blocks decompressed ahead of a sequential reader.
+const READ_AHEAD_BLOCKS: u64 = 4;
 
 /// One zisofs file: where its data is and how it is cut into blocks.
 #[derive(Debug)]
@@ -112,7 +116,7 @@ impl ZisofsFile {
     }
 
     fn table_end(&self) -> u64 {
-        HEADER_LEN + 4 * (self.size.div_ceil(self.block_size()) + 1)
+        HEADER_LEN + 4 * (self.blocks() + 1)
     }
 
     /// Reads the header once and checks it against the `ZF` entry.
@@ -139,72 +143,97 @@ impl ZisofsFile {
             .map_err(Error::Corrupt)
     }
 
-    /// Reads up to `len` bytes at `offset` of the uncompressed file.
-    pub fn read(
-        &self,
-        backing: &Backing,
-        cache: &BlockCache,
-        image: u64,
-        offset: u64,
-        len: u32,
-    ) -> Result<Vec<u8>> {
+    /// Reads up to `len` bytes at `offset` of the uncompressed file; when
+    /// the read looks sequential, the next blocks are decompressed ahead on
+    /// the cache's background pool.
+    pub fn read(&self, at: &Source<'_>, offset: u64, len: u32) -> Result<Vec<u8>> {
         if offset >= self.size || len == 0 {
             return Ok(Vec::new());
         }
-        self.check_header(backing)?;
+        self.check_header(at.backing)?;
         let end = self.size.min(offset + u64::from(len));
-        let shift = self.log2_block;
-        let first = offset >> shift;
-        let last = (end - 1) >> shift;
-        let count = (last - first + 2) as usize;
-        let raw = backing.read_vec(self.pos + HEADER_LEN + 4 * first, 4 * count)?;
-        let ptrs: Vec<u64> = raw
-            .chunks_exact(4)
-            .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-            .collect();
+        let bs = self.block_size();
+        let (first, last) = (offset / bs, (end - 1) / bs);
+        // Pointers from the block before the read (to tell whether the read
+        // is sequential) to the end of the read-ahead window.
+        let blocks = self.blocks();
+        let lo = first.saturating_sub(1);
+        let hi = blocks.min(last + 1 + READ_AHEAD_BLOCKS);
+        let ptrs = self.pointers(at.backing, lo, hi)?;
+        let ptr = |i: u64| ptrs[(i - lo) as usize];
         let mut out = Vec::with_capacity((end - offset) as usize);
-        for (k, i) in (first..=last).enumerate() {
-            let block_start = i << shift;
-            let want = self.block_size().min(self.size - block_start) as usize;
-            let block = self.block(backing, cache, image, i, ptrs[k], ptrs[k + 1], want)?;
-            let from = (offset.max(block_start) - block_start) as usize;
-            let to = (end.min(block_start + self.block_size()) - block_start) as usize;
+        for i in first..=last {
+            let block = self.block(at, i, ptr(i), ptr(i + 1))?;
+            let start = i * bs;
+            let from = (offset.max(start) - start) as usize;
+            let to = (end.min(start + bs) - start) as usize;
             out.extend_from_slice(&block[from..to]);
+        }
+        let sequential = first == 0 || {
+            let (p0, p1) = (ptr(first - 1), ptr(first));
+            p0 == p1 || at.cache.peek(self.key(at, p0)).is_some()
+        };
+        if sequential {
+            for i in last + 1..hi {
+                self.prefetch(at, i, ptr(i), ptr(i + 1));
+            }
         }
         Ok(out)
     }
 
-    /// Block `i`, stored in `[p0, p1)` of the file data, of which the first
-    /// `want` bytes are part of the file.
-    #[allow(clippy::too_many_arguments)]
-    fn block(
-        &self,
-        backing: &Backing,
-        cache: &BlockCache,
-        image: u64,
-        i: u64,
-        p0: u64,
-        p1: u64,
-        want: usize,
-    ) -> Result<Block> {
+    /// Number of blocks.
+    fn blocks(&self) -> u64 {
+        self.size.div_ceil(self.block_size())
+    }
+
+    /// Block pointers `lo..=hi` (at most `blocks()`).
+    fn pointers(&self, backing: &Backing, lo: u64, hi: u64) -> Result<Vec<u64>> {
+        let raw = backing.read_vec(self.pos + HEADER_LEN + 4 * lo, 4 * (hi - lo + 1) as usize)?;
+        Ok(raw
+            .chunks_exact(4)
+            .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            .collect())
+    }
+
+    fn key(&self, at: &Source<'_>, p0: u64) -> BlockKey {
+        BlockKey {
+            image: at.image,
+            pos: self.pos + p0,
+        }
+    }
+
+    /// Checks the pointers `[p0, p1)` of block `i`: ordered, after the
+    /// pointer table, inside the extent, and no longer than a zlib stream
+    /// of one block can be (a few bytes per 64 KiB over the input; the
+    /// margin is generous but nowhere near a hostile length).
+    fn check_pointers(&self, i: u64, p0: u64, p1: u64) -> Result<()> {
         let bs = self.block_size();
-        // zlib's worst case is a few bytes per 64 KiB over the input; allow a
-        // generous margin, but nothing near a hostile length.
-        let max_stored = bs + bs / 8 + 64;
-        if p0 > p1 || p0 < self.table_end() || p1 > self.extent_len || p1 - p0 > max_stored {
+        if p0 > p1 || p0 < self.table_end() || p1 > self.extent_len || p1 - p0 > bs + bs / 8 + 64 {
             return Err(Error::corrupt(format!(
                 "zisofs block {i}: pointers {p0}..{p1} outside {}..{} or too far apart",
                 self.table_end(),
                 self.extent_len
             )));
         }
+        Ok(())
+    }
+
+    /// How many bytes of block `i` belong to the file.
+    fn block_len(&self, i: u64) -> usize {
+        self.block_size().min(self.size - i * self.block_size()) as usize
+    }
+
+    /// Block `i`, stored in `[p0, p1)` of the file data.
+    fn block(&self, at: &Source<'_>, i: u64, p0: u64, p1: u64) -> Result<Block> {
+        self.check_pointers(i, p0, p1)?;
+        let want = self.block_len(i);
         if p0 == p1 {
             return Ok(Block::from(vec![0u8; want]));
         }
+        let (backing, bs) = (at.backing, self.block_size() as usize);
         let pos = self.pos + p0;
-        let block = cache.get_or_load(BlockKey { image, pos }, || {
-            let stored = backing.read_vec(pos, (p1 - p0) as usize)?;
-            decompress(Codec::Zlib, &stored, bs as usize)
+        let block = at.cache.get_or_load(self.key(at, p0), || {
+            decompress(Codec::Zlib, &backing.read_vec(pos, (p1 - p0) as usize)?, bs)
         })?;
         if block.len() < want {
             return Err(Error::corrupt(format!(
@@ -214,6 +243,29 @@ impl ZisofsFile {
         }
         Ok(block)
     }
+
+    /// Queues block `i` for decompression in the background, if its
+    /// pointers are sane and it is not a block of zeros.
+    fn prefetch(&self, at: &Source<'_>, i: u64, p0: u64, p1: u64) {
+        if p0 == p1 || self.check_pointers(i, p0, p1).is_err() {
+            return;
+        }
+        let (backing, bs) = (at.backing.clone(), self.block_size() as usize);
+        let pos = self.pos + p0;
+        at.cache.prefetch(self.key(at, p0), move || {
+            decompress(Codec::Zlib, &backing.read_vec(pos, (p1 - p0) as usize)?, bs)
+        });
+    }
+}
+
+/// Where zisofs blocks are read from and cached.
+pub(crate) struct Source<'a> {
+    /// The image.
+    pub backing: &'a Backing,
+    /// The shared block cache.
+    pub cache: &'a Arc<BlockCache>,
+    /// The image's id in the cache.
+    pub image: u64,
 }
 
 #[cfg(test)]
