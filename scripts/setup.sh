@@ -6,8 +6,6 @@ cd "$(dirname "$0")/.."
 
 packages=(
   fuse3             # fusermount3, /etc/fuse.conf
-  libfuse3-dev      # needed to build the cdfs crate (the binary does not link libfuse)
-  pkg-config
   squashfs-tools    # tests: mksquashfs, unsquashfs (ground truth)
   xorriso           # tests: ISO 9660 ground truth and test images
   desktop-file-utils  # tests: desktop-file-validate
