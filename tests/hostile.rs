@@ -684,6 +684,10 @@ fn corrupted_images_do_not_break_the_mount() {
             Ok(s) => {
                 if !s.errors().is_empty() {
                     with_errors += 1;
+                    eprintln!(
+                        "fuzz variant with read errors: {name}: {} error(s)",
+                        s.errors().len()
+                    );
                 }
                 for (p, err) in s.errors() {
                     let ok = matches!(err.errno, Some(e) if ALLOWED_ERRNOS.contains(&e))
