@@ -4,12 +4,51 @@
 //! by the region the image claims (an AppImage payload starts at an offset
 //! and must end inside the file), and so that reads from many threads never
 //! share a file position or a lock.
+//!
+//! A backing can be pinned to one version of its file ([`FileVersion`]):
+//! then every read checks, after reading, that the file was not modified in
+//! place, and fails with [`Error::Stale`] instead of returning bytes that may
+//! belong to a newer version. (A file replaced by rename or deleted keeps
+//! its old inode open here, so it stays readable and unchanged.)
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+
+/// What identifies one version of a file's content: writing to the file
+/// changes its size or modification time. (The change time is left out:
+/// renaming, deleting, linking or chmod-ing the file changes it too, and
+/// those leave the content as it was.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileVersion {
+    /// Device of the file.
+    pub dev: u64,
+    /// Inode of the file.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+}
+
+impl FileVersion {
+    /// The version of an open file, from `fstat`.
+    pub fn of(file: &File) -> std::io::Result<FileVersion> {
+        Ok(FileVersion::from_metadata(&file.metadata()?))
+    }
+
+    /// The version described by `meta`.
+    pub fn from_metadata(meta: &std::fs::Metadata) -> FileVersion {
+        FileVersion {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+}
 
 /// A region `[base, base + len)` of an open file, read with `pread`.
 #[derive(Clone, Debug)]
@@ -17,12 +56,29 @@ pub struct Backing {
     file: Arc<File>,
     base: u64,
     len: u64,
+    version: Option<FileVersion>,
 }
 
 impl Backing {
     /// Wraps `file`, exposing `len` bytes starting at `base`.
     pub fn new(file: Arc<File>, base: u64, len: u64) -> Backing {
-        Backing { file, base, len }
+        Backing {
+            file,
+            base,
+            len,
+            version: None,
+        }
+    }
+
+    /// Like [`Backing::new`], but every read fails with [`Error::Stale`]
+    /// once the file no longer has `version`.
+    pub fn pinned(file: Arc<File>, base: u64, len: u64, version: FileVersion) -> Backing {
+        Backing {
+            file,
+            base,
+            len,
+            version: Some(version),
+        }
     }
 
     /// Number of bytes in the region.
@@ -50,6 +106,11 @@ impl Backing {
             })?;
         debug_assert!(end <= self.len);
         self.file.read_exact_at(buf, self.base + offset)?;
+        if let Some(version) = self.version {
+            if FileVersion::of(&self.file)? != version {
+                return Err(Error::Stale);
+            }
+        }
         Ok(())
     }
 
@@ -64,5 +125,51 @@ impl Backing {
         let mut buf = vec![0u8; len];
         self.read_exact_at(&mut buf, offset)?;
         Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn pinned_reads_fail_after_an_in_place_write() {
+        let path = std::env::temp_dir().join(format!("appimagefs-backing-{}", std::process::id()));
+        std::fs::write(&path, b"version one").unwrap();
+        let file = Arc::new(File::open(&path).unwrap());
+        let version = FileVersion::of(&file).unwrap();
+        let b = Backing::pinned(file.clone(), 0, 11, version);
+        let mut buf = [0u8; 7];
+        b.read_exact_at(&mut buf, 0).unwrap();
+        assert_eq!(&buf, b"version");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"VERSION")
+            .unwrap();
+        assert!(matches!(b.read_exact_at(&mut buf, 0), Err(Error::Stale)));
+        let unpinned = Backing::new(file, 0, 11);
+        unpinned.read_exact_at(&mut buf, 0).unwrap();
+        assert_eq!(&buf, b"VERSION");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn reads_past_the_region_are_corrupt() {
+        let path = std::env::temp_dir().join(format!("appimagefs-backing2-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789").unwrap();
+        let b = Backing::new(Arc::new(File::open(&path).unwrap()), 2, 6);
+        let mut buf = [0u8; 4];
+        b.read_exact_at(&mut buf, 2).unwrap();
+        assert_eq!(&buf, b"4567");
+        assert!(matches!(
+            b.read_exact_at(&mut buf, 3),
+            Err(Error::Corrupt(_))
+        ));
+        assert!(b.read_vec(u64::MAX, 1).is_err());
+        std::fs::remove_file(&path).unwrap();
     }
 }

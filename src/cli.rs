@@ -42,7 +42,8 @@ pub struct Args {
     /// Mount options, comma separated, as in fstab: allow_other, allow_root,
     /// default_permissions (enforce the owners and modes stored in the
     /// images; by default every user of the mount may read every app, as
-    /// when an AppImage mounts itself), fsname=NAME, cache_size=SIZE, threads=N, log_file=PATH, verbose.
+    /// when an AppImage mounts itself), fsname=NAME, cache_size=SIZE, threads=N, rescan_interval=SECS,
+    /// log_file=PATH, verbose.
     /// ro, nosuid, nodev are always in force; rw, suid, dev, defaults, auto,
     /// noauto, user, users, nofail, _netdev, exec, noexec, atime, noatime
     /// are accepted for fstab compatibility.
@@ -59,6 +60,13 @@ pub struct Args {
     /// to 16.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+
+    /// Also rescan the source folder every SECS seconds (0: only when
+    /// inotify reports a change). Needed where the folder is on NFS or
+    /// another network filesystem, whose changes from other hosts raise no
+    /// inotify event.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub rescan_interval: u64,
 
     /// Append log lines to this file once running in the background
     /// (default: they are discarded after start-up; with -f they go to
@@ -113,6 +121,8 @@ pub struct Settings {
     pub cache_size: u64,
     /// Request threads.
     pub threads: usize,
+    /// Periodic rescan of the source folder, seconds (0: events only).
+    pub rescan_interval: u64,
     /// Where background log lines go.
     pub log_file: Option<PathBuf>,
     /// Debug logging.
@@ -192,6 +202,7 @@ impl Args {
                 .threads
                 .map(usize::from)
                 .unwrap_or_else(default_threads),
+            rescan_interval: self.rescan_interval,
             log_file: self.log_file.clone(),
             verbose: self.verbose,
         };
@@ -220,10 +231,15 @@ impl Args {
                         .ok_or_else(|| format!("threads={v}: expected a number from 1 to 256"))?
                 }
                 ("log_file", Some(v)) => s.log_file = Some(PathBuf::from(v)),
+                ("rescan_interval", Some(v)) => {
+                    s.rescan_interval = v
+                        .parse()
+                        .map_err(|_| format!("rescan_interval={v}: expected whole seconds"))?
+                }
                 (k, None) if COMPAT_OPTIONS.contains(&k) => {}
                 _ => {
                     return Err(format!(
-                        "unknown mount option '{opt}' (known: allow_other, allow_root, default_permissions, fsname=, cache_size=, threads=, log_file=, verbose, and the fstab options {})",
+                        "unknown mount option '{opt}' (known: allow_other, allow_root, default_permissions, fsname=, cache_size=, threads=, rescan_interval=, log_file=, verbose, and the fstab options {})",
                         COMPAT_OPTIONS.join(", ")
                     ))
                 }

@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use fuser::{Config, MountOption, Session, SessionACL};
 
@@ -291,8 +292,8 @@ fn serve(
 ) -> Result<(), StartError> {
     let signals = block_signals();
     let apps = union.apps().len();
-    let mut session =
-        Session::new(FuseAdapter::new(union), mnt, &fuse_config(settings)).map_err(|e| {
+    let mut session = Session::new(FuseAdapter::new(union.clone()), mnt, &fuse_config(settings))
+        .map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
                 " (as a normal user, -o allow_other needs user_allow_other in /etc/fuse.conf)"
             } else {
@@ -300,6 +301,9 @@ fn serve(
             };
             StartError(format!("cannot mount on {}: {e}{hint}", mnt.display()))
         })?;
+    let rescan_every =
+        (settings.rescan_interval > 0).then(|| Duration::from_secs(settings.rescan_interval));
+    crate::watch::spawn(union, session.notifier(), rescan_every)?;
     let mut unmounter = session.unmount_callable();
     let watched = mnt.to_path_buf();
     std::thread::Builder::new()

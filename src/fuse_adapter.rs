@@ -115,9 +115,17 @@ impl Filesystem for FuseAdapter {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.union.lookup(parent.0, name.as_bytes()) {
-            Ok(e) => reply.entry(&ttl(e.ino), &file_attr(e.ino, &e.attr), Generation(0)),
+            Ok(e) => {
+                self.union.remember(e.ino);
+                let generation = Generation(self.union.generation(e.ino));
+                reply.entry(&ttl(e.ino), &file_attr(e.ino, &e.attr), generation)
+            }
             Err(e) => reply.error(errno(&e)),
         }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.union.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -230,11 +238,13 @@ impl Filesystem for FuseAdapter {
             .into_iter()
             .chain(listing.iter().map(|l| (l.name.as_slice(), l.ino)));
         for (i, (name, child)) in all.enumerate().skip(offset as usize) {
-            let attr = if child == ino.0 {
-                own
+            let (attr, entry_ttl) = if child == ino.0 {
+                (own, ttl(child))
+            } else if let Some(placeholder) = self.union.unopened_root_attr(child) {
+                (placeholder, Duration::ZERO)
             } else {
                 match self.union.getattr(child) {
-                    Ok(a) => a,
+                    Ok(a) => (a, ttl(child)),
                     Err(e) => {
                         crate::log::debug(format_args!("readdirplus: skipping {child:#x}: {e}"));
                         continue;
@@ -245,12 +255,15 @@ impl Filesystem for FuseAdapter {
                 INodeNo(child),
                 i as u64 + 1,
                 OsStr::from_bytes(name),
-                &ttl(child),
+                &entry_ttl,
                 &file_attr(child, &attr),
-                Generation(0),
+                Generation(self.union.generation(child)),
             );
             if full {
                 break;
+            }
+            if child != ino.0 {
+                self.union.remember(child);
             }
         }
         reply.ok();

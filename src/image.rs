@@ -20,7 +20,12 @@ pub fn open_tree(
 ) -> Result<Arc<dyn ImageTree>> {
     match &detected.payload {
         Payload::SquashFs { offset, superblock } => {
-            let backing = Backing::new(file.clone(), *offset, superblock.bytes_used);
+            let backing = Backing::pinned(
+                file.clone(),
+                *offset,
+                superblock.bytes_used,
+                detected.version,
+            );
             Ok(Arc::new(squashfs::open(
                 backing,
                 superblock.clone(),
@@ -28,7 +33,7 @@ pub fn open_tree(
             )?))
         }
         Payload::Iso9660 { len } => {
-            let backing = Backing::new(file.clone(), 0, *len);
+            let backing = Backing::pinned(file.clone(), 0, *len, detected.version);
             Ok(Arc::new(iso9660::open(backing, cache)?))
         }
     }

@@ -31,3 +31,4 @@ pub mod prefetch;
 pub mod squashfs;
 pub mod tree;
 pub mod union;
+pub mod watch;

@@ -9,6 +9,7 @@ pub mod elf;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+use crate::backing::FileVersion;
 use crate::error::{Error, Result};
 use crate::squashfs::superblock::{Superblock, SUPERBLOCK_SIZE};
 
@@ -42,6 +43,9 @@ pub struct AppImage {
     pub magic_type: Option<u8>,
     /// The payload.
     pub payload: Payload,
+    /// The version of the file this detection describes; readers opened
+    /// from it refuse to serve bytes of any other version.
+    pub version: FileVersion,
 }
 
 impl AppImage {
@@ -57,7 +61,8 @@ impl AppImage {
 /// Inspects an open file; `Err` says in one line why it is not a usable
 /// AppImage.
 pub fn detect(file: &File) -> Result<AppImage> {
-    let len = file.metadata()?.len();
+    let version = FileVersion::of(file)?;
+    let len = version.size;
     let mut read_at = |offset: u64, n: usize| -> Result<Vec<u8>> {
         if offset.checked_add(n as u64).is_none_or(|end| end > len) {
             return Err(Error::corrupt(format!(
@@ -87,6 +92,7 @@ pub fn detect(file: &File) -> Result<AppImage> {
             elf,
             magic_type,
             payload: Payload::Iso9660 { len },
+            version,
         });
     }
     let offset = elf.end;
@@ -106,5 +112,6 @@ pub fn detect(file: &File) -> Result<AppImage> {
         elf,
         magic_type,
         payload: Payload::SquashFs { offset, superblock },
+        version,
     })
 }

@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::cache::BlockCache;
@@ -23,6 +24,11 @@ pub struct App {
     pub file_mtime: i64,
     file: Arc<File>,
     tree: OnceLock<std::result::Result<Arc<dyn ImageTree>, String>>,
+    /// Set when the file was removed, renamed or changed: the folder is no
+    /// longer listed, but inodes the kernel still holds keep working.
+    retired: AtomicBool,
+    /// Lookups of this app's inodes the kernel has not forgotten yet.
+    lookups: AtomicU64,
 }
 
 impl App {
@@ -41,7 +47,33 @@ impl App {
             file_mtime,
             file: Arc::new(file),
             tree: OnceLock::new(),
+            retired: AtomicBool::new(false),
+            lookups: AtomicU64::new(0),
         }
+    }
+
+    /// Marks the app as gone from the folder; returns true when the kernel
+    /// holds none of its inodes, so it can be dropped now.
+    pub fn retire(&self) -> bool {
+        self.retired.store(true, Ordering::SeqCst);
+        self.lookups.load(Ordering::SeqCst) == 0
+    }
+
+    /// Counts one kernel lookup of one of this app's inodes.
+    pub fn remember(&self) {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Uncounts `n` lookups; returns true when the app is retired and the
+    /// kernel now holds none of its inodes.
+    pub fn forget(&self, n: u64) -> bool {
+        let before = self
+            .lookups
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| {
+                Some(l.saturating_sub(n))
+            })
+            .unwrap_or(0);
+        before <= n && self.retired.load(Ordering::SeqCst)
     }
 
     /// The image tree, opened on first call. A failure is remembered (and

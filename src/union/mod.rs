@@ -9,14 +9,15 @@
 pub mod app;
 pub mod inode;
 pub mod integrate;
+pub mod live;
 pub mod naming;
 pub mod scan;
 pub mod synth;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cache::BlockCache;
 use crate::error::{Error, Result};
@@ -45,20 +46,54 @@ pub struct Entry {
     pub attr: Attr,
 }
 
+/// Why a file in the source folder is not (yet) shown.
+enum Waiting {
+    /// New or changed; shown once it has kept this version for the settle time.
+    Settling {
+        version: crate::backing::FileVersion,
+        since: Instant,
+    },
+    /// Not a usable AppImage in this version (reported once).
+    Rejected {
+        version: crate::backing::FileVersion,
+        reason: String,
+    },
+}
+
 struct State {
+    /// Slot → app. Retired apps stay until the kernel forgets their inodes.
     apps: Vec<Option<Arc<App>>>,
+    /// FUSE generation of each slot, bumped when a slot is reused.
+    slot_generations: Vec<u64>,
+    /// The shown apps, by folder name.
+    listed: BTreeMap<Vec<u8>, Slot>,
+    /// Files in the source folder that are not shown, and why.
+    waiting: HashMap<PathBuf, Waiting>,
     generation: u64,
     synth: Arc<SynthTree>,
     integrated: bool,
 }
 
 impl State {
+    /// The shown apps, in folder-name order.
     fn live_apps(&self) -> Vec<(Slot, Arc<App>)> {
-        self.apps
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, a)| Some((slot as Slot, a.clone()?)))
+        self.listed
+            .values()
+            .filter_map(|&slot| Some((slot, self.apps.get(usize::from(slot))?.clone()?)))
             .collect()
+    }
+
+    /// A slot for a new app: a never-used one while there are any, then the
+    /// lowest free one with its generation bumped.
+    fn free_slot(&mut self) -> Option<Slot> {
+        if self.apps.len() <= usize::from(Slot::MAX) {
+            self.apps.push(None);
+            self.slot_generations.push(0);
+            return Slot::try_from(self.apps.len() - 1).ok();
+        }
+        let free = (1..self.apps.len()).find(|&i| self.apps[i].is_none())?;
+        self.slot_generations[free] += 1;
+        Slot::try_from(free).ok()
     }
 }
 
@@ -69,6 +104,7 @@ pub struct Union {
     cache: Arc<BlockCache>,
     state: RwLock<State>,
     integration: Mutex<()>,
+    rescanning: Mutex<()>,
     mount_time: i64,
     owner: (u32, u32),
 }
@@ -79,56 +115,33 @@ impl Union {
     /// image is opened yet.
     pub fn new(source: &Path, mountpoint: &Path, cache: Arc<BlockCache>) -> std::io::Result<Union> {
         let source = std::fs::canonicalize(source)?;
-        let (found, skipped) = scan::scan(&source)?;
-        for s in &skipped {
-            crate::log::info(format_args!("skipping {}: {}", s.path.display(), s.reason));
-        }
-        let mut taken = HashSet::new();
-        let mut apps = vec![None];
-        for f in found {
-            if apps.len() > usize::from(Slot::MAX) {
-                crate::log::warn(format_args!(
-                    "more than {} AppImages; ignoring the rest",
-                    Slot::MAX
-                ));
-                break;
-            }
-            let name = naming::assign(&f.file_name, &taken);
-            taken.insert(name.clone());
-            crate::log::info(format_args!(
-                "mounting {} as {} (type {})",
-                f.path.display(),
-                String::from_utf8_lossy(&name),
-                f.detected.kind()
-            ));
-            apps.push(Some(Arc::new(App::new(
-                name, f.path, f.file, f.detected, f.mtime,
-            ))));
-        }
-        let mut state = State {
-            apps,
+        std::fs::read_dir(&source)?;
+        let state = State {
+            apps: vec![None],
+            slot_generations: vec![0],
+            listed: BTreeMap::new(),
+            waiting: HashMap::new(),
             generation: 1,
-            synth: Arc::default(),
+            synth: Arc::new(SynthTree::new(1)),
             integrated: false,
         };
-        state.synth = Arc::new(integrate::folders_only(
-            &state.live_apps(),
-            state.generation,
-        ));
         // SAFETY: geteuid/getegid cannot fail.
         let owner = unsafe { (libc::geteuid(), libc::getegid()) };
-        Ok(Union {
+        let union = Union {
             source,
             mountpoint: mountpoint.to_path_buf(),
             cache,
             state: RwLock::new(state),
             integration: Mutex::new(()),
+            rescanning: Mutex::new(()),
             mount_time: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0),
             owner,
-        })
+        };
+        union.rescan(Duration::ZERO);
+        Ok(union)
     }
 
     /// The source folder (absolute).
@@ -141,9 +154,83 @@ impl Union {
         &self.cache
     }
 
-    /// The mounted apps, in slot order.
+    /// The shown apps, in folder-name order.
     pub fn apps(&self) -> Vec<Arc<App>> {
-        self.read_state().apps.iter().flatten().cloned().collect()
+        self.read_state()
+            .live_apps()
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect()
+    }
+
+    /// The FUSE generation of `ino` (changes when a slot is reused).
+    pub fn generation(&self, ino: u64) -> u64 {
+        let slot = usize::from(inode::decode(ino).0);
+        self.read_state()
+            .slot_generations
+            .get(slot)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Counts a lookup the kernel now holds on `ino` (every entry the
+    /// adapter returns from lookup or readdirplus).
+    pub fn remember(&self, ino: u64) {
+        let (slot, _) = inode::decode(ino);
+        if slot != SYNTH_SLOT {
+            if let Ok(app) = self.app(slot) {
+                app.remember();
+            }
+        }
+    }
+
+    /// The kernel dropped `n` lookups of `ino`; a retired app whose inodes
+    /// are all forgotten is released (closing its file).
+    pub fn forget(&self, ino: u64, n: u64) {
+        let (slot, _) = inode::decode(ino);
+        if slot == SYNTH_SLOT {
+            return;
+        }
+        let Ok(app) = self.app(slot) else { return };
+        if app.forget(n) {
+            let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(Some(current)) = s.apps.get(usize::from(slot)) {
+                if Arc::ptr_eq(current, &app) {
+                    s.apps[usize::from(slot)] = None;
+                }
+            }
+        }
+    }
+
+    /// For an app folder whose image has not been opened yet, attributes
+    /// that need no I/O (see [`Union::folder_attr`]), so listing the top of
+    /// the tree with readdirplus opens nothing. The adapter gives them a
+    /// zero timeout, so a real `stat` still gets the image's own attributes.
+    pub fn unopened_root_attr(&self, ino: u64) -> Option<Attr> {
+        let (slot, node) = inode::decode(ino);
+        if slot == SYNTH_SLOT || node != inode::IMAGE_ROOT {
+            return None;
+        }
+        let app = self.app(slot).ok()?;
+        app.opened_tree().is_none().then(|| self.folder_attr(&app))
+    }
+
+    /// Attributes of an app folder that need nothing from the image: a
+    /// read-only directory with the AppImage file's mtime. Also what a
+    /// folder whose image cannot be opened shows, so `ls -l` of the top
+    /// level works and only looking inside the broken app fails (EIO).
+    fn folder_attr(&self, app: &App) -> Attr {
+        Attr {
+            kind: Kind::Dir,
+            perm: 0o555,
+            uid: self.owner.0,
+            gid: self.owner.1,
+            size: 0,
+            mtime: app.file_mtime,
+            mtime_nsec: 0,
+            nlink: 2,
+            rdev: 0,
+        }
     }
 
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -233,6 +320,15 @@ impl Union {
         let (slot, node) = inode::decode(ino);
         if slot == SYNTH_SLOT {
             return self.synth_attr(&self.synth_for(node), node);
+        }
+        if node == inode::IMAGE_ROOT {
+            let app = self.app(slot)?;
+            return Ok(app
+                .tree(&self.cache)
+                .and_then(|t| t.attr(t.root()))
+                .ok()
+                .filter(|a| a.kind == Kind::Dir)
+                .unwrap_or_else(|| self.folder_attr(&app)));
         }
         let (tree, node) = self.tree(slot, node)?;
         tree.attr(node)

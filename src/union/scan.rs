@@ -1,17 +1,30 @@
-//! Reading the source folder: which files are AppImages, and why the others
-//! are not.
+//! Reading the source folder: which files are there, which of them are
+//! AppImages, and why the others are not.
 
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::backing::FileVersion;
 use crate::detect::{detect, AppImage};
 use crate::error::Error;
 
 /// Upper bound on directory entries considered in one scan, so a folder
 /// flooded with files cannot exhaust memory.
 pub const MAX_ENTRIES: usize = 100_000;
+
+/// A file in the source folder, before detection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// File name (raw bytes).
+    pub file_name: Vec<u8>,
+    /// Its current version (symlinks followed); `None` when it is not a
+    /// regular file (directories, fifos, dangling links are never AppImages).
+    pub version: Option<FileVersion>,
+}
 
 /// A file in the source folder that is a usable AppImage.
 pub struct Found {
@@ -22,22 +35,39 @@ pub struct Found {
     /// The open file (kept open, so a later rename or delete of the file
     /// does not take the data away from running apps).
     pub file: File,
-    /// Detection result.
+    /// Detection result (including the file version it describes).
     pub detected: AppImage,
     /// Modification time (seconds).
     pub mtime: i64,
 }
 
-/// One file that was skipped, and why.
-pub struct Skipped {
-    /// Path of the file.
-    pub path: PathBuf,
-    /// One-line reason.
-    pub reason: String,
+/// Lists `dir` (not recursively), sorted by file name. Hidden files (names
+/// starting with `.`) are left out: they are how copy tools stage partial
+/// files.
+pub fn list(dir: &Path) -> std::io::Result<Vec<Listed>> {
+    let mut listed: Vec<Listed> = fs::read_dir(dir)?
+        .take(MAX_ENTRIES)
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().as_bytes().starts_with(b"."))
+        .map(|e| {
+            let path = e.path();
+            let version = fs::metadata(&path)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| FileVersion::from_metadata(&m));
+            Listed {
+                file_name: e.file_name().as_bytes().to_vec(),
+                path,
+                version,
+            }
+        })
+        .collect();
+    listed.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+    Ok(listed)
 }
 
-/// Examines one path: `Ok` for a usable AppImage, `Err` with the reason
-/// otherwise.
+/// Examines one path: `Ok` for a usable AppImage, `Err` with a one-line
+/// reason otherwise.
 pub fn examine(path: &Path) -> std::result::Result<Found, String> {
     let meta = fs::metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
     if meta.is_dir() {
@@ -61,26 +91,4 @@ pub fn examine(path: &Path) -> std::result::Result<Found, String> {
         detected,
         mtime: meta.mtime(),
     })
-}
-
-/// Scans `dir` (not recursively), sorted by file name. Hidden files (names
-/// starting with `.`) are ignored silently: they are how copy tools stage
-/// partial files.
-pub fn scan(dir: &Path) -> std::io::Result<(Vec<Found>, Vec<Skipped>)> {
-    let mut names: Vec<PathBuf> = fs::read_dir(dir)?
-        .take(MAX_ENTRIES)
-        .filter_map(|e| e.ok())
-        .filter(|e| !e.file_name().as_bytes().starts_with(b"."))
-        .map(|e| e.path())
-        .collect();
-    names.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
-    let mut found = Vec::new();
-    let mut skipped = Vec::new();
-    for path in names {
-        match examine(&path) {
-            Ok(f) => found.push(f),
-            Err(reason) => skipped.push(Skipped { path, reason }),
-        }
-    }
-    Ok((found, skipped))
 }

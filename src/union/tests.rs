@@ -189,3 +189,130 @@ fn bin_and_share_are_built_on_first_use() {
     let file = resolve(&u, in_app);
     assert!(u.read(file.ino, 0, 8).unwrap().starts_with(b"\x89PNG"));
 }
+
+/// A source folder of real copies (not links), so tests can rename,
+/// overwrite and delete them.
+fn copy_in(src: &Source, fixture: &str, as_name: &str) {
+    std::fs::copy(fixtures().join(fixture), src.0.join(as_name)).unwrap();
+}
+
+#[test]
+fn rescan_follows_additions_removals_renames_and_changes() {
+    let src = Source::new("live", &[]);
+    copy_in(&src, "Echo-x86_64.AppImage", "Echo.AppImage");
+    let u = union(&src);
+    assert_eq!(names(&u, 1), ["Echo", "bin", "share"]);
+    let old_root = resolve(&u, "Echo").ino;
+    let old_apprun = resolve(&u, "Echo/AppRun");
+
+    copy_in(&src, "hello-x86_64.AppImage", "hello.AppImage");
+    let settle = std::time::Duration::from_millis(200);
+    let first = u.rescan(settle);
+    assert!(
+        first.names.is_empty(),
+        "a new file waits for the settle time"
+    );
+    assert!(first.recheck_in.is_some());
+    std::thread::sleep(settle);
+    let second = u.rescan(settle);
+    assert_eq!(second.names, [b"hello".to_vec()]);
+    assert!(second.old_synth.is_some());
+    assert_eq!(names(&u, 1), ["Echo", "bin", "hello", "share"]);
+
+    u.remember(old_apprun.ino);
+    std::fs::rename(
+        src.0.join("Echo.AppImage"),
+        src.0.join("Echo-renamed.AppImage"),
+    )
+    .unwrap();
+    u.rescan(settle);
+    std::thread::sleep(settle);
+    u.rescan(settle);
+    assert_eq!(names(&u, 1), ["Echo-renamed", "bin", "hello", "share"]);
+    assert_ne!(
+        resolve(&u, "Echo-renamed").ino,
+        old_root,
+        "a renamed file is a new app"
+    );
+    assert_eq!(
+        u.read(old_apprun.ino, 0, 1 << 20).unwrap().len() as u64,
+        old_apprun.attr.size,
+        "inodes the kernel holds keep working after a rename"
+    );
+
+    let renamed = resolve(&u, "Echo-renamed/AppRun");
+    u.remember(renamed.ino);
+    std::fs::remove_file(src.0.join("Echo-renamed.AppImage")).unwrap();
+    let gone = u.rescan(settle);
+    assert_eq!(gone.names, [b"Echo-renamed".to_vec()]);
+    assert_eq!(names(&u, 1), ["bin", "hello", "share"]);
+    assert!(
+        u.read(renamed.ino, 0, 16).is_ok(),
+        "a removed file's app stays readable while held"
+    );
+    u.forget(renamed.ino, 1);
+    assert_eq!(
+        u.read(renamed.ino, 0, 16).unwrap_err().errno(),
+        libc::ENOENT,
+        "once the kernel forgets it, a retired app is released"
+    );
+}
+
+#[test]
+fn files_that_never_become_valid_are_reported_once_and_not_shown() {
+    let src = Source::new("junk", &[]);
+    let u = union(&src);
+    let full = std::fs::read(fixtures().join("hello-x86_64.AppImage")).unwrap();
+    std::fs::write(src.0.join("partial.AppImage"), &full[..full.len() / 2]).unwrap();
+    let settle = std::time::Duration::from_millis(50);
+    for _ in 0..3 {
+        u.rescan(settle);
+        std::thread::sleep(settle);
+    }
+    assert_eq!(
+        names(&u, 1),
+        ["bin", "share"],
+        "a truncated copy is not shown"
+    );
+    std::fs::write(src.0.join("partial.AppImage"), &full).unwrap();
+    u.rescan(settle);
+    std::thread::sleep(settle);
+    u.rescan(settle);
+    assert_eq!(
+        names(&u, 1),
+        ["bin", "partial", "share"],
+        "once complete it appears"
+    );
+}
+
+#[test]
+fn an_overwritten_file_is_never_served_with_the_wrong_bytes() {
+    let src = Source::new("overwrite", &[]);
+    copy_in(&src, "Hello_World-x86_64.gzip.AppImage", "app.AppImage");
+    let no_cache = Arc::new(BlockCache::new(0));
+    let u = Union::new(&src.0, Path::new("/opt/apps"), no_cache).unwrap();
+    let old = resolve(&u, "app/AppRun");
+    let before = u.read(old.ino, 0, 1 << 20).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::copy(
+        fixtures().join("Hello_World-x86_64.xz.AppImage"),
+        src.0.join("app.AppImage"),
+    )
+    .unwrap();
+    assert_eq!(
+        u.read(old.ino, 0, 1 << 20).unwrap_err().errno(),
+        libc::EIO,
+        "with nothing cached, the old version cannot be served and must not be mixed with the new"
+    );
+    let settle = std::time::Duration::from_millis(50);
+    u.rescan(settle);
+    std::thread::sleep(settle);
+    u.rescan(settle);
+    let new = resolve(&u, "app/AppRun");
+    assert_ne!(new.ino, old.ino, "new opens see a new inode");
+    assert_eq!(
+        u.read(new.ino, 0, 1 << 20).unwrap(),
+        before,
+        "both builds carry the same AppRun"
+    );
+}
