@@ -648,8 +648,8 @@ pub fn build_iso_tree(root: &Path) {
     }
     write(&root.join("empty-file"), b"");
     mkdir(&root.join("empty-dir"));
-    write(&root.join(&"L".repeat(200)), b"long name\n");
-    write(&root.join("names").join(&"m".repeat(255)), b"255\n");
+    write(&root.join("L".repeat(200)), b"long name\n");
+    write(&root.join("names").join("m".repeat(255)), b"255\n");
     write(&root.join("names/\u{fc}n\u{ef}c\u{f8}d\u{e9}"), b"utf8\n");
     write(&root.join("names/with space"), b"space\n");
     symlink(b"text", &root.join("sym/dangling"));

@@ -432,8 +432,7 @@ pub fn pid_alive(pid: i32) -> bool {
             // state is the first field after the ")" closing the comm
             let state = s
                 .rsplit_once(')')
-                .map(|(_, r)| r.trim_start().chars().next())
-                .flatten();
+                .and_then(|(_, r)| r.trim_start().chars().next());
             !matches!(state, Some('Z') | Some('X') | None)
         }
         Err(_) => false,
@@ -472,7 +471,7 @@ pub fn find_daemon_pids(mountpoint: &Path) -> Vec<i32> {
                 .first()
                 .map(|a| a.ends_with(b"appimagefs"))
                 .unwrap_or(false);
-        if is_ours && args.iter().any(|a| *a == mp) {
+        if is_ours && args.contains(&mp) {
             found.push(pid);
         }
     }

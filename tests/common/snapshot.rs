@@ -632,7 +632,7 @@ fn diff_entry(path: &[u8], e: &Entry, a: &Entry, cmp: &Compare) -> Option<Differ
         });
     }
     let is_root = path.is_empty();
-    let meta = !(is_root && !cmp.root_meta) && !(e.kind == Kind::Symlink && !cmp.symlink_meta);
+    let meta = (!is_root || cmp.root_meta) && (e.kind != Kind::Symlink || cmp.symlink_meta);
     let mut field = |name: &'static str, ok: bool, detail: String| {
         if !ok {
             fields.push(name);
@@ -712,7 +712,7 @@ fn diff_entry(path: &[u8], e: &Entry, a: &Entry, cmp: &Compare) -> Option<Differ
             ),
         );
     }
-    if cmp.xattrs && !(is_root && !cmp.root_meta) {
+    if cmp.xattrs && (!is_root || cmp.root_meta) {
         field(
             "xattrs",
             e.xattrs == a.xattrs,
