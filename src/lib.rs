@@ -3,15 +3,21 @@
 //! The crate is layered; each layer is usable and testable without the ones
 //! above it:
 //!
-//! - [`detect`], [`squashfs`], [`iso9660`]: pure format parsing (no FUSE,
-//!   no global state).
+//! - [`detect`], [`squashfs`], [`iso9660`], [`desktop`]: pure format parsing
+//!   (ELF and AppImage detection, SquashFS, ISO 9660 / Rock Ridge / zisofs,
+//!   desktop entries); no FUSE, no global state.
 //! - [`tree`]: the trait every image format implements, one image as a
-//!   read-only tree; [`backing`] and [`decompress`] are its building blocks.
-//! - [`cache`]: the decompression cache shared by every image.
+//!   read-only tree; [`backing`] (bounded, version-pinned reads) and
+//!   [`decompress`] (bounded codecs) are its building blocks, [`image`]
+//!   picks the reader for a detected payload.
+//! - [`cache`] and [`prefetch`]: the decompression cache shared by every
+//!   image, and its read-ahead pool.
 //! - [`union`]: the namespace across images (inode numbers, app folders,
-//!   synthesized `bin/` and `share/`).
-//! - [`fuse_adapter`]: a thin `fuser::Filesystem` over [`union`].
-//! - [`cli`], [`daemon`]: the command line and the mount lifecycle.
+//!   synthesized `bin/` and `share/`, rescans of the source folder).
+//! - [`fuse_adapter`]: a thin `fuser::Filesystem` over [`union`]; [`watch`]
+//!   follows the source folder and tells the kernel what changed.
+//! - [`cli`], [`daemon`], [`inspect`], [`log`]: the command line, the mount
+//!   lifecycle, `appimagefs inspect`, log lines.
 #![deny(missing_docs)]
 
 pub mod backing;
