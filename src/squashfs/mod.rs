@@ -48,14 +48,17 @@ use self::superblock::{Superblock, NO_TABLE};
 use self::table::LookupTable;
 use self::xattr::XattrTable;
 
-/// Parsed inodes kept per image.
+/// Parsed inodes kept per image. These memos sit outside the shared
+/// cache's budget (their source metadata blocks are in it), so they are
+/// kept small: together at most about 6 MiB per opened image, the overhead
+/// the README states.
 const INODE_CACHE_ENTRIES: usize = 4096;
 /// Bytes of parsed inodes (mostly block lists) kept per image.
-const INODE_CACHE_BYTES: usize = 8 << 20;
+const INODE_CACHE_BYTES: usize = 2 << 20;
 /// Parsed directory listings kept per image.
 const DIR_CACHE_ENTRIES: usize = 64;
 /// Bytes of parsed directory listings kept per image.
-const DIR_CACHE_BYTES: usize = 16 << 20;
+const DIR_CACHE_BYTES: usize = 4 << 20;
 
 /// An opened SquashFS image.
 pub struct SquashImage {

@@ -203,7 +203,7 @@ impl Union {
     }
 
     /// For an app folder whose image has not been opened yet, attributes
-    /// that need no I/O (see [`Union::folder_attr`]), so listing the top of
+    /// that need no I/O (a read-only folder with the file's mtime), so listing the top of
     /// the tree with readdirplus opens nothing. The adapter gives them a
     /// zero timeout, so a real `stat` still gets the image's own attributes.
     pub fn unopened_root_attr(&self, ino: u64) -> Option<Attr> {
