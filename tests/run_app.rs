@@ -138,3 +138,74 @@ fn apprun_through_mount_matches_extract_and_run() {
     drop(mount);
     fails.finish("run_app");
 }
+
+/// A type 1 AppImage's own `AppRun` (the AppImageKit C launcher, taken from
+/// a type 1 fixture) runs through the mount: it finds its AppDir, reads the
+/// desktop entry there and executes the program it names. The same AppDir
+/// run from a plain directory is the reference.
+#[test]
+fn type1_apprun_runs_from_the_mount() {
+    let tmp = TempDir::new("run-type1");
+    let fixture_tree = tmp.subdir("fixture-tree");
+    xorriso_extract(&fixture("AppImageExtract_6-x86_64.AppImage"), &fixture_tree)
+        .unwrap_or_else(|e| panic!("xorriso extract of the type 1 fixture: {e}"));
+    let appdir = tmp.subdir("appdir");
+    std::fs::create_dir_all(appdir.join("usr/bin")).unwrap();
+    std::fs::copy(fixture_tree.join("AppRun"), appdir.join("AppRun")).unwrap();
+    std::fs::write(
+        appdir.join("t1.desktop"),
+        "[Desktop Entry]\nType=Application\nName=T1\nExec=hello %F\nIcon=t1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        appdir.join("usr/bin/hello"),
+        "#!/bin/sh\necho \"type1 hello: $*\"\nexit 7\n",
+    )
+    .unwrap();
+    for f in ["AppRun", "usr/bin/hello"] {
+        let p = appdir.join(f);
+        let mut perm = std::fs::metadata(&p).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&p, perm).unwrap();
+    }
+    let iso = tmp.join("t1.iso");
+    let made = run_timeout(
+        command("xorriso", ["-as", "mkisofs", "-R", "-J", "-o"])
+            .arg(&iso)
+            .arg(&appdir),
+        Duration::from_secs(60),
+    );
+    assert!(made.success(), "xorriso: {}", made.describe());
+    let src = tmp.subdir("src");
+    wrap_iso_as_appimage(&iso, &src.join("T1.AppImage"));
+
+    let run = |apprun: &Path| {
+        let mut cmd = Command::new(apprun);
+        clean_env(&mut cmd);
+        cmd.args(["one", "two three"]).current_dir(tmp.path());
+        run_timeout(&mut cmd, Duration::from_secs(30))
+    };
+    let reference = run(&appdir.join("AppRun"));
+    assert!(
+        reference
+            .stdout_text()
+            .contains("type1 hello: one two three"),
+        "reference run: {}",
+        reference.describe()
+    );
+    let mnt = tmp.subdir("mnt");
+    let mount = Mount::start(&src, &mnt, &[]);
+    let through = run(&mnt.join("T1").join("AppRun"));
+    assert_eq!(
+        through.stdout_text(),
+        reference.stdout_text(),
+        "{}",
+        through.describe()
+    );
+    assert_eq!(
+        through.status.map(|s| s.code()),
+        reference.status.map(|s| s.code())
+    );
+    assert_eq!(through.status.and_then(|s| s.code()), Some(7));
+    drop(mount);
+}
