@@ -13,8 +13,12 @@ use clap::Parser;
     long_about = "Mount every AppImage in SOURCE_DIR as one read-only tree at MOUNTPOINT.\n\n\
 Each AppImage (type 1 or 2, detected by content; the .AppImage extension is optional)\n\
 appears as MOUNTPOINT/<Name>/, its AppDir, where <Name> is the file name without\n\
-.AppImage. Run an app with MOUNTPOINT/<Name>/AppRun. Nothing is extracted: blocks are\n\
-decompressed on demand into a shared in-memory cache.\n\n\
+.AppImage. MOUNTPOINT/bin/ holds a launcher per app (it sets APPIMAGE, APPDIR, ARGV0\n\
+and OWD as the AppImage runtime does, then runs AppRun) and MOUNTPOINT/share/ their\n\
+menu entries and icons: add MOUNTPOINT/bin to PATH and MOUNTPOINT/share to\n\
+XDG_DATA_DIRS. Nothing is extracted: blocks are decompressed on demand into a shared\n\
+in-memory cache. AppImages added, replaced or removed in SOURCE_DIR show up while\n\
+mounted.\n\n\
 The mount is always read-only, nosuid and nodev. Started as root it is readable by\n\
 every user (allow_other); started as a normal user, only by that user unless\n\
 -o allow_other is given (which needs user_allow_other in /etc/fuse.conf).",
@@ -83,6 +87,7 @@ pub struct Args {
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "appimagefs inspect",
+    bin_name = "appimagefs inspect",
     about = "Show what appimagefs sees in AppImage files, or why a file is not usable",
     long_about = "Show what appimagefs sees in AppImage files: type, architecture, payload offset,\n\
 compression and block size, file count, name and version from the desktop entry,\n\
