@@ -10,6 +10,11 @@ use crate::error::{Error, Result};
 /// Upper bound on the section header table we are willing to read.
 const MAX_SECTION_TABLE: u64 = 4 << 20;
 
+/// Longest section name kept. Every section may name itself at the same
+/// offset of a string table without a NUL, so without this bound 65535
+/// sections of a 4 MiB table would make 256 GiB of names.
+const MAX_SECTION_NAME: usize = 255;
+
 /// Facts read from an ELF file header and its section headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Elf {
@@ -190,6 +195,7 @@ pub fn parse(
 
 fn c_string_at(table: &[u8], at: usize) -> String {
     let rest = table.get(at..).unwrap_or(&[]);
+    let rest = &rest[..rest.len().min(MAX_SECTION_NAME)];
     let len = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
     String::from_utf8_lossy(&rest[..len]).into_owned()
 }
