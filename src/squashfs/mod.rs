@@ -17,8 +17,9 @@
 //! Limits, each far beyond what AppImages hold, bound the memory one hostile
 //! image can claim: a file of at most 4 Mi blocks (16 GiB at 4 KiB blocks),
 //! a directory of at most 1 Mi entries, symlink targets of at most 4096
-//! bytes, xattr values of at most 64 KiB. Dropping a [`SquashImage`] drops
-//! its blocks from the shared cache.
+//! bytes, xattr values of at most 64 KiB (and 4 MiB of names and values
+//! per inode). Dropping a [`SquashImage`] drops its blocks from the shared
+//! cache.
 
 pub mod superblock;
 

@@ -28,6 +28,11 @@ const MAX_NAME: u16 = 255;
 /// Most pairs accepted for one inode.
 const MAX_PAIRS: u32 = 65536;
 
+/// Most bytes of names and values returned for one inode. Values stored out
+/// of line can be shared, so a small image could otherwise make one call
+/// materialize 65536 copies of a 64 KiB value (4 GiB).
+const MAX_TOTAL: usize = 4 << 20;
+
 struct Parsed {
     kv: Table,
     ids: LookupTable,
@@ -95,6 +100,7 @@ impl XattrTable {
         }
         let mut c = Cursor::at_ref(reader, t.kv, reference)?;
         let mut out = Vec::new();
+        let mut total = 0usize;
         for _ in 0..count {
             let ktype = c.u16()?;
             let name_len = c.u16()?;
@@ -114,6 +120,12 @@ impl XattrTable {
             } else {
                 read_value(&mut c, vsize)?
             };
+            total = total.saturating_add(name.len() + value.len());
+            if total > MAX_TOTAL {
+                return Err(Error::corrupt(format!(
+                    "xattrs of id {index} hold more than {MAX_TOTAL} bytes"
+                )));
+            }
             let prefix: &[u8] = match ktype & 0xff {
                 0 => b"user.",
                 1 => b"trusted.",
