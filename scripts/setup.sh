@@ -10,6 +10,9 @@ packages=(
   xorriso           # tests: ISO 9660 ground truth and test images
   desktop-file-utils  # tests: desktop-file-validate
   attr              # tests: setfattr/getfattr
+  xvfb              # tests (menu GUI check): virtual X server, -fbdir screenshots
+  x11-utils         # tests (menu GUI check): xwininfo lists the app's window
+  libgtk2.0-0       # tests (menu GUI check): GTK 2, which the Leafpad fixture needs from the host
 )
 if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive

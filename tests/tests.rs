@@ -17,6 +17,10 @@
 //! - `hostile`: malicious/broken inputs next to good ones: no crash, no hang,
 //!   no escape.
 //! - `cli`: command line, mount lifecycle, mount options, read-only-ness.
+//! - `live`: the source folder changing under a mount (add/rm/mv/overwrite
+//!   under concurrent readers, slow copies, running apps, bursts).
+//! - `menu`: bin/ launchers and share/ menu entries vs the AppImage runtime,
+//!   hostile names, versions, opt-outs, and a GUI app under Xvfb.
 
 mod common;
 
@@ -24,5 +28,7 @@ mod cli;
 mod comparator;
 mod hostile;
 mod iso_tree;
+mod live; // issue 6: live source folder
+mod menu; // issue 5: launchers, menu entries, GUI smoke test
 mod run_app;
 mod squashfs_tree;
