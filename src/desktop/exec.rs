@@ -157,6 +157,41 @@ pub fn quote_arg(arg: &str) -> String {
     out
 }
 
+/// Checks that the arguments part of a command line (what follows the
+/// program) is valid by the specification's strict rules, which desktops
+/// differ on when they are broken: outside double quotes no reserved
+/// character but blanks between arguments; inside them, a backslash only
+/// before `"`, `` ` ``, `$` or `\`. (Field codes are checked by
+/// [`tokenize`].)
+pub fn check_strict(args: &str) -> Result<(), String> {
+    let mut chars = args.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' => {}
+            '"' => loop {
+                match chars.next() {
+                    None => return Err("unterminated double quote".to_string()),
+                    Some('"') => break,
+                    Some('\\') => match chars.next() {
+                        Some('"' | '`' | '$' | '\\') => {}
+                        other => {
+                            return Err(format!(
+                                "backslash before {other:?} inside quotes (only \\\", \\`, \\$ and \\\\ are allowed)"
+                            ))
+                        }
+                    },
+                    Some(_) => {}
+                }
+            },
+            c if RESERVED.contains(&c) => {
+                return Err(format!("reserved character {c:?} outside double quotes"))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,5 +285,30 @@ mod tests {
         }
         assert_eq!(quote_arg("/opt/apps/bin/leafpad"), "/opt/apps/bin/leafpad");
         assert_eq!(quote_arg("/a b"), "\"/a b\"");
+    }
+
+    #[test]
+    fn strict_check_follows_the_specification() {
+        for ok in [
+            "",
+            " %f",
+            " --a=b %U",
+            " \"a b\" \"\\$x\" \"q\\\"q\"",
+            " \"line1\nline2\"",
+        ] {
+            assert_eq!(check_strict(ok), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            " $(touch x)",
+            " a;b",
+            " a|b",
+            " 'q'",
+            " \\x",
+            " x\ny",
+            " \"\\n\"",
+            " \"open",
+        ] {
+            assert!(check_strict(bad).is_err(), "{bad:?}");
+        }
     }
 }

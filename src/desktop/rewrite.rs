@@ -6,12 +6,16 @@
 //! - `Exec` in `[Desktop Entry]` and in every `[Desktop Action *]` group:
 //!   the program becomes the launcher's absolute path (quoted by the Exec
 //!   rules when it needs it); the arguments and field codes after it are
-//!   kept as written. The program named inside an AppImage means nothing
+//!   kept as written when they follow the specification's strict quoting
+//!   rules. An original that only lenient parsers accept (`$`, `;`, `|`
+//!   unquoted, ...) means different things to different desktops, so such
+//!   an app gets no menu entry (its launcher still works). The program named inside an AppImage means nothing
 //!   outside it: `AppRun` decides what runs.
 //! - `TryExec`, if present, becomes the launcher's path.
-//! - `Icon` becomes the per-app icon name when the app ships icons (else the
-//!   original stays, which may name an icon of the system theme);
-//!   localized `Icon[xx]`, `Exec[xx]` and `TryExec[xx]` are dropped.
+//! - `Icon` becomes the per-app icon name when the app ships icons; else it
+//!   is dropped (the original could name a host path or a theme icon that
+//!   is not there); localized `Icon[xx]`, `Exec[xx]` and `TryExec[xx]` are
+//!   dropped.
 //! - `DBusActivatable` is dropped: activation would bypass the launcher.
 //! - `X-AppImage-Name` is added (the entry's `Name`) unless present, as
 //!   AppImage integration tools do, and a first comment line names the
@@ -79,9 +83,13 @@ pub fn rewrite(
     if main.raw("TryExec").is_some() {
         main.set_raw("TryExec", escape(launcher_path));
     }
-    if let Some(icon) = icon_name {
-        main.remove("Icon", true);
-        main.set_raw("Icon", escape(icon));
+    main.remove("Icon", true);
+    match icon_name {
+        Some(icon) => main.set_raw("Icon", escape(icon)),
+        // No icon file in the app: the original name could point anywhere
+        // (an absolute path on the host, a theme icon that is not there),
+        // so the entry gets none and desktops show their default.
+        None => main.remove("Icon", false),
     }
     main.remove("DBusActivatable", false);
     if main.raw("X-AppImage-Name").is_none() {
@@ -107,6 +115,7 @@ fn rewrite_exec(group: &mut Group, launcher_path: &str) -> Result<(), String> {
     let value = unescape(raw).map_err(|e| format!("[{}] Exec: {e}", group.name))?;
     let (_, rest) =
         exec::split_program(&value).map_err(|e| format!("[{}] Exec: {e}", group.name))?;
+    exec::check_strict(rest).map_err(|e| format!("[{}] Exec: {e}", group.name))?;
     let new = format!("{}{rest}", exec::quote_arg(launcher_path));
     group.set_raw("Exec", escape(&new));
     Ok(())

@@ -328,13 +328,13 @@ fn rewrites_exec_tryexec_actions_and_icon() {
 }
 
 #[test]
-fn keeps_icon_without_icons_and_adds_no_tryexec() {
+fn drops_icon_without_icons_and_adds_no_tryexec() {
     let text = "[Desktop Entry]\nType=Application\nName=Echo\nExec=echo %F\nIcon=utilities-terminal\nDBusActivatable=true\nX-AppImage-Name=Custom\n";
     let out = rewrite_with(text, "/opt/apps/bin/echo", None).unwrap();
     assert_eq!(
         out,
         "# Menu entry made by appimagefs for /srv/apps/Leafpad.AppImage\n[Desktop Entry]\nType=Application\nName=Echo\n\
-Exec=/opt/apps/bin/echo %F\nIcon=utilities-terminal\nX-AppImage-Name=Custom\n"
+Exec=/opt/apps/bin/echo %F\nX-AppImage-Name=Custom\n"
     );
     assert_validates("appimagefs-echo.desktop", out.as_bytes());
 }
@@ -410,6 +410,15 @@ Comment={long}\nExec=prog --arg=\"\\\\$(not run)\" \"a \\\\\"b\\\\\"\" %F\nX-App
     );
     assert_eq!(main.raw("Comment").map(str::len), Some(60_000));
     assert_validates("appimagefs-prog.desktop", out.as_bytes());
+}
+
+#[test]
+fn spec_violating_exec_arguments_leave_the_app_out_of_the_menu() {
+    for exec in ["h $(touch /tmp/x)", "h a;b", "h 'it s' %f", "h x\\\\y"] {
+        let text = format!("[Desktop Entry]\nType=Application\nName=H\nExec={exec}\n");
+        let err = rewrite_with(&text, "/opt/apps/bin/h", None).unwrap_err();
+        assert!(err.contains("Exec"), "{exec}: {err}");
+    }
 }
 
 #[test]
