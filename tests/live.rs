@@ -106,11 +106,11 @@ fn versions() -> &'static Versions {
         let offset = type2_runtime().len() as u64;
         let mut images = Vec::new();
         let mut extracted: Vec<BTreeMap<String, Vec<u8>>> = Vec::new();
-        for v in 0..NV {
+        for (v, compressor) in COMPRESSORS.iter().enumerate().take(NV) {
             let tree = dir.join(format!("tree-{v}"));
             build_version_tree(&tree, v);
             let sqfs = dir.join(format!("v{v}.sqfs"));
-            mksquashfs(&tree, &sqfs, &["-comp", COMPRESSORS[v]]);
+            mksquashfs(&tree, &sqfs, &["-comp", compressor]);
             let image = dir.join(format!("v{v}.AppImage"));
             wrap_squashfs_as_appimage(&sqfs, &image);
             let out = dir.join(format!("extracted-{v}"));

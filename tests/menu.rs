@@ -1568,18 +1568,19 @@ fn opted_out_and_broken_apps_get_a_launcher_but_no_menu_entry() {
 // 5. a GUI app under Xvfb
 
 /// Kills a process group on drop.
-struct Killer(i32);
+/// Owns a child started in its own process group; on drop, terminates the
+/// whole group and reaps the child.
+struct Killer(std::process::Child);
 
 impl Drop for Killer {
     fn drop(&mut self) {
-        unsafe {
-            libc::kill(-self.0, libc::SIGTERM);
-        }
+        let pgid = self.0.id() as i32;
+        // SAFETY: signalling a process group we created.
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
         std::thread::sleep(Duration::from_millis(200));
-        unsafe {
-            libc::kill(-self.0, libc::SIGKILL);
-            libc::waitpid(self.0, std::ptr::null_mut(), libc::WNOHANG);
-        }
+        // SAFETY: as above.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.0.wait();
     }
 }
 
@@ -1738,7 +1739,7 @@ fn gui_app_starts_from_its_menu_entry() {
         .unwrap_or_else(|e| {
             panic!("cannot start Xvfb ({e}); scripts/setup.sh installs the xvfb package")
         });
-    let _xvfb = Killer(xvfb.id() as i32);
+    let _xvfb = Killer(xvfb);
     let sock = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
     let ready = Instant::now() + Duration::from_secs(10);
     while !sock.exists() && Instant::now() < ready {
@@ -1769,7 +1770,7 @@ fn gui_app_starts_from_its_menu_entry() {
         .spawn()
         .expect("start the menu entry's Exec program");
     let app_pid = app.id() as i32;
-    let _app = Killer(app_pid);
+    let _app = Killer(app);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut win = None;
     while Instant::now() < deadline {
