@@ -102,6 +102,16 @@ impl Reader {
             } else {
                 decompress(self.codec, &stored, METADATA_SIZE)?
             };
+            // squashfs-tools never writes an empty block. Refusing one means
+            // every block a cursor crosses yields a byte, so the work of a
+            // read is bounded by the bytes it reads, not by a chain of empty
+            // blocks (k entries pointing into k empty blocks made listing a
+            // directory cost k²/2 block fetches).
+            if data.is_empty() {
+                return Err(Error::corrupt(format!(
+                    "metadata block at {pos} decompresses to nothing"
+                )));
+            }
             let mut out = Vec::with_capacity(2 + data.len());
             out.extend_from_slice(&header);
             out.extend_from_slice(&data);
@@ -117,7 +127,7 @@ impl Reader {
         let len = u64::from(word & !META_UNCOMPRESSED);
         let next = pos.checked_add(2 + len).filter(|&n| n <= end);
         let next = match next {
-            Some(n) if len != 0 && raw.len() - 2 <= METADATA_SIZE => n,
+            Some(n) if len != 0 && raw.len() > 2 && raw.len() - 2 <= METADATA_SIZE => n,
             _ => {
                 return Err(Error::corrupt(format!(
                     "metadata block at {pos} does not fit its table"
