@@ -279,7 +279,9 @@ impl Walker<'_> {
         let Content::Dir(root) = &self.nodes[0].content else {
             return;
         };
-        let hidden: Vec<NodeId> = root
+        // A set: a root of n entries can hold n such folders, and a search
+        // of a list for each entry would make this n².
+        let hidden: HashSet<NodeId> = root
             .iter()
             .filter(|e| {
                 index_of(e.node).is_some_and(|i| {
