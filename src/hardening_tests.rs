@@ -670,7 +670,7 @@ fn smoke(
     per_sample: usize,
     intact_must_open: bool,
     text: bool,
-    fix_sizes: fn(&mut Vec<u8>, &mut Rng),
+    fix_sizes: fn(&mut [u8], &mut Rng),
     run: fn(&[u8]) -> usize,
 ) {
     let rss_before = vm_rss_kib();
@@ -722,7 +722,7 @@ fn smoke(
 }
 
 /// After a truncation, sometimes makes the superblock claim only what is left.
-fn fix_squashfs_size(data: &mut Vec<u8>, rng: &mut Rng) {
+fn fix_squashfs_size(data: &mut [u8], rng: &mut Rng) {
     if data.len() >= 96 && rng.chance(50) {
         let used = u64::from_le_bytes(data[40..48].try_into().unwrap());
         let len = data.len() as u64;
@@ -733,7 +733,7 @@ fn fix_squashfs_size(data: &mut Vec<u8>, rng: &mut Rng) {
 }
 
 /// After a truncation, sometimes makes the volume size match what is left.
-fn fix_iso_size(data: &mut Vec<u8>, rng: &mut Rng) {
+fn fix_iso_size(data: &mut [u8], rng: &mut Rng) {
     let at = 16 * 2048 + 80;
     if data.len() >= at + 8 && rng.chance(50) {
         let blocks = (data.len() / 2048) as u32;
@@ -742,7 +742,7 @@ fn fix_iso_size(data: &mut Vec<u8>, rng: &mut Rng) {
     }
 }
 
-fn no_fix(_: &mut Vec<u8>, _: &mut Rng) {}
+fn no_fix(_: &mut [u8], _: &mut Rng) {}
 
 // ------------------------------------------------------------ smoke tests
 
@@ -1369,4 +1369,216 @@ fn decompression_bombs_are_bounded() {
         assert_eq!(decompress(codec, &small, 8192).unwrap().len(), 8192);
         assert!(decompress(codec, &small, 8191).is_err());
     }
+}
+
+/// A SquashFS image whose inode table starts with `k` metadata blocks that
+/// decompress to nothing (a zlib stream of no bytes), followed by the root
+/// directory's inode. The root lists `k` subdirectories, entry `i` pointing
+/// at empty block `i`, so its inode is found after crossing `k - i` empty
+/// blocks: listing the root with attributes (`ls -l`) used to cost
+/// `k²/2` block fetches (100,000 entries from a 4 MB image: hours of CPU,
+/// every FUSE thread busy).
+fn squashfs_with_empty_metadata_chain(k: u32) -> Vec<u8> {
+    const EMPTY_ZLIB: [u8; 8] = [0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01];
+    let mut img = vec![0u8; 96];
+    let inode_table = img.len() as u64;
+    for _ in 0..k {
+        img.extend_from_slice(&8u16.to_le_bytes()); // 8 bytes, compressed
+        img.extend_from_slice(&EMPTY_ZLIB);
+    }
+    let root_block = u64::from(k) * 10;
+    let mut listing = Vec::new();
+    for i in 0..k {
+        let name = format!("{i:06}");
+        listing.extend_from_slice(&0u32.to_le_bytes()); // one entry
+        listing.extend_from_slice(&(i * 10).to_le_bytes()); // inode block
+        listing.extend_from_slice(&(i + 2).to_le_bytes());
+        listing.extend_from_slice(&0u16.to_le_bytes()); // offset in block
+        listing.extend_from_slice(&0u16.to_le_bytes());
+        listing.extend_from_slice(&1u16.to_le_bytes()); // directory
+        listing.extend_from_slice(&(name.len() as u16 - 1).to_le_bytes());
+        listing.extend_from_slice(name.as_bytes());
+    }
+    let mut root = Vec::new();
+    for v in [8u16, 0o40755, 0, 0] {
+        root.extend_from_slice(&v.to_le_bytes());
+    }
+    root.extend_from_slice(&0u32.to_le_bytes()); // mtime
+    root.extend_from_slice(&1u32.to_le_bytes()); // inode number
+    root.extend_from_slice(&(k + 2).to_le_bytes()); // nlink
+    root.extend_from_slice(&(listing.len() as u32 + 3).to_le_bytes());
+    root.extend_from_slice(&0u32.to_le_bytes()); // listing at block 0
+    root.extend_from_slice(&1u32.to_le_bytes()); // parent
+    root.extend_from_slice(&0u16.to_le_bytes()); // index count
+    root.extend_from_slice(&0u16.to_le_bytes()); // offset 0
+    root.extend_from_slice(&u32::MAX.to_le_bytes()); // no xattrs
+    img.extend(meta_blocks(&root));
+    let dir_table = img.len() as u64;
+    img.extend(meta_blocks(&listing));
+    let ids_block = img.len() as u64;
+    img.extend(meta_blocks(&0u32.to_le_bytes()));
+    let id_table = img.len() as u64;
+    img.extend_from_slice(&ids_block.to_le_bytes());
+    let bytes_used = img.len() as u64;
+    let sb = &mut img[..96];
+    sb[0..4].copy_from_slice(b"hsqs");
+    sb[4..8].copy_from_slice(&(k + 1).to_le_bytes());
+    sb[12..16].copy_from_slice(&131072u32.to_le_bytes());
+    sb[20..22].copy_from_slice(&1u16.to_le_bytes()); // gzip
+    sb[22..24].copy_from_slice(&17u16.to_le_bytes());
+    sb[26..28].copy_from_slice(&1u16.to_le_bytes());
+    sb[28..30].copy_from_slice(&4u16.to_le_bytes());
+    sb[32..40].copy_from_slice(&(root_block << 16).to_le_bytes());
+    sb[40..48].copy_from_slice(&bytes_used.to_le_bytes());
+    sb[48..56].copy_from_slice(&id_table.to_le_bytes());
+    sb[56..64].copy_from_slice(&u64::MAX.to_le_bytes());
+    sb[64..72].copy_from_slice(&inode_table.to_le_bytes());
+    sb[72..80].copy_from_slice(&dir_table.to_le_bytes());
+    sb[80..88].copy_from_slice(&u64::MAX.to_le_bytes());
+    sb[88..96].copy_from_slice(&u64::MAX.to_le_bytes());
+    img
+}
+
+#[test]
+fn squashfs_metadata_work_is_bounded_by_bytes_read() {
+    const K: u32 = 2000;
+    let data = squashfs_with_empty_metadata_chain(K);
+    let sb = squashfs::superblock::Superblock::parse(&data, data.len() as u64).unwrap();
+    let cache = Arc::new(BlockCache::new(64 << 20));
+    let backing = Backing::new(Arc::new(memfd(&data)), 0, sb.bytes_used);
+    let img = squashfs::open(backing, sb, cache.clone()).unwrap();
+    let root = img.root();
+    assert_eq!(img.attr(root).unwrap().kind, Kind::Dir);
+    let list = img.read_dir(root).unwrap();
+    assert_eq!(list.len(), K as usize);
+    let before = cache.stats();
+    for e in list.iter() {
+        let _ = img.attr(e.node);
+    }
+    let after = cache.stats();
+    let fetches =
+        (after.hits + after.misses + after.waits) - (before.hits + before.misses + before.waits);
+    // A few blocks per inode, not the k²/2 = 2,000,000 of a chain walk.
+    assert!(
+        fetches <= 8 * u64::from(K),
+        "{fetches} metadata block fetches for {K} inodes"
+    );
+}
+
+/// An ISO 9660 directory record (ECMA-119 9.1) with a System Use area.
+fn iso_record(name: &[u8], extent: u32, size: u32, dir: bool, su: &[u8]) -> Vec<u8> {
+    let mut len = 33 + name.len();
+    len += len % 2; // padding byte after an even-length identifier
+    let mut r = vec![0u8; len];
+    r[2..6].copy_from_slice(&extent.to_le_bytes());
+    r[6..10].copy_from_slice(&extent.to_be_bytes());
+    r[10..14].copy_from_slice(&size.to_le_bytes());
+    r[14..18].copy_from_slice(&size.to_be_bytes());
+    r[25] = if dir { 2 } else { 0 };
+    r[28..30].copy_from_slice(&1u16.to_le_bytes());
+    r[30..32].copy_from_slice(&1u16.to_be_bytes());
+    r[32] = name.len() as u8;
+    r[33..33 + name.len()].copy_from_slice(name);
+    r.extend_from_slice(su);
+    r[0] = r.len() as u8;
+    r
+}
+
+/// A Rock Ridge ISO whose root holds `n` directories that each contain
+/// only a relocated (`RE`) directory, so all `n` are hidden relocation
+/// folders. Hiding them compared every root entry with every hidden one.
+fn iso_with_relocation_dirs(n: u32) -> Vec<u8> {
+    const S: usize = 2048;
+    let mut sp_er = vec![b'S', b'P', 7, 1, 0xBE, 0xEF, 0];
+    sp_er.extend_from_slice(&[b'E', b'R', 18, 1, 10, 0, 0, 1]);
+    sp_er.extend_from_slice(b"RRIP_1991A");
+    // Root extent: ".", "..", then one record per directory.
+    let mut root_records = vec![Vec::new(), iso_record(&[1], 0, 0, true, &[])];
+    for i in 0..n {
+        root_records.push(iso_record(
+            format!("D{i}").as_bytes(),
+            0,
+            S as u32,
+            true,
+            &[],
+        ));
+    }
+    let mut root_sectors = 1;
+    let mut used = 34 + sp_er.len() + 34;
+    for r in &root_records[2..] {
+        if used + r.len() > root_sectors * S {
+            root_sectors += 1;
+            used = (root_sectors - 1) * S;
+        }
+        used += r.len();
+    }
+    let root_at = 18u32;
+    let first_d = root_at + root_sectors as u32;
+    let total = first_d as usize + n as usize;
+    let mut img = vec![0u8; total * S];
+    // Descriptors.
+    let pvd = &mut img[16 * S..17 * S];
+    pvd[0] = 1;
+    pvd[1..6].copy_from_slice(b"CD001");
+    pvd[6] = 1;
+    pvd[80..84].copy_from_slice(&(total as u32).to_le_bytes());
+    pvd[84..88].copy_from_slice(&(total as u32).to_be_bytes());
+    pvd[128..130].copy_from_slice(&(S as u16).to_le_bytes());
+    pvd[130..132].copy_from_slice(&(S as u16).to_be_bytes());
+    let root_size = (root_sectors * S) as u32;
+    pvd[156..190].copy_from_slice(&iso_record(&[0], root_at, root_size, true, &[]));
+    img[17 * S] = 255;
+    img[17 * S + 1..17 * S + 6].copy_from_slice(b"CD001");
+    img[17 * S + 6] = 1;
+    // Root directory.
+    root_records[0] = iso_record(&[0], root_at, root_size, true, &sp_er);
+    root_records[1] = iso_record(&[1], root_at, root_size, true, &[]);
+    let mut pos = root_at as usize * S;
+    for (k, r) in root_records.iter_mut().enumerate() {
+        if k >= 2 {
+            let extent = first_d + (k as u32 - 2);
+            r[2..6].copy_from_slice(&extent.to_le_bytes());
+            r[6..10].copy_from_slice(&extent.to_be_bytes());
+        }
+        if pos % S + r.len() > S {
+            pos = pos.div_ceil(S) * S;
+        }
+        img[pos..pos + r.len()].copy_from_slice(r);
+        pos += r.len();
+    }
+    // Each directory: ".", "..", and a relocated directory.
+    for i in 0..n {
+        let at = first_d + i;
+        let mut recs = iso_record(&[0], at, S as u32, true, &[]);
+        recs.extend(iso_record(&[1], root_at, root_size, true, &[]));
+        recs.extend(iso_record(b"MOVED", at, S as u32, true, b"RE\x04\x01"));
+        let p = at as usize * S;
+        img[p..p + recs.len()].copy_from_slice(&recs);
+    }
+    img
+}
+
+#[test]
+fn many_relocation_dirs_are_hidden_in_linear_time() {
+    // The builder is right: one relocation folder is hidden.
+    let one = iso_with_relocation_dirs(1);
+    let img = iso9660::open(
+        Backing::new(Arc::new(memfd(&one)), 0, one.len() as u64),
+        shared_cache(),
+    )
+    .unwrap();
+    assert!(img.read_dir(img.root()).unwrap().is_empty());
+    // 20,000 of them: 4·10⁸ comparisons before, and the square grows to
+    // hours for the 2,000,000 directories a 4 GB image can hold.
+    let many = Arc::new(iso_with_relocation_dirs(20_000));
+    guarded("iso-relocation-dirs", many, |data| {
+        let started = Instant::now();
+        let backing = Backing::new(Arc::new(memfd(data)), 0, data.len() as u64);
+        let img = iso9660::open(backing, shared_cache()).unwrap();
+        assert!(img.read_dir(img.root()).unwrap().is_empty());
+        eprintln!(
+            "20,000 relocation folders hidden in {:?}",
+            started.elapsed()
+        );
+    });
 }
