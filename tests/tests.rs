@@ -21,6 +21,10 @@
 //!   under concurrent readers, slow copies, running apps, bursts).
 //! - `menu`: bin/ launchers and share/ menu entries vs the AppImage runtime,
 //!   hostile names, versions, opt-outs, and a GUI app under Xvfb.
+//! - `security`: setuid bits and device nodes in images never take effect;
+//!   a normal user's mount is private.
+//! - `stress`: many parallel readers, walks and launches checked byte for
+//!   byte with memory measured; SIGTERM during heavy reads.
 
 mod common;
 
@@ -31,4 +35,6 @@ mod iso_tree;
 mod live; // issue 6: live source folder
 mod menu; // issue 5: launchers, menu entries, GUI smoke test
 mod run_app;
+mod security; // issue 7: nosuid, nodev, private user mounts
 mod squashfs_tree;
+mod stress; // issue 7: load and signals under load
