@@ -38,3 +38,6 @@ pub mod squashfs;
 pub mod tree;
 pub mod union;
 pub mod watch;
+
+#[cfg(test)]
+mod hardening_tests;
