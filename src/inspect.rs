@@ -432,11 +432,8 @@ pub fn json_string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{fixture, TempDir};
     use std::ffi::OsStr;
-
-    fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures")).join(name)
-    }
 
     fn cache() -> Arc<BlockCache> {
         Arc::new(BlockCache::new(CACHE_BYTES))
@@ -449,27 +446,6 @@ mod tests {
     }
 
     /// A fresh temp dir, removed on drop.
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!(
-                "appimagefs-inspect-{tag}-{}-{n}",
-                std::process::id()
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn type2_facts_match_the_manifest() {
         let f = facts_of("Leafpad-0.8.18.1.glibc2.4-x86_64.AppImage");

@@ -41,3 +41,5 @@ pub mod watch;
 
 #[cfg(test)]
 mod hardening_tests;
+#[cfg(test)]
+mod test_support;

@@ -3,8 +3,9 @@
 //! extracted by `unsquashfs` (so a reader bug and a bug here cannot hide
 //! each other), with every menu entry checked by `desktop-file-validate`.
 
+use crate::test_support::fixture;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use super::tests::assert_validates;
@@ -13,10 +14,6 @@ use super::version::{newest, VersionKey};
 use super::*;
 use crate::cache::BlockCache;
 use crate::detect::{detect, Payload};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures")).join(name)
-}
 
 fn open(name: &str) -> Arc<dyn ImageTree> {
     let file = Arc::new(File::open(fixture(name)).unwrap());

@@ -9,21 +9,15 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::node::{Content, FileData};
 use super::*;
+use crate::test_support::{fixture, TempDir};
 use crate::tree::Kind;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
-        .join(name)
-}
 
 fn open_path(path: &Path) -> Result<IsoImage> {
     let file = File::open(path).unwrap();
@@ -35,42 +29,6 @@ fn open_path(path: &Path) -> Result<IsoImage> {
 }
 
 /// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p =
-            std::env::temp_dir().join(format!("appimagefs-iso-{tag}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Extracted trees may hold read-only directories.
-        fn writable(p: &Path) {
-            if let Ok(md) = fs::symlink_metadata(p) {
-                if md.is_dir() {
-                    let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
-                    for e in fs::read_dir(p).into_iter().flatten().flatten() {
-                        writable(&e.path());
-                    }
-                }
-            }
-        }
-        writable(&self.0);
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 fn have_xorriso() -> bool {
     let ok = Command::new("xorriso")
         .arg("-version")

@@ -15,13 +15,10 @@ use std::sync::Arc;
 use super::superblock::{Superblock, SUPERBLOCK_SIZE};
 use super::*;
 use crate::detect::{detect, Payload};
+use crate::test_support::fixture;
 use crate::tree::Kind;
 
 // ---------------------------------------------------------------- helpers
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures")).join(name)
-}
 
 fn new_cache() -> Arc<BlockCache> {
     Arc::new(BlockCache::new(32 << 20))

@@ -7,10 +7,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::cache::BlockCache;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
-}
+use crate::test_support::fixture;
 
 /// A temporary source folder linking to the given fixtures.
 struct Source(PathBuf);
@@ -22,7 +19,7 @@ impl Source {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         for f in files {
-            symlink(fixtures().join(f), dir.join(f)).unwrap();
+            symlink(fixture(f), dir.join(f)).unwrap();
         }
         Source(dir)
     }
@@ -192,8 +189,8 @@ fn bin_and_share_are_built_on_first_use() {
 
 /// A source folder of real copies (not links), so tests can rename,
 /// overwrite and delete them.
-fn copy_in(src: &Source, fixture: &str, as_name: &str) {
-    std::fs::copy(fixtures().join(fixture), src.0.join(as_name)).unwrap();
+fn copy_in(src: &Source, name: &str, as_name: &str) {
+    std::fs::copy(fixture(name), src.0.join(as_name)).unwrap();
 }
 
 #[test]
@@ -262,7 +259,7 @@ fn rescan_follows_additions_removals_renames_and_changes() {
 fn files_that_never_become_valid_are_reported_once_and_not_shown() {
     let src = Source::new("junk", &[]);
     let u = union(&src);
-    let full = std::fs::read(fixtures().join("hello-x86_64.AppImage")).unwrap();
+    let full = std::fs::read(fixture("hello-x86_64.AppImage")).unwrap();
     std::fs::write(src.0.join("partial.AppImage"), &full[..full.len() / 2]).unwrap();
     let settle = std::time::Duration::from_millis(50);
     for _ in 0..3 {
@@ -295,7 +292,7 @@ fn an_overwritten_file_is_never_served_with_the_wrong_bytes() {
     let before = u.read(old.ino, 0, 1 << 20).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::copy(
-        fixtures().join("Hello_World-x86_64.xz.AppImage"),
+        fixture("Hello_World-x86_64.xz.AppImage"),
         src.0.join("app.AppImage"),
     )
     .unwrap();
