@@ -118,14 +118,34 @@ const MAX_RSS_GROWTH_KIB: u64 = 1 << 20;
 /// rest of the test suite); the slowest fixture walks in well under 1 s.
 const INPUT_TIME_LIMIT: Duration = Duration::from_secs(20);
 
+thread_local! {
+    static PANICKED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes every panic also set this thread's [`PANICKED`] flag (then runs
+/// the previous hook), so a panic the library catches itself (the ISO 9660
+/// reader opens an image under `catch_unwind`) still fails the input.
+fn flag_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = PANICKED.try_with(|p| p.set(true));
+            previous(info);
+        }));
+    });
+}
+
 /// Runs `job` on a fresh thread that counts its allocations; fails the test
-/// (after saving `input` for reproduction) on a panic, a time-out or an
-/// allocation peak above [`MAX_ALLOC_PER_INPUT`].
+/// (after saving `input` for reproduction) on a panic (even one caught
+/// inside the library), a time-out or an allocation peak above
+/// [`MAX_ALLOC_PER_INPUT`].
 fn guarded<R: Send + 'static>(
     what: &str,
     input: Arc<Vec<u8>>,
     job: impl FnOnce(&[u8]) -> R + Send + 'static,
 ) -> R {
+    flag_panics();
     let (tx, rx) = mpsc::channel();
     let data = input.clone();
     let worker = std::thread::Builder::new()
@@ -135,15 +155,17 @@ fn guarded<R: Send + 'static>(
             let result = job(&data);
             let peak = PEAK.with(Cell::get);
             TRACK.with(|t| t.set(false));
-            let _ = tx.send((result, peak));
+            let caught = PANICKED.with(Cell::get);
+            let _ = tx.send((result, peak, caught));
         })
         .expect("spawn");
     let failure = match rx.recv_timeout(INPUT_TIME_LIMIT) {
-        Ok((result, peak)) if peak <= MAX_ALLOC_PER_INPUT as isize => {
+        Ok((_, _, true)) => "panicked (the panic was caught inside the library)".to_string(),
+        Ok((result, peak, false)) if peak <= MAX_ALLOC_PER_INPUT as isize => {
             let _ = worker.join();
             return result;
         }
-        Ok((_, peak)) => format!("allocated {} MiB at once", peak >> 20),
+        Ok((_, peak, _)) => format!("allocated {} MiB at once", peak >> 20),
         Err(mpsc::RecvTimeoutError::Timeout) => {
             format!("still running after {INPUT_TIME_LIMIT:?} (hang?)")
         }
@@ -1580,5 +1602,14 @@ fn many_relocation_dirs_are_hidden_in_linear_time() {
             "20,000 relocation folders hidden in {:?}",
             started.elapsed()
         );
+    });
+}
+
+/// The harness itself: a panic the code under test catches still fails.
+#[test]
+#[should_panic(expected = "caught inside the library")]
+fn guarded_sees_panics_caught_inside_the_library() {
+    guarded("self-test", Arc::default(), |_| {
+        let _ = std::panic::catch_unwind(|| panic!("caught by the code under test"));
     });
 }
