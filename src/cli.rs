@@ -15,7 +15,7 @@ Each AppImage (type 1 or 2, detected by content; the .AppImage extension is opti
 appears as MOUNTPOINT/<Name>/, its AppDir, where <Name> is the file name without\n\
 .AppImage. MOUNTPOINT/bin/ holds a launcher per app (it sets APPIMAGE, APPDIR, ARGV0\n\
 and OWD as the AppImage runtime does, then runs AppRun) and MOUNTPOINT/share/ their\n\
-menu entries and icons: add MOUNTPOINT/bin to PATH and MOUNTPOINT/share to\n\
+menu entries and icons: append MOUNTPOINT/bin to PATH and add MOUNTPOINT/share to\n\
 XDG_DATA_DIRS. Nothing is extracted: blocks are decompressed on demand into a shared\n\
 in-memory cache. AppImages added, replaced or removed in SOURCE_DIR show up while\n\
 mounted.\n\n\

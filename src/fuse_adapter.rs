@@ -43,6 +43,17 @@ impl FuseAdapter {
     pub fn new(union: Arc<Union>) -> FuseAdapter {
         FuseAdapter { union }
     }
+
+    /// How long the kernel may keep what it learned about `ino`: zero for
+    /// the folder of an app not everyone may read, so every path walk asks
+    /// (and is checked) again.
+    fn ttl(&self, ino: u64) -> Duration {
+        if self.union.is_restricted(ino) {
+            Duration::ZERO
+        } else {
+            ttl(ino)
+        }
+    }
 }
 
 fn errno(e: &Error) -> Errno {
@@ -113,12 +124,15 @@ impl Filesystem for FuseAdapter {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.union.lookup(parent.0, name.as_bytes()) {
+            Ok(e) if !self.union.may_enter(e.ino, req.uid(), req.gid()) => {
+                reply.error(Errno::EACCES)
+            }
             Ok(e) => {
                 self.union.remember(e.ino);
                 let generation = Generation(self.union.generation(e.ino));
-                reply.entry(&ttl(e.ino), &file_attr(e.ino, &e.attr), generation)
+                reply.entry(&self.ttl(e.ino), &file_attr(e.ino, &e.attr), generation)
             }
             Err(e) => reply.error(errno(&e)),
         }
@@ -130,7 +144,7 @@ impl Filesystem for FuseAdapter {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.union.getattr(ino.0) {
-            Ok(a) => reply.attr(&ttl(ino.0), &file_attr(ino.0, &a)),
+            Ok(a) => reply.attr(&self.ttl(ino.0), &file_attr(ino.0, &a)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -239,12 +253,12 @@ impl Filesystem for FuseAdapter {
             .chain(listing.iter().map(|l| (l.name.as_slice(), l.ino)));
         for (i, (name, child)) in all.enumerate().skip(offset as usize) {
             let (attr, entry_ttl) = if child == ino.0 {
-                (own, ttl(child))
+                (own, self.ttl(child))
             } else if let Some(placeholder) = self.union.unopened_root_attr(child) {
                 (placeholder, Duration::ZERO)
             } else {
                 match self.union.getattr(child) {
-                    Ok(a) => (a, ttl(child)),
+                    Ok(a) => (a, self.ttl(child)),
                     Err(e) => {
                         crate::log::debug(format_args!("readdirplus: skipping {child:#x}: {e}"));
                         continue;

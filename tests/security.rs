@@ -199,3 +199,49 @@ fn a_mount_made_by_a_normal_user_is_private() {
     drop(guard);
     assert!(!is_mounted(&mnt));
 }
+
+/// An AppImage file that not everyone may read is, through the mount, only
+/// open to those who may read the file: its content is the file's content.
+#[test]
+fn an_app_whose_file_is_private_is_only_open_to_its_readers() {
+    let tmp = TempDir::new("security-private-app");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let src = tmp.subdir("src");
+    let private = copy_fixture("hello-x86_64.AppImage", &src, "private.AppImage");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let public = copy_fixture("Echo-x86_64.AppImage", &src, "public.AppImage");
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mnt = tmp.subdir("mnt");
+    let mount = Mount::start(&src, &mnt, &[]);
+    let desktop = mnt.join("private/hello-world.desktop");
+    assert!(
+        std::fs::read(&desktop).is_ok(),
+        "root may read the private app"
+    );
+    let listing = as_nobody(Path::new("/bin/ls"), &[mnt.to_str().unwrap()]);
+    assert!(
+        listing.stdout_text().contains("private"),
+        "{}",
+        listing.describe()
+    );
+    let denied = as_nobody(Path::new("/bin/cat"), &[desktop.to_str().unwrap()]);
+    assert!(
+        !denied.success(),
+        "another user read a 0600 AppImage through the mount"
+    );
+    assert!(
+        denied.stderr_text().contains("Permission denied"),
+        "{}",
+        denied.describe()
+    );
+    let allowed = as_nobody(
+        Path::new("/bin/cat"),
+        &[mnt.join("public/AppRun").to_str().unwrap()],
+    );
+    assert!(allowed.success(), "{}", allowed.describe());
+    assert!(
+        std::fs::read(&desktop).is_ok(),
+        "root still may, after the denied walk"
+    );
+    drop(mount);
+}

@@ -1,5 +1,5 @@
 //! Desktop integration: what the mount synthesizes beside the app folders so
-//! that `PATH=<mountpoint>/bin:$PATH` and `XDG_DATA_DIRS=<mountpoint>/share:...`
+//! that `PATH=$PATH:<mountpoint>/bin` and `XDG_DATA_DIRS=<mountpoint>/share:...`
 //! integrate every app:
 //!
 //! ```text

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use super::scan::{Access, Found};
 use crate::cache::BlockCache;
 use crate::detect::AppImage;
 use crate::error::{Error, Result};
@@ -22,6 +23,8 @@ pub struct App {
     pub detected: AppImage,
     /// Modification time of the file when it was detected (seconds).
     pub file_mtime: i64,
+    /// Who may read the AppImage file, and so this app.
+    pub access: Access,
     file: Arc<File>,
     tree: OnceLock<std::result::Result<Arc<dyn ImageTree>, String>>,
     /// Set when the file was removed, renamed or changed: the folder is no
@@ -32,20 +35,16 @@ pub struct App {
 }
 
 impl App {
-    /// Wraps a detected AppImage; nothing beyond detection is read yet.
-    pub fn new(
-        name: Vec<u8>,
-        source: PathBuf,
-        file: File,
-        detected: AppImage,
-        file_mtime: i64,
-    ) -> App {
+    /// Wraps a detected AppImage, shown as folder `name`; nothing beyond
+    /// detection is read yet.
+    pub fn new(name: Vec<u8>, found: Found) -> App {
         App {
             name,
-            source,
-            detected,
-            file_mtime,
-            file: Arc::new(file),
+            source: found.path,
+            detected: found.detected,
+            file_mtime: found.mtime,
+            access: found.access,
+            file: Arc::new(found.file),
             tree: OnceLock::new(),
             retired: AtomicBool::new(false),
             lookups: AtomicU64::new(0),

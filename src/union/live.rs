@@ -196,7 +196,7 @@ fn add(s: &mut State, f: Found) -> Option<Vec<u8>> {
         String::from_utf8_lossy(&name),
         f.detected.kind()
     ));
-    let app = Arc::new(App::new(name.clone(), f.path, f.file, f.detected, f.mtime));
+    let app = Arc::new(App::new(name.clone(), f));
     s.apps[usize::from(slot)] = Some(app);
     s.listed.insert(name.clone(), slot);
     Some(name)

@@ -202,6 +202,27 @@ impl Union {
         }
     }
 
+    /// True when `ino` is the folder of an app whose AppImage file not
+    /// everyone may read: the kernel must then ask again on every path walk
+    /// (no cached entry), so [`Union::may_enter`] is checked each time.
+    pub fn is_restricted(&self, ino: u64) -> bool {
+        let (slot, node) = inode::decode(ino);
+        slot != SYNTH_SLOT
+            && node == inode::IMAGE_ROOT
+            && self.app(slot).is_ok_and(|a| !a.access.is_public())
+    }
+
+    /// Whether a caller (uid, primary gid) may enter the app folder `ino`:
+    /// only if it may read the AppImage file itself. Other inodes are always
+    /// allowed (they are reached through the folder).
+    pub fn may_enter(&self, ino: u64, uid: u32, gid: u32) -> bool {
+        let (slot, node) = inode::decode(ino);
+        if slot == SYNTH_SLOT || node != inode::IMAGE_ROOT {
+            return true;
+        }
+        self.app(slot).map_or(true, |a| a.access.allows(uid, gid))
+    }
+
     /// For an app folder whose image has not been opened yet, attributes
     /// that need no I/O (a read-only folder with the file's mtime), so listing the top of
     /// the tree with readdirplus opens nothing. The adapter gives them a

@@ -39,13 +39,62 @@ pub struct Found {
     pub detected: AppImage,
     /// Modification time (seconds).
     pub mtime: i64,
+    /// Who may read the file itself.
+    pub access: Access,
+}
+
+/// Who may read an AppImage file: its owner, group and permission bits.
+/// An app whose file not everyone may read is only shown to those who may
+/// (see [`Access::allows`]), since its content is the file's content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Owner of the file.
+    pub uid: u32,
+    /// Group of the file.
+    pub gid: u32,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+impl Access {
+    /// The access rules of a file's metadata.
+    pub fn from_metadata(meta: &fs::Metadata) -> Access {
+        Access {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o777,
+        }
+    }
+
+    /// True when every user may read the file.
+    pub fn is_public(&self) -> bool {
+        self.mode & 0o004 != 0
+    }
+
+    /// Whether a caller with this uid and (primary) gid may read the file,
+    /// as the kernel would decide from the permission bits (root always may;
+    /// supplementary groups are not known through FUSE).
+    pub fn allows(&self, uid: u32, gid: u32) -> bool {
+        let bit = if uid == 0 {
+            return true;
+        } else if uid == self.uid {
+            0o400
+        } else if gid == self.gid {
+            0o040
+        } else {
+            0o004
+        };
+        self.mode & bit != 0
+    }
 }
 
 /// Lists `dir` (not recursively), sorted by file name. Hidden files (names
 /// starting with `.`) are left out: they are how copy tools stage partial
 /// files.
 pub fn list(dir: &Path) -> std::io::Result<Vec<Listed>> {
-    let mut listed: Vec<Listed> = fs::read_dir(dir)?
+    let mut entries = fs::read_dir(dir)?;
+    let mut listed: Vec<Listed> = entries
+        .by_ref()
         .take(MAX_ENTRIES)
         .filter_map(|e| e.ok())
         .filter(|e| !e.file_name().as_bytes().starts_with(b"."))
@@ -62,21 +111,35 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<Listed>> {
             }
         })
         .collect();
+    if entries.next().is_some() {
+        crate::log::warn(format_args!(
+            "{} holds more than {MAX_ENTRIES} entries; only the first {MAX_ENTRIES} read are considered",
+            dir.display()
+        ));
+    }
     listed.sort_by(|a, b| a.file_name.cmp(&b.file_name));
     Ok(listed)
 }
 
 /// Examines one path: `Ok` for a usable AppImage, `Err` with a one-line
-/// reason otherwise.
+/// reason otherwise. The file is opened without blocking (a fifo swapped in
+/// under the name cannot stall the scan) and judged by what was opened, not
+/// by a separate `stat` of the name. Symlinks are followed, so an admin may
+/// link AppImages kept elsewhere into the folder.
 pub fn examine(path: &Path) -> std::result::Result<Found, String> {
-    let meta = fs::metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
     if meta.is_dir() {
         return Err("is a directory".into());
     }
     if !meta.is_file() {
         return Err("not a regular file".into());
     }
-    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let detected = detect(&file).map_err(|e| match e {
         Error::Corrupt(why) => why,
         other => other.to_string(),
@@ -90,5 +153,50 @@ pub fn examine(path: &Path) -> std::result::Result<Found, String> {
         file,
         detected,
         mtime: meta.mtime(),
+        access: Access::from_metadata(&meta),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_follows_the_permission_bits() {
+        let private = Access {
+            uid: 1000,
+            gid: 100,
+            mode: 0o640,
+        };
+        assert!(!private.is_public());
+        assert!(private.allows(0, 0));
+        assert!(private.allows(1000, 5));
+        assert!(private.allows(2000, 100));
+        assert!(!private.allows(2000, 200));
+        let public = Access {
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+        };
+        assert!(public.is_public() && public.allows(2000, 200));
+        let owner_locked_out = Access {
+            uid: 1000,
+            gid: 100,
+            mode: 0o044,
+        };
+        assert!(
+            !owner_locked_out.allows(1000, 100),
+            "the owner class decides, as in the kernel"
+        );
+    }
+
+    #[test]
+    fn a_fifo_is_rejected_without_blocking() {
+        let dir = crate::test_support::TempDir::new("scan-fifo");
+        let fifo = dir.path().join("x.AppImage");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert_eq!(examine(&fifo).err().as_deref(), Some("not a regular file"));
+    }
 }
