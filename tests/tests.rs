@@ -21,6 +21,8 @@
 //!   under concurrent readers, slow copies, running apps, bursts).
 //! - `menu`: bin/ launchers and share/ menu entries vs the AppImage runtime,
 //!   hostile names, versions, opt-outs, and a GUI app under Xvfb.
+//! - `faults`: the source folder on a failing or slow device (a test FUSE
+//!   file system injecting EIO and delays under appimagefs).
 //! - `security`: setuid bits and device nodes in images never take effect;
 //!   a normal user's mount is private.
 //! - `stress`: many parallel readers, walks and launches checked byte for
@@ -30,6 +32,7 @@ mod common;
 
 mod cli;
 mod comparator;
+mod faults; // issue 7: I/O errors and slow reads in the backing file
 mod hostile;
 mod iso_tree;
 mod live; // issue 6: live source folder
