@@ -80,6 +80,23 @@ fn file_type(kind: Kind) -> FileType {
     }
 }
 
+/// The attributes of a negative lookup reply: inode 0 tells the kernel the
+/// name does not exist, for the reply's entry timeout.
+fn negative_entry() -> FileAttr {
+    let nothing = Attr {
+        kind: Kind::File,
+        perm: 0,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: 0,
+        mtime_nsec: 0,
+        nlink: 0,
+        rdev: 0,
+    };
+    file_attr(0, &nothing)
+}
+
 /// Converts image attributes to what the kernel wants.
 pub fn file_attr(ino: u64, a: &Attr) -> FileAttr {
     let time = if a.mtime >= 0 {
@@ -134,6 +151,10 @@ impl Filesystem for FuseAdapter {
                 let generation = Generation(self.union.generation(e.ino));
                 reply.entry(&self.ttl(e.ino), &file_attr(e.ino, &e.attr), generation)
             }
+            // A name that is not there is cached as a negative entry: the
+            // programs an AppImage runs probe many missing paths (library
+            // and module search), and image directories never change.
+            Err(Error::NotFound) => reply.entry(&ttl(parent.0), &negative_entry(), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -254,7 +275,7 @@ impl Filesystem for FuseAdapter {
         for (i, (name, child)) in all.enumerate().skip(offset as usize) {
             let (attr, entry_ttl) = if child == ino.0 {
                 (own, self.ttl(child))
-            } else if let Some(placeholder) = self.union.unopened_root_attr(child) {
+            } else if let Some(placeholder) = self.union.placeholder_attr(child) {
                 (placeholder, Duration::ZERO)
             } else {
                 match self.union.getattr(child) {

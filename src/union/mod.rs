@@ -223,13 +223,24 @@ impl Union {
         self.app(slot).map_or(true, |a| a.access.allows(uid, gid))
     }
 
-    /// For an app folder whose image has not been opened yet, attributes
-    /// that need no I/O (a read-only folder with the file's mtime), so listing the top of
-    /// the tree with readdirplus opens nothing. The adapter gives them a
-    /// zero timeout, so a real `stat` still gets the image's own attributes.
-    pub fn unopened_root_attr(&self, ino: u64) -> Option<Attr> {
+    /// Attributes that can be given without work for a node whose real
+    /// attributes would need work: an app folder whose image is not opened
+    /// yet (a read-only folder with the file's mtime), and `bin/` or
+    /// `share/` before they are built. Listing the top of the tree with
+    /// readdirplus thus opens no image. The adapter gives them a zero
+    /// timeout, so a real `stat` still gets the real attributes.
+    pub fn placeholder_attr(&self, ino: u64) -> Option<Attr> {
         let (slot, node) = inode::decode(ino);
-        if slot == SYNTH_SLOT || node != inode::IMAGE_ROOT {
+        if slot == SYNTH_SLOT {
+            let s = self.read_state();
+            if s.integrated || node == synth::ROOT {
+                return None;
+            }
+            let unbuilt = s.synth.clone();
+            drop(s);
+            return self.synth_attr(&unbuilt, node).ok();
+        }
+        if node != inode::IMAGE_ROOT {
             return None;
         }
         let app = self.app(slot).ok()?;
