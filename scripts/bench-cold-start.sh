@@ -1,0 +1,581 @@
+#!/usr/bin/env bash
+# Cold start, second launch, metadata walk, reading every byte, mount
+# readiness and peak memory of appimagefs, side by side with a plain
+# directory (the limit), the kernel's squashfs, squashfuse_ll,
+# extract-then-run and the AppImage's own runtime.
+#
+#   bash scripts/bench-cold-start.sh            # full run: Chromium, Python, 5 reps
+#   bash scripts/bench-cold-start.sh --quick    # smoke check: Python only, 3 reps
+#   bash scripts/bench-cold-start.sh --reps 9   # more repetitions
+#
+# Runs as root on Debian: installs what it needs with apt, builds appimagefs
+# with `cargo build --release`, builds the benchmark AppImages once (kept in
+# the work folder, default /var/tmp/appimagefs-bench, rebuilt with
+# --rebuild or when the Debian package versions change), then measures
+# every tool interleaved (the order of the tools rotates from one
+# repetition to the next) and prints medians and ratios to the plain
+# directory. Raw numbers: WORK/results.tsv; report: WORK/report.md.
+#
+# Between cold runs only the FUSE/squashfs caches are dropped, by
+# unmounting; the AppImage file itself is read once beforehand
+# (cat > /dev/null) so it is in the page cache for every tool alike.
+set -euo pipefail
+export LC_ALL=C
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HELPERS=$ROOT/scripts/bench
+FIXTURES=${APPIMAGEFS_FIXTURES:-$ROOT/../shared/fixtures}
+WORK=${BENCH_WORK:-/var/tmp/appimagefs-bench}
+RUNTIME_FIXTURE=$FIXTURES/hello-x86_64.AppImage
+RUNTIME_LEN=944632 # the static type2 runtime at the start of hello-x86_64.AppImage
+MANYFILES=40000
+APP_TIMEOUT=180
+# A measurement slower than this (seconds) in the first repetition is not
+# repeated (squashfuse_ll starting Chromium from 1 MiB xz blocks takes
+# minutes); the report marks such cells with n=1.
+SLOW_LIMIT=${BENCH_SLOW_LIMIT:-30}
+
+REPS=
+QUICK=0
+REBUILD=0
+ONLY_BUILD=0
+usage() {
+    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    cat <<EOF
+Options:
+  --reps N     repetitions (default 5, with --quick 3)
+  --quick      Python app only, 3 repetitions (smoke check)
+  --rebuild    rebuild the benchmark AppImages
+  --build-only build everything, measure nothing
+  --work DIR   work folder (default \$BENCH_WORK or /var/tmp/appimagefs-bench)
+EOF
+}
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    --reps) REPS=$2; shift ;;
+    --reps=*) REPS=${1#*=} ;;
+    --quick) QUICK=1 ;;
+    --rebuild) REBUILD=1 ;;
+    --build-only) ONLY_BUILD=1 ;;
+    --work) WORK=$2; shift ;;
+    --work=*) WORK=${1#*=} ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+if [[ $QUICK == 1 ]]; then
+    REPS=${REPS:-3}
+    APPS=(python)
+    READ_APP=python
+else
+    REPS=${REPS:-5}
+    APPS=(chromium python)
+    READ_APP=chromium
+fi
+[[ $REPS =~ ^[1-9][0-9]*$ ]] || { echo "--reps needs a positive number" >&2; exit 2; }
+COMPS=(xz zstd gzip)
+[[ $WORK == /* && $WORK != *[[:space:]]* ]] || { echo "the work folder must be an absolute path without spaces" >&2; exit 2; }
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ $(id -u) == 0 ]] || die "run as root (kernel squashfs loop mounts, apt-get)"
+
+# ---------------------------------------------------------------------------
+# Cleanup: every mount and loop device under WORK, every process we started.
+
+BG_PIDS=()
+cleanup() {
+    set +e
+    for pid in "${BG_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    sleep 0.2
+    local m
+    # Deepest first; /proc/mounts escapes nothing here (WORK has no spaces).
+    awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r |
+        while read -r m; do
+            umount "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+        done
+    losetup -nO NAME,BACK-FILE 2>/dev/null | awk -v w="$WORK/" 'index($2, w) == 1 { print $1 }' |
+        while read -r m; do losetup -d "$m" 2>/dev/null; done
+    for pid in "${BG_PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null
+    done
+    rm -rf "$WORK/run"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# ---------------------------------------------------------------------------
+# Packages and the appimagefs build.
+
+need_pkgs=()
+need() { command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2"); }
+need mksquashfs squashfs-tools
+need unsquashfs squashfs-tools
+need squashfuse_ll squashfuse
+need fusermount3 fuse3
+need pgrep procps
+need losetup mount
+need tar tar
+[[ -x /usr/lib/chromium/chromium ]] || need_pkgs+=(chromium)
+[[ -x /usr/bin/python3.11 && -d /usr/lib/python3.11/encodings ]] || need_pkgs+=(python3.11)
+[[ -x /usr/bin/python3 ]] || need_pkgs+=(python3)
+if [[ ${#need_pkgs[@]} -gt 0 ]]; then
+    log "installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null ||
+        { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null; } ||
+        die "apt-get install ${need_pkgs[*]} failed"
+fi
+PY=/usr/bin/python3
+
+if [[ -n ${APPIMAGEFS_BIN:-} ]]; then
+    BIN=$APPIMAGEFS_BIN
+else
+    log "cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+    BIN=$ROOT/target/release/appimagefs
+fi
+[[ -x $BIN ]] || die "$BIN is missing"
+
+# ---------------------------------------------------------------------------
+# Building the benchmark AppImages.
+
+APPDIRS=$WORK/appdirs
+IMAGES=$WORK/images
+RUN=$WORK/run
+mkdir -p "$APPDIRS" "$IMAGES" "$WORK/sqfs"
+rm -rf "$RUN"
+mkdir -p "$RUN/mnt" "$RUN/tmp" "$RUN/hundred"
+
+RUNTIME=$WORK/runtime-type2
+head -c "$RUNTIME_LEN" "$RUNTIME_FIXTURE" >"$RUNTIME.new" || die "cannot read $RUNTIME_FIXTURE"
+[[ $(tail -c +$((RUNTIME_LEN + 1)) "$RUNTIME_FIXTURE" | head -c 4) == hsqs ]] ||
+    die "$RUNTIME_FIXTURE has no SquashFS at $RUNTIME_LEN"
+mv "$RUNTIME.new" "$RUNTIME"
+OFFSET=$RUNTIME_LEN
+
+pkg_version() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo unknown; }
+
+stamp_of() {
+    case $1 in
+    chromium) echo "chromium $(pkg_version chromium)" ;;
+    python) echo "python3.11 $(pkg_version libpython3.11-stdlib) $(pkg_version python3.11-minimal)" ;;
+    manyfiles) echo "manyfiles $MANYFILES $(md5sum <"$HELPERS/gen_manyfiles.py")" ;;
+    esac
+}
+
+write_apprun_header() {
+    cat <<'EOF'
+#!/bin/sh
+HERE="$(dirname "$(readlink -f "$0")")"
+APPDIR="${APPDIR:-$HERE}"
+EOF
+}
+
+build_appdir() {
+    local app=$1 d=$APPDIRS/$1
+    rm -rf "$d"
+    mkdir -p "$d"
+    case $app in
+    chromium)
+        mkdir -p "$d/usr/lib" "$d/usr/share/bench"
+        cp -a /usr/lib/chromium "$d/usr/lib/"
+        cp "$HELPERS/page.html" "$d/usr/share/bench/page.html"
+        {
+            write_apprun_header
+            cat <<'EOF'
+profile="$(mktemp -d)"
+"$APPDIR/usr/lib/chromium/chromium" --headless --no-sandbox --disable-gpu --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync \
+    --user-data-dir="$profile" --dump-dom "file://$APPDIR/usr/share/bench/page.html"
+rc=$?
+rm -rf "$profile"
+exit $rc
+EOF
+        } >"$d/AppRun"
+        printf '[Desktop Entry]\nType=Application\nName=Chromium bench\nExec=chromium\nIcon=chromium\nCategories=Network;\n' >"$d/chromium.desktop"
+        cp /usr/share/icons/hicolor/256x256/apps/chromium.png "$d/chromium.png" 2>/dev/null ||
+            printf '\x89PNG\r\n\x1a\n' >"$d/chromium.png"
+        ;;
+    python)
+        mkdir -p "$d/usr/bin" "$d/usr/lib"
+        cp -a /usr/bin/python3.11 "$d/usr/bin/"
+        cp -a /usr/lib/python3.11 "$d/usr/lib/"
+        rm -rf "$d/usr/lib/python3.11/site-packages" "$d/usr/lib/python3.11/dist-packages"
+        {
+            write_apprun_header
+            cat <<'EOF'
+export PYTHONHOME="$APPDIR/usr" PYTHONDONTWRITEBYTECODE=1 PYTHONNOUSERSITE=1
+exec "$APPDIR/usr/bin/python3.11" -c '
+import json, email, email.mime.text, email.parser, http.client, http.server
+import urllib.request, urllib.parse, xml.etree.ElementTree, xml.dom.minidom
+import sqlite3, decimal, fractions, statistics, asyncio, concurrent.futures
+import subprocess, argparse, logging, logging.handlers, unittest, csv
+import zipfile, tarfile, gzip, bz2, lzma, hashlib, hmac, ssl, socket
+import uuid, datetime, calendar, pathlib, shutil, tempfile, textwrap, difflib
+import pprint, dataclasses, typing, random, pickle, inspect, ast, tokenize
+import configparser, plistlib, html.parser, mimetypes, ipaddress, smtplib
+import xmlrpc.client, multiprocessing, queue, ctypes, platform, sysconfig
+print("appimagefs-bench-ok", len(json.dumps(sorted(__import__("sys").modules))))
+'
+EOF
+        } >"$d/AppRun"
+        printf '[Desktop Entry]\nType=Application\nName=Python bench\nExec=python\nIcon=python\nCategories=Development;\n' >"$d/python.desktop"
+        printf '\x89PNG\r\n\x1a\n' >"$d/python.png"
+        ;;
+    manyfiles)
+        "$PY" "$HELPERS/gen_manyfiles.py" "$d" "$MANYFILES"
+        ;;
+    esac
+    chmod 755 "$d/AppRun"
+}
+
+comp_opts() {
+    case $1 in
+    xz) echo "-comp xz -b 1M" ;;
+    zstd) echo "-comp zstd -b 128K" ;;
+    gzip) echo "-comp gzip -b 128K" ;;
+    esac
+}
+
+ALL_APPS=("${APPS[@]}" manyfiles)
+for app in "${ALL_APPS[@]}"; do
+    stamp=$(stamp_of "$app")
+    fresh=1
+    if [[ $REBUILD == 1 || ! -d $APPDIRS/$app || $(cat "$APPDIRS/$app.stamp" 2>/dev/null) != "$stamp" ]]; then
+        log "building the $app AppDir"
+        build_appdir "$app"
+        echo "$stamp" >"$APPDIRS/$app.stamp"
+        fresh=0
+    fi
+    for comp in "${COMPS[@]}"; do
+        img=$IMAGES/$app-$comp.AppImage
+        if [[ $fresh == 0 || ! -s $img || $img -ot $APPDIRS/$app.stamp || $img -ot $RUNTIME_FIXTURE ]]; then
+            log "packing $app as $comp ($(comp_opts "$comp"))"
+            # shellcheck disable=SC2046
+            mksquashfs "$APPDIRS/$app" "$WORK/sqfs/$app-$comp.sqfs" $(comp_opts "$comp") \
+                -noappend -no-progress -quiet -all-root >/dev/null
+            cat "$RUNTIME" "$WORK/sqfs/$app-$comp.sqfs" >"$img.new"
+            chmod 755 "$img.new"
+            mv "$img.new" "$img"
+            rm -f "$WORK/sqfs/$app-$comp.sqfs"
+        fi
+    done
+done
+# The folder appimagefs mounts: this run's images (hard links), and one
+# with 100 AppImages (hard links to them, round robin).
+APPS_DIR=$RUN/apps
+mkdir -p "$APPS_DIR"
+for app in "${ALL_APPS[@]}"; do
+    for comp in "${COMPS[@]}"; do ln "$IMAGES/$app-$comp.AppImage" "$APPS_DIR/"; done
+done
+n=0
+while [[ $n -lt 100 ]]; do
+    for f in "$APPS_DIR"/*.AppImage; do
+        [[ $n -lt 100 ]] || break
+        ln "$f" "$RUN/hundred/$(printf 'app%03d-' "$n")$(basename "$f")"
+        n=$((n + 1))
+    done
+done
+log "images: $(cd "$APPS_DIR" && du -sh --apparent-size ./*.AppImage | tr '\n\t' ', ')"
+[[ $ONLY_BUILD == 1 ]] && exit 0
+
+# ---------------------------------------------------------------------------
+# Measuring.
+
+RESULTS=$WORK/results.tsv
+printf 'scenario\tapp\tcomp\ttool\trep\tmetric\tvalue\tnote\n' >"$RESULTS"
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "host: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo), kernel $(uname -r)"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "reps: $REPS; apps: ${APPS[*]}; read-all app: $READ_APP"
+    echo "appimagefs: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')"
+    echo "versions: chromium $(pkg_version chromium), python3.11 $(pkg_version python3.11-minimal), squashfuse $(pkg_version squashfuse), squashfs-tools $(pkg_version squashfs-tools)"
+} >"$WORK/run-info.txt"
+
+now() { local t=${EPOCHREALTIME/./}; echo "${t#0}"; } # microseconds
+rec() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
+fail() { # scenario app comp tool rep reason
+    rec "$1" "$2" "$3" "$4" "$5" fail "" "$6"
+    log "  $4 $2/$3 ($1): FAILED: $6"
+}
+vmhwm() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo ""; }
+# CPU time (user + system, all threads) of a process so far, in ms.
+TICK_MS=$((1000 / $(getconf CLK_TCK)))
+cpu_ms() { awk -v t="$TICK_MS" '{ sub(/^.*\) /, ""); print ($12 + $13) * t }' "/proc/$1/stat" 2>/dev/null || echo ""; }
+
+MNT=$RUN/mnt
+XDIR=$RUN/extract
+OUT=$RUN/out
+ERR=$RUN/err
+
+# Runs an AppRun (or an AppImage), checks it printed the marker.
+run_app() {
+    local rc=0
+    TMPDIR=$RUN/tmp timeout "$APP_TIMEOUT" "$@" >"$OUT" 2>"$ERR" || rc=$?
+    if [[ $rc != 0 ]] || ! grep -q appimagefs-bench-ok "$OUT"; then
+        LAST_ERROR="exit $rc: $(grep -v -e '^\[' -e '^$' "$ERR" | head -2 | tr '\n' ' ' | cut -c1-200)"
+        return 1
+    fi
+}
+
+unmount() { # path; waits until it is no longer a mount point
+    local m=$1 i
+    for i in $(seq 100); do
+        mountpoint -q "$m" || return 0
+        umount "$m" 2>/dev/null || fusermount3 -u "$m" 2>/dev/null || true
+        mountpoint -q "$m" || return 0
+        sleep 0.05
+    done
+    log "  $m stays busy; detaching lazily"
+    umount -l "$m" 2>/dev/null || fusermount3 -uz "$m"
+}
+
+wait_gone() { # pid
+    local i
+    for i in $(seq 200); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.01; done
+}
+
+# mount_tool TOOL APP COMP -> sets DIR (the AppDir) and PID (daemon, if any)
+mount_tool() {
+    local tool=$1 app=$2 comp=$3 img=$IMAGES/$2-$3.AppImage i
+    PID=
+    MPID=
+    case $tool in
+    plain) DIR=$APPDIRS/$app ;;
+    kernel)
+        mount -t squashfs -o loop,ro,offset=$OFFSET "$img" "$MNT" 2>"$ERR" || { LAST_ERROR=$(head -c 200 "$ERR"); return 1; }
+        DIR=$MNT
+        ;;
+    squashfuse)
+        squashfuse_ll -o offset=$OFFSET "$img" "$MNT" 2>"$ERR" || { LAST_ERROR=$(head -c 200 "$ERR"); return 1; }
+        DIR=$MNT
+        PID=$(pgrep -xf "squashfuse_ll -o offset=$OFFSET $img $MNT" | head -1)
+        MPID=$PID
+        ;;
+    appimagefs)
+        "$BIN" "$APPS_DIR" "$MNT" 2>>"$WORK/appimagefs.log" || { LAST_ERROR="appimagefs did not mount (see $WORK/appimagefs.log)"; return 1; }
+        DIR=$MNT/$app-$comp
+        PID=$(pgrep -xf "$BIN $APPS_DIR $MNT" | head -1)
+        MPID=$PID
+        ;;
+    runtime)
+        # The runtime mounts itself and waits until killed.
+        : >"$OUT"
+        TMPDIR=$RUN/tmp "$img" --appimage-mount >"$OUT" 2>"$ERR" &
+        PID=$!
+        BG_PIDS+=("$PID")
+        for i in $(seq 1000); do
+            [[ -s $OUT ]] && break
+            kill -0 "$PID" 2>/dev/null || break
+            sleep 0.01
+        done
+        DIR=$(head -1 "$OUT")
+        if [[ -z $DIR || ! -d $DIR ]]; then
+            LAST_ERROR="--appimage-mount: $(head -c 200 "$ERR" | tr '\n' ' ')"
+            kill "$PID" 2>/dev/null
+            wait "$PID" 2>/dev/null
+            return 1
+        fi
+        # The FUSE server is a forked child of the process we started.
+        MPID=$(pgrep -xf "$img --appimage-mount" | grep -vx "$PID" | head -1)
+        ;;
+    esac
+}
+
+umount_tool() {
+    local tool=$1
+    case $tool in
+    kernel | squashfuse | appimagefs)
+        unmount "$MNT"
+        [[ -z $PID ]] || wait_gone "$PID"
+        ;;
+    runtime)
+        kill -TERM "$PID" 2>/dev/null
+        wait "$PID" 2>/dev/null || true
+        unmount "$DIR"
+        [[ -z $MPID ]] || wait_gone "$MPID"
+        ;;
+    esac
+}
+
+declare -A SLOW=()
+# slow_skip KEY: true when KEY was too slow in an earlier repetition.
+slow_skip() { [[ -n ${SLOW[$1]:-} ]]; }
+# slow_check KEY MICROSECONDS: remembers KEY when it took too long.
+slow_check() {
+    if [[ $2 -gt $((SLOW_LIMIT * 1000000)) ]]; then
+        SLOW[$1]=1
+        log "  $1 took $(($2 / 1000000)) s (> ${SLOW_LIMIT} s): not repeated"
+    fi
+}
+
+# Cold start (mount + first launch) and second launch on the same mount.
+cold_start() {
+    local tool=$1 app=$2 comp=$3 rep=$4 img=$IMAGES/$2-$3.AppImage t0 tm t1 t2 hwm ok2=1
+    slow_skip "cold/$app/$comp/$tool" && return
+    cat "$img" >/dev/null
+    case $tool in
+    extract)
+        rm -rf "$XDIR"
+        t0=$(now)
+        unsquashfs -q -n -o "$OFFSET" -d "$XDIR" "$img" >/dev/null 2>"$ERR" || { fail cold "$app" "$comp" "$tool" "$rep" "unsquashfs: $(head -c 200 "$ERR")"; return; }
+        tm=$(now)
+        run_app "$XDIR/AppRun" || { fail cold "$app" "$comp" "$tool" "$rep" "$LAST_ERROR"; rm -rf "$XDIR"; return; }
+        t1=$(now)
+        run_app "$XDIR/AppRun" || ok2=0
+        t2=$(now)
+        rm -rf "$XDIR"
+        ;;
+    runtime)
+        t0=$(now)
+        run_app "$img" || { fail cold "$app" "$comp" "$tool" "$rep" "$LAST_ERROR"; return; }
+        t1=$(now)
+        tm=$t0
+        run_app "$img" || ok2=0
+        t2=$(now)
+        ;;
+    *)
+        t0=$(now)
+        mount_tool "$tool" "$app" "$comp" || { fail cold "$app" "$comp" "$tool" "$rep" "$LAST_ERROR"; return; }
+        tm=$(now)
+        if ! run_app "$DIR/AppRun"; then
+            fail cold "$app" "$comp" "$tool" "$rep" "$LAST_ERROR"
+            umount_tool "$tool"
+            return
+        fi
+        t1=$(now)
+        run_app "$DIR/AppRun" || ok2=0
+        t2=$(now)
+        if [[ -n $MPID ]]; then
+            rec cold "$app" "$comp" "$tool" "$rep" hwm_kb "$(vmhwm "$MPID")" ""
+            rec cold "$app" "$comp" "$tool" "$rep" cpu_ms "$(cpu_ms "$MPID")" ""
+        fi
+        umount_tool "$tool"
+        ;;
+    esac
+    slow_check "cold/$app/$comp/$tool" $((t2 - t0))
+    rec cold "$app" "$comp" "$tool" "$rep" us $((t1 - t0)) ""
+    rec cold "$app" "$comp" "$tool" "$rep" mount_us $((tm - t0)) ""
+    if [[ $ok2 == 1 ]]; then
+        rec second "$app" "$comp" "$tool" "$rep" us $((t2 - t1)) ""
+    else
+        fail second "$app" "$comp" "$tool" "$rep" "$LAST_ERROR"
+    fi
+}
+
+# A fresh mount, then one command over the whole AppDir.
+walk_or_read() {
+    local scenario=$1 tool=$2 app=$3 comp=$4 rep=$5 img=$IMAGES/$3-$4.AppImage t0 t1 got want hwm cpu
+    slow_skip "$scenario/$app/$comp/$tool" && return
+    cat "$img" >/dev/null
+    mount_tool "$tool" "$app" "$comp" || { fail "$scenario" "$app" "$comp" "$tool" "$rep" "$LAST_ERROR"; return; }
+    t0=$(now)
+    if [[ $scenario == walk ]]; then
+        got=$(find "$DIR/" -printf '%s\n' 2>"$ERR" | wc -l)
+        want=$WALK_COUNT
+    else
+        got=$(tar cf - -C "$DIR" . 2>"$ERR" | wc -c)
+        want=$TAR_BYTES
+    fi
+    t1=$(now)
+    [[ -z $MPID ]] || { hwm=$(vmhwm "$MPID"); cpu=$(cpu_ms "$MPID"); }
+    umount_tool "$tool"
+    if [[ $got != "$want" ]]; then
+        fail "$scenario" "$app" "$comp" "$tool" "$rep" "got $got, expected $want: $(head -c 200 "$ERR")"
+        return
+    fi
+    slow_check "$scenario/$app/$comp/$tool" $((t1 - t0))
+    rec "$scenario" "$app" "$comp" "$tool" "$rep" us $((t1 - t0)) ""
+    [[ -z $MPID ]] || rec "$scenario" "$app" "$comp" "$tool" "$rep" hwm_kb "$hwm" ""
+    [[ -z $MPID ]] || rec "$scenario" "$app" "$comp" "$tool" "$rep" cpu_ms "$cpu" ""
+}
+
+# Time until a folder of 100 AppImages is mounted and listable.
+mount_hundred() {
+    local tool=$1 rep=$2 t0 t1 got i f m pids=()
+    local src=$RUN/hundred
+    for f in "$src"/*; do cat "$f" >/dev/null; done
+    case $tool in
+    appimagefs)
+        t0=$(now)
+        "$BIN" "$src" "$MNT" 2>>"$WORK/appimagefs.log" || { fail mount100 all mixed "$tool" "$rep" "appimagefs did not mount"; return; }
+        got=$(ls "$MNT" | wc -l)
+        t1=$(now)
+        PID=$(pgrep -xf "$BIN $src $MNT" | head -1)
+        unmount "$MNT"
+        [[ -z $PID ]] || wait_gone "$PID"
+        [[ $got -ge 100 ]] || { fail mount100 all mixed "$tool" "$rep" "ls shows $got entries"; return; }
+        ;;
+    kernel | squashfuse)
+        got=0
+        t0=$(now)
+        for f in "$src"/*; do
+            m=$RUN/m100/$(basename "$f")
+            mkdir -p "$m"
+            if [[ $tool == kernel ]]; then
+                mount -t squashfs -o loop,ro,offset=$OFFSET "$f" "$m" 2>/dev/null || continue
+            else
+                squashfuse_ll -o offset=$OFFSET "$f" "$m" 2>/dev/null || continue
+            fi
+            ls "$m" >/dev/null && got=$((got + 1))
+        done
+        t1=$(now)
+        for m in "$RUN"/m100/*; do unmount "$m"; done
+        rm -rf "$RUN/m100"
+        [[ $got == 100 ]] || { fail mount100 all mixed "$tool" "$rep" "only $got of 100 mounted"; return; }
+        ;;
+    esac
+    rec mount100 all mixed "$tool" "$rep" us $((t1 - t0)) ""
+}
+
+# Rotates the list of tools by the repetition number (interleaving).
+rotate() {
+    local k=$1
+    shift
+    local a=("$@") n=$#
+    local i
+    for ((i = 0; i < n; i++)); do echo "${a[$(((i + k) % n))]}"; done
+}
+
+WALK_COUNT=$(find "$APPDIRS/manyfiles/" -printf '%s\n' | wc -l)
+TAR_BYTES=$(tar cf - -C "$APPDIRS/$READ_APP" . | wc -c)
+CONTENT_BYTES=$(find "$APPDIRS/$READ_APP" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
+echo "read-all: $READ_APP, $CONTENT_BYTES bytes in files; walk: manyfiles, $WALK_COUNT entries" >>"$WORK/run-info.txt"
+echo "content_bytes $READ_APP $CONTENT_BYTES" >>"$WORK/run-info.txt"
+
+COLD_TOOLS=(plain appimagefs kernel squashfuse extract runtime)
+FS_TOOLS=(plain appimagefs kernel squashfuse runtime)
+start=$(now)
+for ((rep = 1; rep <= REPS; rep++)); do
+    log "repetition $rep of $REPS"
+    for app in "${APPS[@]}"; do
+        for comp in "${COMPS[@]}"; do
+            for tool in $(rotate "$rep" "${COLD_TOOLS[@]}"); do
+                cold_start "$tool" "$app" "$comp" "$rep"
+            done
+        done
+    done
+    for comp in "${COMPS[@]}"; do
+        for tool in $(rotate "$rep" "${FS_TOOLS[@]}"); do
+            walk_or_read walk "$tool" manyfiles "$comp" "$rep"
+        done
+    done
+    for comp in "${COMPS[@]}"; do
+        for tool in $(rotate "$rep" "${FS_TOOLS[@]}"); do
+            walk_or_read read "$tool" "$READ_APP" "$comp" "$rep"
+        done
+    done
+    for tool in $(rotate "$rep" appimagefs kernel squashfuse); do
+        mount_hundred "$tool" "$rep"
+    done
+    log "  $(((($(now) - start) / 1000000))) s so far"
+done
+echo "measured in $((($(now) - start) / 1000000)) s; load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/run-info.txt"
+
+"$PY" "$HELPERS/report.py" "$RESULTS" "$WORK/run-info.txt" | tee "$WORK/report.md"
