@@ -10,6 +10,7 @@
 use super::metadata::{check_size_word, le_u32, le_u64, Cursor, Reader, DATA_SIZE_MASK};
 use super::table::LookupTable;
 use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Files with more blocks than this are refused (at 4 KiB blocks that is a
 /// 16 GiB file, at 128 KiB 512 GiB): the block list is held in memory, and
@@ -36,6 +37,9 @@ pub struct FileLayout {
     words: Vec<u32>,
     /// `marks[k]` = image position of block `k * MARK_EVERY`.
     marks: Vec<u64>,
+    /// Where the last read of this file ended: a read starting near it is
+    /// taken as sequential and reads ahead.
+    last_end: AtomicU64,
 }
 
 impl FileLayout {
@@ -104,6 +108,7 @@ impl FileLayout {
             fragment,
             words,
             marks,
+            last_end: AtomicU64::new(0),
         })
     }
 
@@ -167,22 +172,20 @@ impl FileLayout {
             }
             at += take as u64;
         }
-        self.read_ahead(reader, offset / bs, (end - 1) / bs);
+        let previous_end = self.last_end.swap(end, Ordering::Relaxed);
+        // The kernel sends the pieces of one sequential read from several
+        // threads, so "near where the last read ended" rather than "exactly".
+        if offset == 0 || offset.abs_diff(previous_end) <= 2 * bs {
+            self.read_ahead(reader, (end - 1) / bs);
+        }
         Ok(out)
     }
 
-    /// After a read of blocks `first..=last`: when the read looks
-    /// sequential (it starts the file, or the block before it is cached),
-    /// start decompressing the next few blocks on other cores.
-    fn read_ahead(&self, reader: &Reader, first: u64, last: u64) {
+    /// After a sequential read that ended in block `last`, starts
+    /// decompressing the next few blocks on other cores.
+    fn read_ahead(&self, reader: &Reader, last: u64) {
         let count = self.words.len() as u64;
         if last + 1 >= count {
-            return;
-        }
-        let sequential = first == 0
-            || matches!(self.block(first as usize - 1), Ok((pos, word))
-                if word & DATA_SIZE_MASK == 0 || reader.is_cached(pos));
-        if !sequential {
             return;
         }
         let upto = (last + 1 + READ_AHEAD_BLOCKS as u64).min(count);

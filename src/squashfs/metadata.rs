@@ -161,16 +161,6 @@ impl Reader {
         });
     }
 
-    /// True when the data block at `pos` is in the cache.
-    pub fn is_cached(&self, pos: u64) -> bool {
-        self.cache
-            .peek(BlockKey {
-                image: self.image,
-                pos,
-            })
-            .is_some()
-    }
-
     /// Fetches the data or fragment block stored at `pos` with size word
     /// `word` (which must not be 0, a sparse hole). When `expected` is given,
     /// the block must decompress to exactly that many bytes.
