@@ -97,22 +97,7 @@ fn iso_payloads_match_xorriso() {
 
     let mut mount = Mount::start(&src, &mnt, &[]);
     let mut compared = (0usize, 0usize);
-    let m2 = mnt.clone();
-    let root_names: Vec<String> =
-        match with_timeout("readdir mount root", Duration::from_secs(30), move || {
-            std::fs::read_dir(&m2).map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-        }) {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => panic!(
-                "readdir of the mount root failed: {e}\n{}",
-                mount.log_text()
-            ),
-            Err(e) => panic!("{e}\n{}", mount.log_text()),
-        };
+    let root_names = mount.root_names();
 
     for case in &cases {
         if !root_names.contains(&case.app) {

@@ -425,22 +425,7 @@ fn squashfs_payloads_match_unsquashfs() {
 
     let mut mount = Mount::start(&src, &mnt, &[]);
     let mut compared = (0usize, 0usize);
-    let m2 = mnt.clone();
-    let root_names: Vec<String> =
-        match with_timeout("readdir mount root", Duration::from_secs(30), move || {
-            std::fs::read_dir(&m2).map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-        }) {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => panic!(
-                "readdir of the mount root failed: {e}\n{}",
-                mount.log_text()
-            ),
-            Err(e) => panic!("{e}\n{}", mount.log_text()),
-        };
+    let root_names = mount.root_names();
 
     let mut all_snaps: Vec<(String, Snapshot)> = Vec::new();
     for case in &cases {

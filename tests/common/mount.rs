@@ -305,6 +305,23 @@ impl Mount {
         (out, guard)
     }
 
+    /// The names at the top of the mount (panics with the daemon's output
+    /// if listing fails or takes more than 30 s).
+    pub fn root_names(&self) -> Vec<String> {
+        let root = self.mountpoint.clone();
+        match super::with_timeout("readdir mount root", Duration::from_secs(30), move || {
+            std::fs::read_dir(&root).map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect::<Vec<String>>()
+            })
+        }) {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => panic!("readdir of the mount root failed: {e}\n{}", self.log_text()),
+            Err(e) => panic!("{e}\n{}", self.log_text()),
+        }
+    }
+
     /// The daemon's pid, if known.
     pub fn pid(&self) -> Option<i32> {
         match &self.proc_ {
