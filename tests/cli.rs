@@ -416,3 +416,53 @@ fn mount_is_read_only_nosuid_nodev() {
     drop(m);
     fails.finish("read-only mount");
 }
+
+/// `appimagefs inspect`: facts for a usable file, the reason for an
+/// unusable one, exit status 1 when any file is unusable, and JSON that
+/// says the same.
+#[test]
+fn inspect_reports_facts_and_reasons() {
+    let good = fixture("Leafpad-0.8.18.1.glibc2.4-x86_64.AppImage");
+    let bad = fixture("elffile");
+    let text = run_timeout(
+        Command::new(appimagefs_bin()).arg("inspect").arg(&good),
+        Duration::from_secs(30),
+    );
+    assert!(text.success(), "{}", text.describe());
+    let out = text.stdout_text();
+    for fact in [
+        "type:           2",
+        "x86_64",
+        "offset 112632",
+        "gzip, block size 131072",
+        "Leafpad",
+        "bintray-zsync",
+        "signed:         yes",
+    ] {
+        assert!(out.contains(fact), "missing {fact:?} in:\n{out}");
+    }
+    let json = run_timeout(
+        Command::new(appimagefs_bin())
+            .args(["inspect", "--json"])
+            .arg(&good)
+            .arg(&bad),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        json.status.and_then(|s| s.code()),
+        Some(1),
+        "{}",
+        json.describe()
+    );
+    let out = json.stdout_text();
+    assert!(
+        out.trim_start().starts_with('[') && out.trim_end().ends_with(']'),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"usable\": true") && out.contains("\"usable\": false"),
+        "{out}"
+    );
+    assert!(out.contains("\"payload_offset\": 112632"), "{out}");
+    assert!(out.contains("a plain program, not an AppImage"), "{out}");
+}
