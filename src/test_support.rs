@@ -1,7 +1,7 @@
 //! Helpers shared by the unit tests: fixture paths and temporary folders.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -10,6 +10,27 @@ pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/fixtures")
         .join(name)
+}
+
+/// The image-tree kind of a file type seen on the host (for comparing a
+/// reader's tree with an extraction).
+pub fn kind_of(ft: fs::FileType) -> crate::tree::Kind {
+    use crate::tree::Kind;
+    if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_file() {
+        Kind::File
+    } else if ft.is_symlink() {
+        Kind::Symlink
+    } else if ft.is_block_device() {
+        Kind::BlockDev
+    } else if ft.is_char_device() {
+        Kind::CharDev
+    } else if ft.is_fifo() {
+        Kind::Fifo
+    } else {
+        Kind::Socket
+    }
 }
 
 /// A fresh, empty folder under the system temp dir, removed on drop (read-only

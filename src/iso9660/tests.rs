@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::node::{Content, FileData};
 use super::*;
-use crate::test_support::{fixture, TempDir};
+use crate::test_support::{fixture, kind_of, TempDir};
 use crate::tree::Kind;
 
 fn open_path(path: &Path) -> Result<IsoImage> {
@@ -150,21 +150,7 @@ fn disk_snapshot(root: &Path) -> Snapshot {
             let p = join(&path, e.file_name().as_bytes());
             let md = fs::symlink_metadata(e.path()).unwrap();
             let ft = md.file_type();
-            let kind = if ft.is_dir() {
-                Kind::Dir
-            } else if ft.is_symlink() {
-                Kind::Symlink
-            } else if ft.is_block_device() {
-                Kind::BlockDev
-            } else if ft.is_char_device() {
-                Kind::CharDev
-            } else if ft.is_fifo() {
-                Kind::Fifo
-            } else if ft.is_socket() {
-                Kind::Socket
-            } else {
-                Kind::File
-            };
+            let kind = kind_of(ft);
             let mut item = Item {
                 kind,
                 perm: (md.mode() & 0o7777) as u16,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::superblock::{Superblock, SUPERBLOCK_SIZE};
 use super::*;
 use crate::detect::{detect, Payload};
-use crate::test_support::fixture;
+use crate::test_support::{fixture, kind_of};
 use crate::tree::Kind;
 
 // ---------------------------------------------------------------- helpers
@@ -98,24 +98,6 @@ fn mksquashfs(src: &Path, out: &Path, extra: &[&str]) {
         .arg(out)
         .args(["-noappend", "-quiet", "-no-progress", "-processors", "1"])
         .args(extra));
-}
-
-fn kind_of(ft: fs::FileType) -> Kind {
-    if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_file() {
-        Kind::File
-    } else if ft.is_symlink() {
-        Kind::Symlink
-    } else if ft.is_block_device() {
-        Kind::BlockDev
-    } else if ft.is_char_device() {
-        Kind::CharDev
-    } else if ft.is_fifo() {
-        Kind::Fifo
-    } else {
-        Kind::Socket
-    }
 }
 
 /// Reads a whole file through the tree in chunks of an odd size.

@@ -326,6 +326,20 @@ impl Union {
         Ok((tree, node))
     }
 
+    /// Runs `f` on the children of synthesized directory `node`
+    /// (ENOENT when there is no such node, ENOTDIR when it is no directory).
+    fn with_synth_dir<R>(
+        &self,
+        node: u64,
+        f: impl FnOnce(&std::collections::BTreeMap<Vec<u8>, (u64, Kind)>) -> R,
+    ) -> Result<R> {
+        let synth = self.synth_for(node);
+        match &synth.get(node).ok_or(Error::NotFound)?.content {
+            SynthContent::Dir(children) => Ok(f(children)),
+            _ => Err(Error::NotDir),
+        }
+    }
+
     fn synth_attr(&self, synth: &SynthTree, node: u64) -> Result<Attr> {
         let n = synth.get(node).ok_or(Error::NotFound)?;
         let nlink = match &n.content {
@@ -370,12 +384,8 @@ impl Union {
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Entry> {
         let (slot, node) = inode::decode(parent);
         if slot == SYNTH_SLOT {
-            let synth = self.synth_for(node);
-            let dir = synth.get(node).ok_or(Error::NotFound)?;
-            let SynthContent::Dir(children) = &dir.content else {
-                return Err(Error::NotDir);
-            };
-            let &(ino, _) = children.get(name).ok_or(Error::NotFound)?;
+            let ino = self.with_synth_dir(node, |children| children.get(name).map(|c| c.0))?;
+            let ino = ino.ok_or(Error::NotFound)?;
             return Ok(Entry {
                 ino,
                 attr: self.getattr(ino)?,
@@ -393,21 +403,18 @@ impl Union {
     pub fn readdir(&self, ino: u64) -> Result<Arc<Vec<Listing>>> {
         let (slot, node) = inode::decode(ino);
         if slot == SYNTH_SLOT {
-            let synth = self.synth_for(node);
-            let dir = synth.get(node).ok_or(Error::NotFound)?;
-            let SynthContent::Dir(children) = &dir.content else {
-                return Err(Error::NotDir);
-            };
-            return Ok(Arc::new(
-                children
-                    .iter()
-                    .map(|(name, &(ino, kind))| Listing {
-                        name: name.clone(),
-                        ino,
-                        kind,
-                    })
-                    .collect(),
-            ));
+            return self.with_synth_dir(node, |children| {
+                Arc::new(
+                    children
+                        .iter()
+                        .map(|(name, &(ino, kind))| Listing {
+                            name: name.clone(),
+                            ino,
+                            kind,
+                        })
+                        .collect(),
+                )
+            });
         }
         let (tree, node) = self.tree(slot, node)?;
         let entries = tree.read_dir(node)?;
