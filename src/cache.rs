@@ -35,8 +35,9 @@ pub struct BlockKey {
     pub pos: u64,
 }
 
-/// A decompressed block, shared without copying.
-pub type Block = Arc<[u8]>;
+/// A decompressed block, shared without copying. A `Vec` rather than a
+/// slice so that the decoder's output buffer is kept as is (no second copy).
+pub type Block = Arc<Vec<u8>>;
 
 /// Fixed cost counted per cached block on top of its bytes (map entries,
 /// the `Arc` header), so that many tiny blocks cannot exceed the budget.
@@ -138,7 +139,7 @@ impl BlockCache {
         let mut ran = false;
         let outcome = cell.get_or_init(|| {
             ran = true;
-            load().map(Block::from).map_err(|e| e.to_string())
+            load().map(into_block).map_err(|e| e.to_string())
         });
         let counter = if ran { &self.misses } else { &self.waits };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -182,18 +183,18 @@ impl BlockCache {
     }
 
     fn insert(&self, s: &mut Shard, key: BlockKey, block: Block) {
-        let cost = block.len() + PER_BLOCK_OVERHEAD;
-        if cost > self.shard_budget {
+        let charge = cost(&block);
+        if charge > self.shard_budget {
             return;
         }
         if let Some(old) = s.blocks.put(key, block) {
-            s.bytes -= old.len() + PER_BLOCK_OVERHEAD;
+            s.bytes -= cost(&old);
         }
-        s.bytes += cost;
+        s.bytes += charge;
         while s.bytes > self.shard_budget {
             match s.blocks.pop_lru() {
                 Some((_, old)) => {
-                    s.bytes -= old.len() + PER_BLOCK_OVERHEAD;
+                    s.bytes -= cost(&old);
                     self.evictions.fetch_add(1, Ordering::Relaxed);
                 }
                 None => break,
@@ -213,7 +214,7 @@ impl BlockCache {
                 .collect();
             for k in doomed {
                 if let Some(old) = s.blocks.pop(&k) {
-                    s.bytes -= old.len() + PER_BLOCK_OVERHEAD;
+                    s.bytes -= cost(&old);
                 }
             }
         }
@@ -230,6 +231,20 @@ impl BlockCache {
             bytes,
         }
     }
+}
+
+/// Wraps a loader's output, giving back spare capacity worth keeping: a
+/// short block (the end of a file) was decoded into a full-size buffer.
+fn into_block(mut data: Vec<u8>) -> Block {
+    if data.capacity() - data.len() > data.len() / 4 + 4096 {
+        data.shrink_to_fit();
+    }
+    Arc::new(data)
+}
+
+/// Bytes a cached block is charged: its buffer and the fixed overhead.
+fn cost(block: &Block) -> usize {
+    block.capacity() + PER_BLOCK_OVERHEAD
 }
 
 /// Locks a shard; a poisoned lock (a panic elsewhere while it was held)
@@ -312,7 +327,10 @@ mod tests {
         while c.peek(key(5)).is_none() && start.elapsed().as_secs() < 10 {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        assert_eq!(c.peek(key(5)).as_deref(), Some(&[5u8; 10][..]));
+        assert_eq!(
+            c.peek(key(5)).as_deref().map(Vec::as_slice),
+            Some(&[5u8; 10][..])
+        );
         c.prefetch(key(5), || panic!("cached blocks are not loaded again"));
     }
 

@@ -228,7 +228,7 @@ impl ZisofsFile {
         self.check_pointers(i, p0, p1)?;
         let want = self.block_len(i);
         if p0 == p1 {
-            return Ok(Block::from(vec![0u8; want]));
+            return Ok(Block::new(vec![0u8; want]));
         }
         let (backing, bs) = (at.backing, self.block_size() as usize);
         let pos = self.pos + p0;
