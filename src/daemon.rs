@@ -16,6 +16,7 @@ use crate::cache::BlockCache;
 use crate::cli::Settings;
 use crate::fuse_adapter::FuseAdapter;
 use crate::union::Union;
+use crate::warm::Warmer;
 
 /// Why the daemon could not start; printed as `appimagefs: <message>`.
 #[derive(Debug)]
@@ -262,9 +263,23 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
+/// Raises glibc's mmap threshold above the largest block buffer (1 MiB
+/// decoded, plus its compressed input): by default every buffer of 128 KiB
+/// or more is a fresh mmap, so each decompressed block paid page faults and
+/// an munmap. Freed buffers are now reused from the heap.
+fn keep_block_buffers_in_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator tuning; called before any
+    // thread is started.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
 /// Mounts and serves until unmounted. Returns once the mount is gone.
 pub fn run(settings: Settings) -> Result<(), StartError> {
     crate::log::set_verbose(settings.verbose);
+    keep_block_buffers_in_heap();
     let source = check_source(&settings.source)?;
     let mnt = check_mountpoint(&settings.mountpoint)?;
     check_fuse_device()?;
@@ -292,17 +307,20 @@ fn serve(
 ) -> Result<(), StartError> {
     let signals = block_signals();
     let apps = union.apps().len();
-    let mut session = Session::new(FuseAdapter::new(union.clone()), mnt, &fuse_config(settings))
-        .map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                " (as a normal user, -o allow_other needs user_allow_other in /etc/fuse.conf)"
-            } else {
-                ""
-            };
-            StartError(format!("cannot mount on {}: {e}{hint}", mnt.display()))
-        })?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let warmer = Arc::new(Warmer::new(union.clone(), cores));
+    let adapter = FuseAdapter::new(union.clone(), warmer.clone());
+    let mut session = Session::new(adapter, mnt, &fuse_config(settings)).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            " (as a normal user, -o allow_other needs user_allow_other in /etc/fuse.conf)"
+        } else {
+            ""
+        };
+        StartError(format!("cannot mount on {}: {e}{hint}", mnt.display()))
+    })?;
     let rescan_every =
         (settings.rescan_interval > 0).then(|| Duration::from_secs(settings.rescan_interval));
+    warmer.connect(Arc::new(session.notifier()));
     crate::watch::spawn(union, session.notifier(), rescan_every)?;
     let mut unmounter = session.unmount_callable();
     let watched = mnt.to_path_buf();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
     ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
@@ -17,6 +17,7 @@ use fuser::{
 use crate::error::Error;
 use crate::tree::{Attr, Kind};
 use crate::union::{inode, Union};
+use crate::warm::KernelWarmer;
 
 /// How long the kernel may trust what it learned about an image's nodes:
 /// image contents never change under a given inode number.
@@ -36,12 +37,13 @@ const MAX_BACKGROUND: u16 = 64;
 /// The `fuser::Filesystem` implementation.
 pub struct FuseAdapter {
     union: Arc<Union>,
+    warmer: Arc<KernelWarmer>,
 }
 
 impl FuseAdapter {
-    /// Serves `union` to the kernel.
-    pub fn new(union: Arc<Union>) -> FuseAdapter {
-        FuseAdapter { union }
+    /// Serves `union` to the kernel; `warmer` is told of every file read.
+    pub fn new(union: Arc<Union>, warmer: Arc<KernelWarmer>) -> FuseAdapter {
+        FuseAdapter { union, warmer }
     }
 
     /// How long the kernel may keep what it learned about `ino`: zero for
@@ -177,14 +179,13 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
-            return reply.error(Errno::EROFS);
-        }
-        match self.union.open(ino.0) {
-            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(errno(&e)),
-        }
+    /// Answered ENOSYS, which the kernel takes as "opens need no answer"
+    /// and stops sending OPEN and RELEASE for files: every open then keeps
+    /// the page cache (as FOPEN_KEEP_CACHE) and costs no round trip. The
+    /// mount is read-only, so the kernel refuses write opens itself, and who
+    /// may reach an app's files is decided at lookup.
+    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::ENOSYS)
     }
 
     fn read(
@@ -199,7 +200,10 @@ impl Filesystem for FuseAdapter {
         reply: ReplyData,
     ) {
         match self.union.read(ino.0, offset, size) {
-            Ok(data) => reply.data(&data),
+            Ok(data) => {
+                reply.data(&data);
+                self.warmer.on_read(ino.0, offset, data.len() as u32);
+            }
             Err(e) => {
                 crate::log::debug(format_args!("read of inode {:#x} at {offset}: {e}", ino.0));
                 reply.error(errno(&e))
@@ -207,17 +211,12 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let flags = if inode::decode(ino.0).0 == inode::SYNTH_SLOT {
-            FopenFlags::empty()
-        } else {
-            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR
-        };
-        match self.union.getattr(ino.0) {
-            Ok(a) if a.kind == Kind::Dir => reply.opened(FileHandle(0), flags),
-            Ok(_) => reply.error(Errno::ENOTDIR),
-            Err(e) => reply.error(errno(&e)),
-        }
+    /// ENOSYS as for [`open`](Self::open): the kernel then skips OPENDIR
+    /// and RELEASEDIR and caches every listing (FOPEN_CACHE_DIR) until told
+    /// otherwise; the watcher invalidates the synthesized directories when
+    /// the source folder changes.
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.error(Errno::ENOSYS)
     }
 
     fn readdir(

@@ -37,6 +37,7 @@ pub mod prefetch;
 pub mod squashfs;
 pub mod tree;
 pub mod union;
+pub mod warm;
 pub mod watch;
 
 #[cfg(test)]

@@ -1296,3 +1296,78 @@ fn reader_check_catches_wrong_and_mixed_bytes() {
         }
     }
 }
+
+/// The kernel caches every directory listing (the daemon answers OPENDIR
+/// with ENOSYS, so listings are kept until invalidated): after an app is
+/// added or removed, the top level, `bin/` and `share/applications/`
+/// listed again must show it within the usual delay.
+#[test]
+fn cached_listings_follow_the_folder() {
+    let tmp = TempDir::new("live-listings");
+    let src = tmp.subdir("src");
+    let mnt = tmp.subdir("mnt");
+    copy_fixture("Echo-x86_64.AppImage", &src, "Echo-x86_64.AppImage");
+    let m = Mount::start(&src, &mnt, &[]);
+    let names = |rel: &str| -> BTreeSet<String> {
+        std::fs::read_dir(m.mountpoint.join(rel))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let expect = |step: &str, want: [(&str, &str, bool); 3], fails: &mut Failures| {
+        let start = Instant::now();
+        loop {
+            let wrong: Vec<String> = want
+                .iter()
+                .filter(|(dir, name, present)| names(dir).contains(*name) != *present)
+                .map(|(dir, name, present)| {
+                    format!(
+                        "{dir}/{name} {}",
+                        if *present { "missing" } else { "still listed" }
+                    )
+                })
+                .collect();
+            if wrong.is_empty() {
+                return;
+            }
+            if start.elapsed() > TREE_LIMIT {
+                fails.push(format!(
+                    "{step}: after {TREE_LIMIT:?}: {}",
+                    wrong.join(", ")
+                ));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut fails = Failures::new();
+    let leafpad = |present| {
+        [
+            (".", "Leafpad", present),
+            ("bin", "leafpad", present),
+            ("share/applications", "appimagefs-leafpad.desktop", present),
+        ]
+    };
+    let echo = |present| {
+        [
+            (".", "Echo-x86_64", present),
+            ("bin", "echo", present),
+            ("share/applications", "appimagefs-echo.desktop", present),
+        ]
+    };
+    expect("initial", echo(true), &mut fails);
+    expect("initial", leafpad(false), &mut fails);
+    copy_fixture(
+        "Leafpad-0.8.18.1.glibc2.4-x86_64.AppImage",
+        &src,
+        "Leafpad.AppImage",
+    );
+    expect("add Leafpad", leafpad(true), &mut fails);
+    std::fs::remove_file(src.join("Echo-x86_64.AppImage")).unwrap();
+    expect("remove Echo", echo(false), &mut fails);
+    expect("remove Echo", leafpad(true), &mut fails);
+    fails.finish("cached listings");
+}

@@ -27,6 +27,8 @@
 //!   a normal user's mount is private.
 //! - `stress`: many parallel readers, walks and launches checked byte for
 //!   byte with memory measured; SIGTERM during heavy reads.
+//! - `warm`: files being read are stored into the kernel's page cache whole,
+//!   with their own bytes.
 
 mod common;
 
@@ -41,3 +43,4 @@ mod run_app;
 mod security; // issue 7: nosuid, nodev, private user mounts
 mod squashfs_tree;
 mod stress; // issue 7: load and signals under load
+mod warm; // issue 3: files pushed into the page cache

@@ -451,6 +451,18 @@ impl Union {
         tree.read(node, offset, size)
     }
 
+    /// Size and image block size of `ino` when it is a regular file inside
+    /// an image, for page-cache warming; `None` for anything else.
+    pub fn file_extent(&self, ino: u64) -> Option<(u64, u32)> {
+        let (slot, node) = inode::decode(ino);
+        if slot == SYNTH_SLOT || node == inode::IMAGE_ROOT {
+            return None;
+        }
+        let (tree, node) = self.tree(slot, node).ok()?;
+        let attr = tree.attr(node).ok()?;
+        (attr.kind == Kind::File).then(|| (attr.size, tree.info().block_size))
+    }
+
     /// Target of a symlink.
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
         let (slot, node) = inode::decode(ino);
@@ -473,15 +485,6 @@ impl Union {
         }
         let (tree, node) = self.tree(slot, node)?;
         tree.xattrs(node)
-    }
-
-    /// Checks that `ino` can be opened for reading as a regular file.
-    pub fn open(&self, ino: u64) -> Result<()> {
-        match self.getattr(ino)?.kind {
-            Kind::File => Ok(()),
-            Kind::Dir => Err(Error::IsDir),
-            _ => Err(Error::Invalid),
-        }
     }
 
     /// Total bytes of all mounted images, for `statfs`.

@@ -1,0 +1,536 @@
+//! Page-cache warming: decompresses the files a program is reading on every
+//! core and stores them into the kernel's page cache (`FUSE_NOTIFY_STORE`)
+//! before the program asks for them.
+//!
+//! A program started from the mount maps its executable and libraries and
+//! touches their pages in an order the kernel's read-ahead cannot follow;
+//! every miss is a round trip to this daemon and, when cold, a block
+//! decompression that the faulting thread waits for on one core. Once a
+//! file has been read twice, the warmer reads the rest of it, whole image
+//! blocks at a time, through the shared cache on its own threads and hands
+//! the bytes to the kernel, so later faults are served from memory as on a
+//! local disk. A single read of part of a big block (1 MiB xz blocks come
+//! in 128 KiB requests) also has the rest of that block stored, since it is
+//! decompressed already.
+//!
+//! Bounds: at most [`TRACKED_FILES`] files are remembered; a file bigger
+//! than [`WHOLE_FILE_MAX`] is only warmed [`WINDOW`] bytes ahead of a
+//! sequential reader; jobs that do not fit the pool's queue are dropped.
+//! Warming is a hint: any error stops it and changes nothing for readers.
+
+use std::io;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use lru::LruCache;
+
+use crate::error::Result;
+use crate::prefetch::Prefetcher;
+
+/// Files whose reads are remembered at once.
+pub const TRACKED_FILES: usize = 4096;
+
+/// Largest file warmed as a whole once it is being read.
+pub const WHOLE_FILE_MAX: u64 = 1 << 30;
+
+/// How far ahead of a sequential reader a file bigger than
+/// [`WHOLE_FILE_MAX`] is warmed.
+pub const WINDOW: u64 = 16 << 20;
+
+/// Reads of a file already warmed once that start warming it again: the
+/// kernel drops pages under memory pressure (or proactively), and a few
+/// such misses are cheaper to serve from the block cache than a new pass
+/// over the whole file.
+pub const REWARM_AFTER: u32 = 64;
+
+/// Smallest and largest unit of warming: image blocks smaller than this are
+/// read several at a time.
+const MIN_CHUNK: u32 = 128 << 10;
+const MAX_CHUNK: u32 = 1 << 20;
+
+/// Where the warmer gets file contents: the union namespace in the daemon,
+/// a stand-in in tests.
+pub trait WarmSource: Send + Sync + 'static {
+    /// Size and image block size of regular file `ino`, or `None` when
+    /// `ino` is not a file of an image.
+    fn file_facts(&self, ino: u64) -> Option<(u64, u32)>;
+    /// Reads `len` bytes of `ino` at `offset` (short only at end of file).
+    fn read(&self, ino: u64, offset: u64, len: u32) -> Result<Vec<u8>>;
+}
+
+/// Where warmed bytes go: the kernel's page cache through a FUSE
+/// notification in the daemon, a recorder in tests.
+pub trait PageSink: Send + Sync + 'static {
+    /// Stores `data` as the contents of `ino` at `offset`.
+    fn store(&self, ino: u64, offset: u64, data: &[u8]) -> io::Result<()>;
+}
+
+impl PageSink for fuser::Notifier {
+    fn store(&self, ino: u64, offset: u64, data: &[u8]) -> io::Result<()> {
+        fuser::Notifier::store(self, fuser::INodeNo(ino), offset, data)
+    }
+}
+
+impl WarmSource for crate::union::Union {
+    fn file_facts(&self, ino: u64) -> Option<(u64, u32)> {
+        self.file_extent(ino)
+    }
+
+    fn read(&self, ino: u64, offset: u64, len: u32) -> Result<Vec<u8>> {
+        crate::union::Union::read(self, ino, offset, len)
+    }
+}
+
+/// The warmer the daemon runs: union contents into the kernel's page cache.
+pub type KernelWarmer = Warmer<crate::union::Union, fuser::Notifier>;
+
+/// What is remembered of one file's reads.
+struct FileState {
+    size: u64,
+    chunk: u64,
+    reads: u32,
+    /// Where the last read ended, to tell sequential readers.
+    last_end: u64,
+    /// Bytes before this offset are warmed or being warmed (windowed mode).
+    warmed_until: u64,
+    /// The whole-file job started for this file; its flag turns true when
+    /// the job has ended.
+    busy: Option<Arc<AtomicBool>>,
+    /// A whole-file job has ended before.
+    warmed: bool,
+}
+
+/// The warmer: one per mount.
+pub struct Warmer<S: WarmSource, K: PageSink> {
+    source: Arc<S>,
+    sink: OnceLock<Arc<K>>,
+    files: Mutex<LruCache<u64, FileState>>,
+    pool: Prefetcher,
+    workers: usize,
+}
+
+/// One run over a range of a file's chunks, shared by the workers that
+/// take chunks from it in turn.
+struct Job {
+    ino: u64,
+    size: u64,
+    chunk: u64,
+    /// Chunk indices to warm, in order: `first..end`, wrapping at `count`.
+    first: u64,
+    todo: u64,
+    count: u64,
+    taken: AtomicU64,
+    stop: AtomicBool,
+    /// Workers still on the job, plus one held while they are started.
+    active: AtomicUsize,
+    /// Set when the last worker leaves (whole-file jobs only).
+    done: Option<Arc<AtomicBool>>,
+}
+
+impl Job {
+    /// One holder leaves; the last one marks the job done.
+    fn leave(&self) {
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(done) = &self.done {
+                done.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+impl<S: WarmSource, K: PageSink> Warmer<S, K> {
+    /// A warmer reading from `source` with `workers` threads (started on
+    /// first use). It stores nothing until [`connect`](Self::connect).
+    pub fn new(source: Arc<S>, workers: usize) -> Self {
+        Warmer {
+            source,
+            sink: OnceLock::new(),
+            files: Mutex::new(LruCache::new(
+                NonZeroUsize::new(TRACKED_FILES).unwrap_or(NonZeroUsize::MIN),
+            )),
+            pool: Prefetcher::new(workers),
+            workers: workers.max(1),
+        }
+    }
+
+    /// Gives the warmer the kernel connection, once the mount exists.
+    pub fn connect(&self, sink: Arc<K>) {
+        let _ = self.sink.set(sink);
+    }
+
+    /// Called after the kernel was answered a read of `len` bytes of `ino`
+    /// at `offset`: decides what to warm next.
+    pub fn on_read(&self, ino: u64, offset: u64, len: u32) {
+        let Some(sink) = self.sink.get() else { return };
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if !files.contains(&ino) {
+            let Some((size, block)) = self.source.file_facts(ino) else {
+                return;
+            };
+            let chunk = u64::from(block.clamp(MIN_CHUNK, MAX_CHUNK));
+            files.put(
+                ino,
+                FileState {
+                    size,
+                    chunk,
+                    reads: 0,
+                    last_end: 0,
+                    warmed_until: 0,
+                    busy: None,
+                    warmed: false,
+                },
+            );
+        }
+        let Some(f) = files.get_mut(&ino) else { return };
+        if f.busy
+            .as_ref()
+            .is_some_and(|done| done.load(Ordering::Acquire))
+        {
+            // The whole-file run ended: reads from now on are pages the
+            // kernel dropped since; count them afresh.
+            f.busy = None;
+            f.reads = 0;
+            f.warmed = true;
+        }
+        let end = offset.saturating_add(u64::from(len)).min(f.size);
+        let sequential = offset == 0 || offset.abs_diff(f.last_end) <= f.chunk;
+        f.last_end = end;
+        f.reads = f.reads.saturating_add(1);
+        if f.size <= f.chunk || f.busy.is_some() {
+            return;
+        }
+        let count = f.size.div_ceil(f.chunk);
+        let whole_after = if f.warmed { REWARM_AFTER } else { 2 };
+        let job = if f.size <= WHOLE_FILE_MAX && f.reads >= whole_after {
+            let done = Arc::new(AtomicBool::new(false));
+            f.busy = Some(done.clone());
+            // Everything after this read first, then what lies before it.
+            let next = end.div_ceil(f.chunk) % count;
+            Some(self.job(ino, f, next, count, Some(done)))
+        } else if f.size > WHOLE_FILE_MAX
+            && sequential
+            && f.warmed_until < end.saturating_add(WINDOW / 2)
+        {
+            let from = f.warmed_until.max(end).div_ceil(f.chunk);
+            let upto = end.saturating_add(WINDOW).div_ceil(f.chunk).min(count);
+            f.warmed_until = upto * f.chunk;
+            (upto > from).then(|| self.job(ino, f, from, upto - from, None))
+        } else if f.reads == 1 && end % f.chunk != 0 && end < f.size {
+            // The block holding the end of this read is decompressed now:
+            // store the rest of it.
+            Some(self.job(ino, f, end / f.chunk, 1, None))
+        } else {
+            None
+        };
+        drop(files);
+        if let Some(job) = job {
+            self.start(job, sink);
+        }
+    }
+
+    fn job(
+        &self,
+        ino: u64,
+        f: &FileState,
+        first: u64,
+        todo: u64,
+        done: Option<Arc<AtomicBool>>,
+    ) -> Job {
+        Job {
+            ino,
+            size: f.size,
+            chunk: f.chunk,
+            first,
+            todo,
+            count: f.size.div_ceil(f.chunk),
+            taken: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            active: AtomicUsize::new(1),
+            done,
+        }
+    }
+
+    fn start(&self, job: Job, sink: &Arc<K>) {
+        let job = Arc::new(job);
+        for _ in 0..self.workers.min(job.todo as usize).max(1) {
+            job.active.fetch_add(1, Ordering::AcqRel);
+            let (mine, source, sink) = (job.clone(), self.source.clone(), sink.clone());
+            let worker = move || {
+                work(&mine, &*source, &*sink);
+                mine.leave();
+            };
+            if !self.pool.submit(worker) {
+                job.active.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        job.leave();
+    }
+}
+
+/// Takes chunks from `job` until none is left or one fails.
+fn work(job: &Job, source: &dyn WarmSource, sink: &dyn PageSink) {
+    while !job.stop.load(Ordering::Relaxed) {
+        let k = job.taken.fetch_add(1, Ordering::Relaxed);
+        if k >= job.todo {
+            break;
+        }
+        let index = (job.first + k) % job.count;
+        let offset = index * job.chunk;
+        let len = job.chunk.min(job.size - offset) as u32;
+        let stored = source
+            .read(job.ino, offset, len)
+            .map_err(|e| io::Error::other(e.to_string()))
+            .and_then(|data| sink.store(job.ino, offset, &data));
+        if let Err(e) = stored {
+            crate::log::debug(format_args!(
+                "warming inode {:#x} at {offset} stopped: {e}",
+                job.ino
+            ));
+            job.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    /// The byte at `offset` of every test file.
+    fn byte_at(ino: u64, offset: u64) -> u8 {
+        (offset.wrapping_mul(31).wrapping_add(ino) % 251) as u8
+    }
+
+    /// Files of given sizes and block size, with generated contents.
+    struct Files {
+        sizes: BTreeMap<u64, u64>,
+        block: u32,
+        fail_from: Option<u64>,
+    }
+
+    impl WarmSource for Files {
+        fn file_facts(&self, ino: u64) -> Option<(u64, u32)> {
+            self.sizes.get(&ino).map(|&s| (s, self.block))
+        }
+
+        fn read(&self, ino: u64, offset: u64, len: u32) -> Result<Vec<u8>> {
+            if self.fail_from.is_some_and(|f| offset >= f) {
+                return Err(Error::corrupt("injected failure"));
+            }
+            let size = self.sizes[&ino];
+            let end = (offset + u64::from(len)).min(size);
+            Ok((offset..end).map(|o| byte_at(ino, o)).collect())
+        }
+    }
+
+    /// Records every store, checking its bytes against the files.
+    #[derive(Default)]
+    struct Recorder {
+        stored: Mutex<Vec<(u64, u64, u64)>>,
+        wrong: Mutex<Vec<String>>,
+        fail: bool,
+    }
+
+    impl PageSink for Recorder {
+        fn store(&self, ino: u64, offset: u64, data: &[u8]) -> io::Result<()> {
+            if self.fail {
+                return Err(io::Error::from_raw_os_error(libc::ENOENT));
+            }
+            for (i, &b) in data.iter().enumerate() {
+                if b != byte_at(ino, offset + i as u64) {
+                    self.wrong
+                        .lock()
+                        .unwrap()
+                        .push(format!("inode {ino} byte {}", offset + i as u64));
+                    break;
+                }
+            }
+            self.stored
+                .lock()
+                .unwrap()
+                .push((ino, offset, data.len() as u64));
+            Ok(())
+        }
+    }
+
+    impl Recorder {
+        fn stores(&self) -> Vec<(u64, u64, u64)> {
+            let mut s = self.stored.lock().unwrap().clone();
+            s.sort();
+            s
+        }
+
+        /// Bytes of `ino` covered by stores, without double counting.
+        fn covered(&self, ino: u64) -> u64 {
+            let mut ranges: Vec<(u64, u64)> = self
+                .stores()
+                .into_iter()
+                .filter(|s| s.0 == ino)
+                .map(|(_, o, l)| (o, o + l))
+                .collect();
+            ranges.sort();
+            let (mut total, mut upto) = (0, 0);
+            for (a, b) in ranges {
+                let a = a.max(upto);
+                if b > a {
+                    total += b - a;
+                    upto = b;
+                }
+            }
+            total
+        }
+    }
+
+    const KIB: u64 = 1024;
+
+    fn setup(
+        sizes: &[(u64, u64)],
+        block: u32,
+        fail_from: Option<u64>,
+        sink: Recorder,
+    ) -> (Warmer<Files, Recorder>, Arc<Recorder>) {
+        let files = Files {
+            sizes: sizes.iter().copied().collect(),
+            block,
+            fail_from,
+        };
+        let warmer = Warmer::new(Arc::new(files), 2);
+        let sink = Arc::new(sink);
+        warmer.connect(sink.clone());
+        (warmer, sink)
+    }
+
+    /// Gives stores that should not happen the time to show up.
+    fn quiet() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    /// Waits until `cond` holds (or 10 s pass) and then a little longer,
+    /// so that stores that should not happen get the chance to show up.
+    fn settle(cond: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !cond() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_second_read_warms_the_whole_file_once() {
+        let size = 10 * 128 * KIB + 5;
+        let (w, sink) = setup(&[(7, size)], 4096, None, Recorder::default());
+        w.on_read(7, 0, 128 * 1024);
+        quiet();
+        assert!(
+            sink.stores().is_empty(),
+            "a read ending on a chunk boundary stores nothing"
+        );
+        w.on_read(7, 5 * 128 * KIB, 4096);
+        settle(|| sink.covered(7) == size);
+        assert_eq!(sink.covered(7), size);
+        assert!(sink.wrong.lock().unwrap().is_empty(), "{:?}", sink.wrong);
+        let stores = sink.stores();
+        assert_eq!(stores.len(), 11, "one store per 128 KiB chunk: {stores:?}");
+        assert!(stores.iter().all(|&(_, o, _)| o % (128 * KIB) == 0));
+        // Further reads (pages the kernel dropped) do not start a new pass
+        // until there are many of them; the first one stores the rest of
+        // its chunk, as any first read does.
+        for i in 0..u64::from(REWARM_AFTER) - 1 {
+            w.on_read(7, (i % 10) * 128 * KIB + 4096, 4096);
+        }
+        quiet();
+        assert_eq!(sink.stores().len(), 12, "warmed again too soon");
+        w.on_read(7, 0, 4096);
+        settle(|| sink.stores().len() >= 23);
+        assert_eq!(
+            sink.stores().len(),
+            23,
+            "warmed again after {REWARM_AFTER} misses"
+        );
+    }
+
+    #[test]
+    fn a_first_read_inside_a_big_block_stores_that_block() {
+        let size = 3 * 1024 * KIB;
+        let (w, sink) = setup(&[(3, size)], 1 << 20, None, Recorder::default());
+        w.on_read(3, 1024 * KIB + 8192, 128 * 1024);
+        settle(|| !sink.stores().is_empty());
+        assert_eq!(sink.stores(), vec![(3, 1024 * KIB, 1024 * KIB)]);
+        assert!(sink.wrong.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn small_files_unknown_inodes_and_unconnected_warmers_store_nothing() {
+        let (w, sink) = setup(&[(1, 100 * KIB)], 4096, None, Recorder::default());
+        for _ in 0..5 {
+            w.on_read(1, 0, 4096);
+            w.on_read(99, 0, 4096);
+        }
+        let unconnected: Warmer<Files, Recorder> = Warmer::new(
+            Arc::new(Files {
+                sizes: [(2, 10 << 20)].into_iter().collect(),
+                block: 4096,
+                fail_from: None,
+            }),
+            2,
+        );
+        for i in 0..5 {
+            unconnected.on_read(2, i * 4096, 4096);
+        }
+        quiet();
+        assert!(sink.stores().is_empty(), "{:?}", sink.stores());
+    }
+
+    #[test]
+    fn a_failing_read_or_store_stops_the_pass() {
+        let size = 64 * 128 * KIB;
+        let (w, sink) = setup(&[(5, size)], 4096, Some(8 * 128 * KIB), Recorder::default());
+        w.on_read(5, 0, 4096);
+        w.on_read(5, 4096, 4096);
+        settle(|| sink.stores().len() >= 7);
+        let stored = sink.stores().len();
+        assert!(
+            (7..=9).contains(&stored),
+            "the pass goes on to the failing chunk and stops there: {stored} stores"
+        );
+        let failing = Recorder {
+            fail: true,
+            ..Recorder::default()
+        };
+        let (w, sink) = setup(&[(6, size)], 4096, None, failing);
+        w.on_read(6, 0, 4096);
+        w.on_read(6, 4096, 4096);
+        quiet();
+        // The pass ended; after enough misses it may run again, and still
+        // nothing panics.
+        for i in 0..u64::from(REWARM_AFTER) {
+            w.on_read(6, i * 4096, 4096);
+        }
+        quiet();
+        assert!(sink.stores().is_empty());
+    }
+
+    #[test]
+    fn huge_files_are_warmed_a_window_ahead_of_a_sequential_reader() {
+        let size = WHOLE_FILE_MAX + 5 * WINDOW;
+        let (w, sink) = setup(&[(9, size)], 1 << 20, None, Recorder::default());
+        w.on_read(9, 0, 1 << 20);
+        w.on_read(9, 1 << 20, 1 << 20);
+        settle(|| sink.covered(9) >= WINDOW);
+        let covered = sink.covered(9);
+        assert!(
+            (WINDOW..=WINDOW + (2 << 20)).contains(&covered),
+            "{covered} bytes warmed, expected about {WINDOW}"
+        );
+        let max_end = sink.stores().iter().map(|&(_, o, l)| o + l).max().unwrap();
+        assert!(max_end <= (2 << 20) + WINDOW, "warmed up to {max_end}");
+        // A read far away (not sequential) warms nothing more.
+        let before = sink.stores().len();
+        w.on_read(9, size / 2, 4096);
+        quiet();
+        assert_eq!(sink.stores().len(), before);
+    }
+}
