@@ -404,6 +404,25 @@ fn mount_is_read_only_nosuid_nodev() {
         src_names == vec![std::ffi::OsString::from("Echo-x86_64.AppImage")],
         || format!("source folder changed: {src_names:?}"),
     );
+    // ioctls on an image file fail with ENOTTY, as on any regular file:
+    // isatty() is false, and overlayfs copy-up reads no flags.
+    {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(app.join("AppRun")).unwrap();
+        let mut out = [0u8; 256];
+        for (name, cmd) in [
+            ("TCGETS", libc::TCGETS),
+            ("FS_IOC_GETFLAGS", libc::FS_IOC_GETFLAGS),
+        ] {
+            // SAFETY: an ioctl on an open file whose out buffer is larger
+            // than either command writes.
+            let rc = unsafe { libc::ioctl(f.as_raw_fd(), cmd, out.as_mut_ptr()) };
+            let err = std::io::Error::last_os_error();
+            fails.check(rc == -1 && err.raw_os_error() == Some(libc::ENOTTY), || {
+                format!("ioctl {name}: {rc}, {} instead of ENOTTY", errno_name(&err))
+            });
+        }
+    }
     // statfs works (df).
     let out = run_timeout(
         &mut command("df", [OsStr::new("-P"), m.mountpoint.as_os_str()]),

@@ -24,6 +24,12 @@ const MARK_EVERY: usize = 64;
 /// Blocks decompressed ahead of a sequential reader.
 const READ_AHEAD_BLOCKS: usize = 4;
 
+/// Fragment blocks decompressed ahead after a file's tail is read from one:
+/// mksquashfs packs tails in directory order, so the next fragments hold
+/// the small files next to this one, which programs (an interpreter
+/// importing modules, a toolkit loading icons) tend to read next.
+const FRAGMENTS_AHEAD: u64 = 2;
+
 /// Inode fragment index meaning "no fragment".
 pub const NO_FRAGMENT: u32 = 0xffff_ffff;
 
@@ -211,14 +217,13 @@ impl FileLayout {
         let (index, offset) = self
             .fragment
             .ok_or_else(|| Error::corrupt("file has no block or fragment for its tail"))?;
-        let entry = fragments.entry(reader, u64::from(index))?;
-        let start = le_u64(&entry, 0);
-        let word = le_u32(&entry, 8);
-        let (start, word) = match (start, word) {
-            (Some(s), Some(w)) => (s, w),
-            _ => return Err(Error::corrupt("short fragment table entry")),
-        };
+        let (start, word) = fragment_block(reader, fragments, u64::from(index))?;
         let block = reader.data_block(start, word, None)?;
+        for next in u64::from(index) + 1..=u64::from(index) + FRAGMENTS_AHEAD {
+            if let Ok((start, word)) = fragment_block(reader, fragments, next) {
+                reader.prefetch_data_block(start, word);
+            }
+        }
         let from = (offset as usize).checked_add(within);
         let piece = from
             .and_then(|f| block.get(f..f.checked_add(take)?))
@@ -230,5 +235,18 @@ impl FileLayout {
             })?;
         out.extend_from_slice(piece);
         Ok(())
+    }
+}
+
+/// Position and size word of fragment block `index`.
+pub(super) fn fragment_block(
+    reader: &Reader,
+    fragments: &LookupTable,
+    index: u64,
+) -> Result<(u64, u32)> {
+    let entry = fragments.entry(reader, index)?;
+    match (le_u64(&entry, 0), le_u32(&entry, 8)) {
+        (Some(start), Some(word)) => Ok((start, word)),
+        _ => Err(Error::corrupt("short fragment table entry")),
     }
 }

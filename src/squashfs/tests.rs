@@ -879,3 +879,47 @@ fn corrupted_appimage_does_not_panic() {
     let bytes = fs::read(&path).unwrap();
     mutate_and_walk(&bytes[offset as usize..], "echo", 61);
 }
+
+#[test]
+fn reading_a_tail_decompresses_the_next_fragments_ahead() {
+    let s = Scratch::new("fragahead");
+    let src = s.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..24u64 {
+        fs::write(src.join(format!("f{i:02}")), noise(30_000, i + 1)).unwrap();
+    }
+    let out = s.path().join("img.sqfs");
+    mksquashfs(&src, &out, &["-comp", "gzip"]);
+    let img = open_bare(&out).unwrap();
+    let cache = img.reader.cache.clone();
+    let cached = |index: u64| {
+        let (pos, _) = data::fragment_block(&img.reader, &img.fragments, index).unwrap();
+        cache
+            .peek(crate::cache::BlockKey {
+                image: img.reader.image,
+                pos,
+            })
+            .is_some()
+    };
+    assert!(
+        (0..5).all(|i| !cached(i)),
+        "nothing is cached before a read"
+    );
+    let first = resolve(&img, b"f00");
+    assert_eq!(read_all(&img, first, 30_000), noise(30_000, 1));
+    let start = std::time::Instant::now();
+    while !(cached(1) && cached(2)) && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        cached(0) && cached(1) && cached(2),
+        "fragments 1 and 2 were read ahead: {:?}",
+        (0..6).map(cached).collect::<Vec<_>>()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(
+        !cached(3) && !cached(4),
+        "read-ahead stops two fragments ahead: {:?}",
+        (0..6).map(cached).collect::<Vec<_>>()
+    );
+}
