@@ -15,7 +15,8 @@
 //! - [`union`]: the namespace across images (inode numbers, app folders,
 //!   synthesized `bin/` and `share/`, rescans of the source folder).
 //! - [`fuse_adapter`]: a thin `fuser::Filesystem` over [`union`]; [`watch`]
-//!   follows the source folder and tells the kernel what changed.
+//!   follows the source folder and tells the kernel what changed; [`warm`]
+//!   stores files being read into the kernel's page cache.
 //! - [`cli`], [`daemon`], [`inspect`], [`log`]: the command line, the mount
 //!   lifecycle, `appimagefs inspect`, log lines.
 #![deny(missing_docs)]

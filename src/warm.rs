@@ -94,9 +94,9 @@ struct FileState {
     last_end: u64,
     /// Bytes before this offset are warmed or being warmed (windowed mode).
     warmed_until: u64,
-    /// The whole-file job started for this file; its flag turns true when
-    /// the job has ended.
-    busy: Option<Arc<AtomicBool>>,
+    /// The whole-file job started for this file, until a read sees that
+    /// it has ended.
+    busy: Option<Arc<Job>>,
     /// A whole-file job has ended before.
     warmed: bool,
 }
@@ -124,18 +124,22 @@ struct Job {
     stop: AtomicBool,
     /// Workers still on the job, plus one held while they are started.
     active: AtomicUsize,
-    /// Set when the last worker leaves (whole-file jobs only).
-    done: Option<Arc<AtomicBool>>,
+    /// Set when the last worker leaves.
+    ended: AtomicBool,
 }
 
 impl Job {
-    /// One holder leaves; the last one marks the job done.
+    /// One holder leaves; the last one marks the job ended.
     fn leave(&self) {
         if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if let Some(done) = &self.done {
-                done.store(true, Ordering::Release);
-            }
+            self.ended.store(true, Ordering::Release);
         }
+    }
+
+    /// Whether any worker took a chunk (a job whose workers could not be
+    /// queued never ran).
+    fn ran(&self) -> bool {
+        self.taken.load(Ordering::Acquire) > 0
     }
 }
 
@@ -183,15 +187,13 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
             );
         }
         let Some(f) = files.get_mut(&ino) else { return };
-        if f.busy
-            .as_ref()
-            .is_some_and(|done| done.load(Ordering::Acquire))
-        {
-            // The whole-file run ended: reads from now on are pages the
-            // kernel dropped since; count them afresh.
-            f.busy = None;
-            f.reads = 0;
-            f.warmed = true;
+        if let Some(job) = f.busy.take_if(|j| j.ended.load(Ordering::Acquire)) {
+            if job.ran() {
+                // Reads from now on are pages the kernel dropped since the
+                // whole-file run: count them afresh.
+                f.reads = 0;
+                f.warmed = true;
+            }
         }
         let end = offset.saturating_add(u64::from(len)).min(f.size);
         let sequential = offset == 0 || offset.abs_diff(f.last_end) <= f.chunk;
@@ -203,11 +205,11 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
         let count = f.size.div_ceil(f.chunk);
         let whole_after = if f.warmed { REWARM_AFTER } else { 2 };
         let job = if f.size <= WHOLE_FILE_MAX && f.reads >= whole_after {
-            let done = Arc::new(AtomicBool::new(false));
-            f.busy = Some(done.clone());
             // Everything after this read first, then what lies before it.
             let next = end.div_ceil(f.chunk) % count;
-            Some(self.job(ino, f, next, count, Some(done)))
+            let job = Arc::new(self.job(ino, f, next, count));
+            f.busy = Some(job.clone());
+            Some(job)
         } else if f.size > WHOLE_FILE_MAX
             && sequential
             && f.warmed_until < end.saturating_add(WINDOW / 2)
@@ -215,11 +217,11 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
             let from = f.warmed_until.max(end).div_ceil(f.chunk);
             let upto = end.saturating_add(WINDOW).div_ceil(f.chunk).min(count);
             f.warmed_until = upto * f.chunk;
-            (upto > from).then(|| self.job(ino, f, from, upto - from, None))
+            (upto > from).then(|| Arc::new(self.job(ino, f, from, upto - from)))
         } else if f.reads == 1 && end % f.chunk != 0 && end < f.size {
             // The block holding the end of this read is decompressed now:
             // store the rest of it.
-            Some(self.job(ino, f, end / f.chunk, 1, None))
+            Some(Arc::new(self.job(ino, f, end / f.chunk, 1)))
         } else {
             None
         };
@@ -229,14 +231,7 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
         }
     }
 
-    fn job(
-        &self,
-        ino: u64,
-        f: &FileState,
-        first: u64,
-        todo: u64,
-        done: Option<Arc<AtomicBool>>,
-    ) -> Job {
+    fn job(&self, ino: u64, f: &FileState, first: u64, todo: u64) -> Job {
         Job {
             ino,
             size: f.size,
@@ -247,12 +242,11 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
             taken: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             active: AtomicUsize::new(1),
-            done,
+            ended: AtomicBool::new(false),
         }
     }
 
-    fn start(&self, job: Job, sink: &Arc<K>) {
-        let job = Arc::new(job);
+    fn start(&self, job: Arc<Job>, sink: &Arc<K>) {
         for _ in 0..self.workers.min(job.todo as usize).max(1) {
             job.active.fetch_add(1, Ordering::AcqRel);
             let (mine, source, sink) = (job.clone(), self.source.clone(), sink.clone());
