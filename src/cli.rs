@@ -17,8 +17,9 @@ appears as MOUNTPOINT/<Name>/, its AppDir, where <Name> is the file name without
 and OWD as the AppImage runtime does, then runs AppRun) and MOUNTPOINT/share/ their\n\
 menu entries and icons: append MOUNTPOINT/bin to PATH and add MOUNTPOINT/share to\n\
 XDG_DATA_DIRS. Nothing is extracted: blocks are decompressed on demand into a shared\n\
-in-memory cache. AppImages added, replaced or removed in SOURCE_DIR show up while\n\
-mounted.\n\n\
+in-memory cache, and a file a program is reading is decompressed ahead on all cores\n\
+into the kernel's page cache. AppImages added, replaced or removed in SOURCE_DIR show\n\
+up while mounted.\n\n\
 The mount is always read-only, nosuid and nodev. Started as root it is readable by\n\
 every user (allow_other); started as a normal user, only by that user unless\n\
 -o allow_other is given (which needs user_allow_other in /etc/fuse.conf).",

@@ -23,9 +23,10 @@
 //! inside the extent, not longer than a worst-case zlib stream) when its
 //! block is read. Decompressed blocks go through the shared [`BlockCache`],
 //! keyed by the byte position of the compressed block in the image; a read
-//! that starts the file or follows a cached block queues the next
-//! [`READ_AHEAD_BLOCKS`] blocks on the cache's background pool.
+//! that starts the file or starts near where the previous read ended queues
+//! the next [`READ_AHEAD_BLOCKS`] blocks on the cache's background pool.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::backing::Backing;
@@ -55,6 +56,9 @@ pub(crate) struct ZisofsFile {
     log2_block: u8,
     /// Result of checking the header against the `ZF` entry, done once.
     header: OnceLock<std::result::Result<(), String>>,
+    /// Where the last read ended: a read starting near it is taken as
+    /// sequential and reads ahead.
+    last_end: AtomicU64,
 }
 
 impl ZisofsFile {
@@ -97,6 +101,7 @@ impl ZisofsFile {
             size,
             log2_block: zf.log2_block,
             header: OnceLock::new(),
+            last_end: AtomicU64::new(0),
         })
     }
 
@@ -154,10 +159,9 @@ impl ZisofsFile {
         let end = self.size.min(offset + u64::from(len));
         let bs = self.block_size();
         let (first, last) = (offset / bs, (end - 1) / bs);
-        // Pointers from the block before the read (to tell whether the read
-        // is sequential) to the end of the read-ahead window.
+        // Pointers of the read's blocks and of the read-ahead window.
         let blocks = self.blocks();
-        let lo = first.saturating_sub(1);
+        let lo = first;
         let hi = blocks.min(last + 1 + READ_AHEAD_BLOCKS);
         let ptrs = self.pointers(at.backing, lo, hi)?;
         let ptr = |i: u64| ptrs[(i - lo) as usize];
@@ -169,11 +173,10 @@ impl ZisofsFile {
             let to = (end.min(start + bs) - start) as usize;
             out.extend_from_slice(&block[from..to]);
         }
-        let sequential = first == 0 || {
-            let (p0, p1) = (ptr(first - 1), ptr(first));
-            p0 == p1 || at.cache.peek(self.key(at, p0)).is_some()
-        };
-        if sequential {
+        // The kernel sends the pieces of one sequential read from several
+        // threads, so "near where the last read ended" rather than "exactly".
+        let previous_end = self.last_end.swap(end, Ordering::Relaxed);
+        if offset == 0 || offset.abs_diff(previous_end) <= 2 * bs {
             for i in last + 1..hi {
                 self.prefetch(at, i, ptr(i), ptr(i + 1));
             }
