@@ -63,7 +63,7 @@ pub fn decompress(codec: Codec, input: &[u8], max_out: usize) -> Result<Vec<u8>>
     match codec {
         Codec::Lzma => lzma_alone(input, &mut out, max_out)?,
         Codec::Zstd => zstd_frame(input, &mut out)?,
-        Codec::Zlib => by_backhand(codec, Compressor::Gzip, input, &mut out)?,
+        Codec::Zlib => zlib_block(input, &mut out, max_out)?,
         Codec::Lzo => by_backhand(codec, Compressor::Lzo, input, &mut out)?,
         Codec::Xz => by_backhand(codec, Compressor::Xz, input, &mut out)?,
         Codec::Lz4 => by_backhand(codec, Compressor::Lz4, input, &mut out)?,
@@ -88,6 +88,28 @@ fn by_backhand(
     DefaultCompressor
         .decompress(input, out, compressor)
         .map_err(|e| Error::corrupt(format!("{} block: {e}", codec.name())))
+}
+
+/// Decodes a zlib stream of at most `max_out` bytes with libdeflate, which
+/// inflates a whole buffer about twice as fast as a streaming zlib.
+fn zlib_block(input: &[u8], out: &mut Vec<u8>, max_out: usize) -> Result<()> {
+    use libdeflater::{DecompressionError, Decompressor};
+    use std::cell::RefCell;
+    thread_local! {
+        static DECODER: RefCell<Decompressor> = RefCell::new(Decompressor::new());
+    }
+    out.resize(max_out, 0);
+    let written = DECODER.with(|d| d.borrow_mut().zlib_decompress(input, out));
+    match written {
+        Ok(n) => {
+            out.truncate(n);
+            Ok(())
+        }
+        Err(DecompressionError::InsufficientSpace) => Err(Error::corrupt(format!(
+            "gzip block inflates to more than its limit of {max_out} bytes"
+        ))),
+        Err(DecompressionError::BadData) => Err(Error::corrupt("gzip block: invalid zlib data")),
+    }
 }
 
 /// Decodes one zstd frame into the spare capacity of `out` (a frame that
