@@ -1369,8 +1369,8 @@ fn decompression_bombs_are_bounded() {
     use crate::decompress::{decompress, Codec};
     // 16 MiB of zeros: a few KiB compressed. Each codec must refuse it
     // against an 8 KiB (metadata) or 128 KiB (data) cap, quickly, without
-    // holding more than a few MiB: gzip and xz grow their output buffer up
-    // to backhand's 4 MiB limit before giving up, the others stop at the cap.
+    // holding more than a few MiB: xz grows its output buffer up to
+    // backhand's 4 MiB limit before giving up, the others stop at the cap.
     let zeros = vec![0u8; 16 << 20];
     for codec in [Codec::Zlib, Codec::Xz, Codec::Zstd, Codec::Lzma] {
         let bomb = Arc::new(compress(codec, &zeros));
