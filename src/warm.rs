@@ -167,26 +167,35 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
     /// at `offset`: decides what to warm next.
     pub fn on_read(&self, ino: u64, offset: u64, len: u32) {
         let Some(sink) = self.sink.get() else { return };
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        if !files.contains(&ino) {
-            let Some((size, block)) = self.source.file_facts(ino) else {
+        let lock = || self.files.lock().unwrap_or_else(|p| p.into_inner());
+        // A new file's facts are looked up without the lock held: that may
+        // read image metadata.
+        let facts = if lock().contains(&ino) {
+            None
+        } else {
+            let Some(facts) = self.source.file_facts(ino) else {
                 return;
             };
-            let chunk = u64::from(block.clamp(MIN_CHUNK, MAX_CHUNK));
-            files.put(
-                ino,
-                FileState {
-                    size,
-                    chunk,
-                    reads: 0,
-                    last_end: 0,
-                    warmed_until: 0,
-                    busy: None,
-                    warmed: false,
-                },
-            );
-        }
-        let Some(f) = files.get_mut(&ino) else { return };
+            Some(facts)
+        };
+        let mut files = lock();
+        let f = match facts {
+            Some((size, block)) => files.get_or_insert_mut(ino, || FileState {
+                size,
+                chunk: u64::from(block.clamp(MIN_CHUNK, MAX_CHUNK)),
+                reads: 0,
+                last_end: 0,
+                warmed_until: 0,
+                busy: None,
+                warmed: false,
+            }),
+            // Dropped from the table since the check: the next read starts
+            // it again.
+            None => match files.get_mut(&ino) {
+                Some(f) => f,
+                None => return,
+            },
+        };
         if let Some(job) = f.busy.take_if(|j| j.ended.load(Ordering::Acquire)) {
             if job.ran() {
                 // Reads from now on are pages the kernel dropped since the
