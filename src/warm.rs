@@ -44,9 +44,11 @@ pub const WINDOW: u64 = 16 << 20;
 /// over the whole file.
 pub const REWARM_AFTER: u32 = 64;
 
-/// Smallest and largest unit of warming: image blocks smaller than this are
-/// read several at a time.
+/// Smallest unit of warming: image blocks smaller than this are read
+/// several at a time.
 const MIN_CHUNK: u32 = 128 << 10;
+
+/// Largest unit of warming, the largest SquashFS block.
 const MAX_CHUNK: u32 = 1 << 20;
 
 /// Where the warmer gets file contents: the union namespace in the daemon,
@@ -101,7 +103,9 @@ struct FileState {
     warmed: bool,
 }
 
-/// The warmer: one per mount.
+/// The warmer: one per mount, with its own pool of worker threads (one per
+/// core), separate from the request threads so that a store waiting for a
+/// page the kernel is reading never holds up the read.
 pub struct Warmer<S: WarmSource, K: PageSink> {
     source: Arc<S>,
     sink: OnceLock<Arc<K>>,
@@ -116,11 +120,14 @@ struct Job {
     ino: u64,
     size: u64,
     chunk: u64,
-    /// Chunk indices to warm, in order: `first..end`, wrapping at `count`.
+    /// The job warms `todo` chunks, from chunk `first` on, wrapping at
+    /// `count` (the file's number of chunks).
     first: u64,
     todo: u64,
     count: u64,
+    /// Chunks handed to workers so far.
     taken: AtomicU64,
+    /// Set by a worker whose read or store failed.
     stop: AtomicBool,
     /// Workers still on the job, plus one held while they are started.
     active: AtomicUsize,
