@@ -46,6 +46,18 @@ impl FuseAdapter {
         FuseAdapter { union, warmer }
     }
 
+    /// Whether the caller behind `req` may enter `ino` (see
+    /// [`Union::may_enter`]). The kernel passes only uid, gid and pid; the
+    /// supplementary groups are read from /proc only when the primary
+    /// group is not enough.
+    fn may_enter(&self, req: &Request, ino: u64) -> bool {
+        let (uid, gid) = (req.uid(), req.gid());
+        self.union.may_enter(ino, uid, &[gid])
+            || self
+                .union
+                .may_enter(ino, uid, &crate::caller::groups(req.pid(), gid))
+    }
+
     /// How long the kernel may keep what it learned about `ino`: zero for
     /// the folder of an app not everyone may read, so every path walk asks
     /// (and is checked) again.
@@ -145,9 +157,7 @@ impl Filesystem for FuseAdapter {
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.union.lookup(parent.0, name.as_bytes()) {
-            Ok(e) if !self.union.may_enter(e.ino, req.uid(), req.gid()) => {
-                reply.error(Errno::EACCES)
-            }
+            Ok(e) if !self.may_enter(req, e.ino) => reply.error(Errno::EACCES),
             Ok(e) => {
                 self.union.remember(e.ino);
                 let generation = Generation(self.union.generation(e.ino));

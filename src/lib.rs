@@ -14,7 +14,8 @@
 //!   image, and its read-ahead pool.
 //! - [`union`]: the namespace across images (inode numbers, app folders,
 //!   synthesized `bin/` and `share/`, rescans of the source folder).
-//! - [`fuse_adapter`]: a thin `fuser::Filesystem` over [`union`]; [`watch`]
+//! - [`fuse_adapter`]: a thin `fuser::Filesystem` over [`union`] ([`caller`]
+//!   finds the groups of the process behind a request); [`watch`]
 //!   follows the source folder and tells the kernel what changed; [`warm`]
 //!   stores files being read into the kernel's page cache.
 //! - [`cli`], [`daemon`], [`inspect`], [`log`]: the command line, the mount
@@ -23,6 +24,7 @@
 
 pub mod backing;
 pub mod cache;
+pub mod caller;
 pub mod cli;
 pub mod daemon;
 pub mod decompress;

@@ -245,3 +245,50 @@ fn an_app_whose_file_is_private_is_only_open_to_its_readers() {
     );
     drop(mount);
 }
+
+/// An AppImage file readable by its group is open through the mount to a
+/// user who has that group only as a supplementary group (the kernel tells
+/// FUSE only the primary one; the daemon reads the rest from /proc), and
+/// to nobody else.
+#[test]
+fn a_group_readable_app_is_open_to_supplementary_members() {
+    const GROUP: &str = "4242";
+    let tmp = TempDir::new("security-group-app");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let src = tmp.subdir("src");
+    let app = copy_fixture("hello-x86_64.AppImage", &src, "grouped.AppImage");
+    std::os::unix::fs::chown(&app, Some(0), Some(4242)).unwrap();
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let mnt = tmp.subdir("mnt");
+    let mount = Mount::start(&src, &mnt, &[]);
+    let desktop = mnt.join("grouped/hello-world.desktop");
+    let cat_as_nobody = |groups: &[&str]| {
+        run_timeout(
+            Command::new("setpriv")
+                .args(["--reuid", NOBODY, "--regid", NOBODY])
+                .args(groups)
+                .args(["--", "/bin/cat"])
+                .arg(&desktop),
+            Duration::from_secs(30),
+        )
+    };
+    let member = cat_as_nobody(&["--groups", GROUP]);
+    assert!(
+        member.success() && member.stdout_text().contains("Name=Hello World"),
+        "a supplementary member of the file's group: {}",
+        member.describe()
+    );
+    let outsider = cat_as_nobody(&["--clear-groups"]);
+    assert!(
+        !outsider.success() && outsider.stderr_text().contains("Permission denied"),
+        "a user outside the file's group: {}",
+        outsider.describe()
+    );
+    let other_group = cat_as_nobody(&["--groups", "4243"]);
+    assert!(
+        !other_group.success(),
+        "a member of another group: {}",
+        other_group.describe()
+    );
+    drop(mount);
+}

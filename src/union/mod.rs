@@ -212,15 +212,16 @@ impl Union {
             && self.app(slot).is_ok_and(|a| !a.access.is_public())
     }
 
-    /// Whether a caller (uid, primary gid) may enter the app folder `ino`:
-    /// only if it may read the AppImage file itself. Other inodes are always
-    /// allowed (they are reached through the folder).
-    pub fn may_enter(&self, ino: u64, uid: u32, gid: u32) -> bool {
+    /// Whether a caller (uid and groups, primary first) may enter the app
+    /// folder `ino`: only if it may read the AppImage file itself. Other
+    /// inodes are always allowed (they are reached through the folder).
+    pub fn may_enter(&self, ino: u64, uid: u32, groups: &[u32]) -> bool {
         let (slot, node) = inode::decode(ino);
         if slot == SYNTH_SLOT || node != inode::IMAGE_ROOT {
             return true;
         }
-        self.app(slot).map_or(true, |a| a.access.allows(uid, gid))
+        self.app(slot)
+            .map_or(true, |a| a.access.allows(uid, groups))
     }
 
     /// Attributes that can be given without work for a node whose real

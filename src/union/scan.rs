@@ -71,15 +71,15 @@ impl Access {
         self.mode & 0o004 != 0
     }
 
-    /// Whether a caller with this uid and (primary) gid may read the file,
-    /// as the kernel would decide from the permission bits (root always may;
-    /// supplementary groups are not known through FUSE).
-    pub fn allows(&self, uid: u32, gid: u32) -> bool {
+    /// Whether a caller with this uid and these groups (primary and
+    /// supplementary) may read the file, as the kernel would decide from the
+    /// permission bits (root always may).
+    pub fn allows(&self, uid: u32, groups: &[u32]) -> bool {
         let bit = if uid == 0 {
             return true;
         } else if uid == self.uid {
             0o400
-        } else if gid == self.gid {
+        } else if groups.contains(&self.gid) {
             0o040
         } else {
             0o004
@@ -169,23 +169,25 @@ mod tests {
             mode: 0o640,
         };
         assert!(!private.is_public());
-        assert!(private.allows(0, 0));
-        assert!(private.allows(1000, 5));
-        assert!(private.allows(2000, 100));
-        assert!(!private.allows(2000, 200));
+        assert!(private.allows(0, &[0]));
+        assert!(private.allows(1000, &[5]));
+        assert!(private.allows(2000, &[100]));
+        assert!(private.allows(2000, &[200, 100]), "a supplementary group");
+        assert!(!private.allows(2000, &[200, 300]));
+        assert!(!private.allows(2000, &[]));
         let public = Access {
             uid: 0,
             gid: 0,
             mode: 0o644,
         };
-        assert!(public.is_public() && public.allows(2000, 200));
+        assert!(public.is_public() && public.allows(2000, &[200]));
         let owner_locked_out = Access {
             uid: 1000,
             gid: 100,
             mode: 0o044,
         };
         assert!(
-            !owner_locked_out.allows(1000, 100),
+            !owner_locked_out.allows(1000, &[100]),
             "the owner class decides, as in the kernel"
         );
     }
