@@ -3,12 +3,32 @@
 //!
 //! Threads start on first use (never before the daemon forks), the queue is
 //! bounded, and a job that does not fit is dropped: read-ahead is a hint,
-//! never a reason to block or to grow memory.
+//! never a reason to block or to grow memory. [`Sequential`] is how a file
+//! reader decides whether a read deserves read-ahead.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Where the last read of one file ended, to tell sequential reads (worth
+/// reading ahead for) from random ones.
+#[derive(Debug, Default)]
+pub struct Sequential {
+    last_end: AtomicU64,
+}
+
+impl Sequential {
+    /// Records a read of `[offset, end)` of a file stored in `block`-byte
+    /// blocks; true when it starts the file or starts within two blocks of
+    /// where the previous read ended. The kernel sends the pieces of one
+    /// sequential read from several threads, so "near", not "exactly".
+    pub fn follows(&self, offset: u64, end: u64, block: u64) -> bool {
+        let previous_end = self.last_end.swap(end, Ordering::Relaxed);
+        offset == 0 || offset.abs_diff(previous_end) <= 2 * block
+    }
+}
 
 /// Jobs waiting at most; beyond this, new read-ahead requests are dropped.
 const QUEUE: usize = 64;
@@ -70,6 +90,17 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn sequential_reads_are_told_from_random_ones() {
+        let s = Sequential::default();
+        let block = 128 << 10;
+        assert!(s.follows(0, block, block), "the start of the file");
+        assert!(s.follows(block, 2 * block, block), "right after");
+        assert!(s.follows(4 * block, 5 * block, block), "two blocks on");
+        assert!(!s.follows(20 * block, 21 * block, block), "far away");
+        assert!(!s.follows(3 * block, 4 * block, block), "far back");
+    }
 
     #[test]
     fn runs_jobs_and_drops_overflow() {

@@ -26,13 +26,13 @@
 //! that starts the file or starts near where the previous read ended queues
 //! the next [`READ_AHEAD_BLOCKS`] blocks on the cache's background pool.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::backing::Backing;
 use crate::cache::{Block, BlockCache, BlockKey};
 use crate::decompress::{decompress, Codec};
 use crate::error::{Error, Result};
+use crate::prefetch::Sequential;
 
 use super::susp::Zf;
 
@@ -56,9 +56,8 @@ pub(crate) struct ZisofsFile {
     log2_block: u8,
     /// Result of checking the header against the `ZF` entry, done once.
     header: OnceLock<std::result::Result<(), String>>,
-    /// Where the last read ended: a read starting near it is taken as
-    /// sequential and reads ahead.
-    last_end: AtomicU64,
+    /// Tells sequential reads of this file, which read ahead.
+    sequential: Sequential,
 }
 
 impl ZisofsFile {
@@ -101,7 +100,7 @@ impl ZisofsFile {
             size,
             log2_block: zf.log2_block,
             header: OnceLock::new(),
-            last_end: AtomicU64::new(0),
+            sequential: Sequential::default(),
         })
     }
 
@@ -161,10 +160,9 @@ impl ZisofsFile {
         let (first, last) = (offset / bs, (end - 1) / bs);
         // Pointers of the read's blocks and of the read-ahead window.
         let blocks = self.blocks();
-        let lo = first;
         let hi = blocks.min(last + 1 + READ_AHEAD_BLOCKS);
-        let ptrs = self.pointers(at.backing, lo, hi)?;
-        let ptr = |i: u64| ptrs[(i - lo) as usize];
+        let ptrs = self.pointers(at.backing, first, hi)?;
+        let ptr = |i: u64| ptrs[(i - first) as usize];
         let mut out = Vec::with_capacity((end - offset) as usize);
         for i in first..=last {
             let block = self.block(at, i, ptr(i), ptr(i + 1))?;
@@ -173,10 +171,7 @@ impl ZisofsFile {
             let to = (end.min(start + bs) - start) as usize;
             out.extend_from_slice(&block[from..to]);
         }
-        // The kernel sends the pieces of one sequential read from several
-        // threads, so "near where the last read ended" rather than "exactly".
-        let previous_end = self.last_end.swap(end, Ordering::Relaxed);
-        if offset == 0 || offset.abs_diff(previous_end) <= 2 * bs {
+        if self.sequential.follows(offset, end, bs) {
             for i in last + 1..hi {
                 self.prefetch(at, i, ptr(i), ptr(i + 1));
             }

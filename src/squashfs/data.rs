@@ -10,7 +10,7 @@
 use super::metadata::{check_size_word, le_u32, le_u64, Cursor, Reader, DATA_SIZE_MASK};
 use super::table::LookupTable;
 use crate::error::{Error, Result};
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::prefetch::Sequential;
 
 /// Files with more blocks than this are refused (at 4 KiB blocks that is a
 /// 16 GiB file, at 128 KiB 512 GiB): the block list is held in memory, and
@@ -43,9 +43,8 @@ pub struct FileLayout {
     words: Vec<u32>,
     /// `marks[k]` = image position of block `k * MARK_EVERY`.
     marks: Vec<u64>,
-    /// Where the last read of this file ended: a read starting near it is
-    /// taken as sequential and reads ahead.
-    last_end: AtomicU64,
+    /// Tells sequential reads of this file, which read ahead.
+    sequential: Sequential,
 }
 
 impl FileLayout {
@@ -114,7 +113,7 @@ impl FileLayout {
             fragment,
             words,
             marks,
-            last_end: AtomicU64::new(0),
+            sequential: Sequential::default(),
         })
     }
 
@@ -178,10 +177,7 @@ impl FileLayout {
             }
             at += take as u64;
         }
-        let previous_end = self.last_end.swap(end, Ordering::Relaxed);
-        // The kernel sends the pieces of one sequential read from several
-        // threads, so "near where the last read ended" rather than "exactly".
-        if offset == 0 || offset.abs_diff(previous_end) <= 2 * bs {
+        if self.sequential.follows(offset, end, bs) {
             self.read_ahead(reader, (end - 1) / bs);
         }
         Ok(out)
