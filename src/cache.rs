@@ -7,7 +7,10 @@
 //! work twice; otherwise the caller runs the loader, and a successful result
 //! is kept while it fits in the byte budget (least recently used blocks are
 //! dropped first). Errors are never cached, so a transient I/O error is
-//! retried by the next reader.
+//! retried by the next reader. A caller that only passes a block on to
+//! somewhere that will hold it (page-cache warming) can ask for it not to
+//! be kept ([`BlockCache::get_or_load_with`]); it is kept anyway when a
+//! caller that wants it kept waited for the same load.
 //!
 //! The cache is split into shards, each behind its own mutex, so readers of
 //! different blocks rarely contend; the lock is never held while a block is
@@ -47,10 +50,17 @@ const SHARDS: usize = 16;
 
 type InFlight = Arc<OnceLock<std::result::Result<Block, String>>>;
 
+/// A load under way: its result, and whether anyone asking for the block
+/// wants it kept.
+struct Loading {
+    result: InFlight,
+    keep: bool,
+}
+
 struct Shard {
     blocks: LruCache<BlockKey, Block>,
     bytes: usize,
-    loading: HashMap<BlockKey, InFlight>,
+    loading: HashMap<BlockKey, Loading>,
 }
 
 /// Counters that benchmarks and tests read to see what the cache did.
@@ -127,6 +137,18 @@ impl BlockCache {
         key: BlockKey,
         load: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<Block> {
+        self.get_or_load_with(key, true, load)
+    }
+
+    /// As [`get_or_load`](Self::get_or_load), but a block this call loads
+    /// is only kept when `keep` is set or a caller that waited for it
+    /// wanted it kept. A cached block is returned (and refreshed) either way.
+    pub fn get_or_load_with(
+        &self,
+        key: BlockKey,
+        keep: bool,
+        load: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<Block> {
         let shard = self.shard(&key);
         let cell = {
             let mut s = lock(shard);
@@ -134,7 +156,12 @@ impl BlockCache {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(block.clone());
             }
-            s.loading.entry(key).or_default().clone()
+            let loading = s.loading.entry(key).or_insert_with(|| Loading {
+                result: InFlight::default(),
+                keep: false,
+            });
+            loading.keep |= keep;
+            loading.result.clone()
         };
         let mut ran = false;
         let outcome = cell.get_or_init(|| {
@@ -149,8 +176,8 @@ impl BlockCache {
         };
         if ran {
             let mut s = lock(shard);
-            s.loading.remove(&key);
-            if let Ok(block) = &result {
+            let wanted = s.loading.remove(&key).is_some_and(|l| l.keep);
+            if let (true, Ok(block)) = (wanted, &result) {
                 self.insert(&mut s, key, block.clone());
             }
         }
@@ -317,6 +344,59 @@ mod tests {
             assert_eq!(t.join().unwrap().len(), 100);
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_unkept_load_is_returned_but_not_cached() {
+        let c = BlockCache::new(1 << 20);
+        assert_eq!(
+            &*c.get_or_load_with(key(3), false, || Ok(vec![3; 8]))
+                .unwrap(),
+            &[3; 8]
+        );
+        assert!(c.peek(key(3)).is_none());
+        assert_eq!(c.stats().bytes, 0);
+        // A cached block is served to an unkept request without a load.
+        c.get_or_load(key(4), || Ok(vec![4])).unwrap();
+        c.get_or_load_with(key(4), false, || {
+            panic!("cached blocks are not loaded again")
+        })
+        .unwrap();
+        assert!(c.peek(key(4)).is_some());
+    }
+
+    #[test]
+    fn a_waiter_that_wants_the_block_kept_keeps_an_unkept_load() {
+        let c = Arc::new(BlockCache::new(1 << 20));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (finish_tx, finish_rx) = std::sync::mpsc::channel::<()>();
+        let loader = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                c.get_or_load_with(key(6), false, || {
+                    started_tx.send(()).unwrap();
+                    finish_rx.recv().unwrap();
+                    Ok(vec![6; 4])
+                })
+                .unwrap()
+            })
+        };
+        started_rx.recv().unwrap();
+        let waiter = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                c.get_or_load(key(6), || panic!("the load under way is waited for"))
+                    .unwrap()
+            })
+        };
+        // The waiter registers under the shard lock before it blocks.
+        while !lock(c.shard(&key(6))).loading[&key(6)].keep {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        finish_tx.send(()).unwrap();
+        assert_eq!(&*loader.join().unwrap(), &[6; 4]);
+        assert_eq!(&*waiter.join().unwrap(), &[6; 4]);
+        assert!(c.peek(key(6)).is_some());
     }
 
     #[test]

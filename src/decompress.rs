@@ -41,6 +41,13 @@ impl Codec {
         }
     }
 
+    /// Whether blocks decode an order of magnitude slower than the others
+    /// (tens of MB/s per core against hundreds): worth keeping even when
+    /// they were decompressed only to be passed on.
+    pub fn decodes_slowly(self) -> bool {
+        matches!(self, Codec::Xz | Codec::Lzma)
+    }
+
     /// Short lower-case name, as `mksquashfs -comp` spells it.
     pub fn name(self) -> &'static str {
         match self {

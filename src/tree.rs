@@ -83,6 +83,37 @@ pub struct ImageInfo {
     pub inode_count: Option<u64>,
 }
 
+/// Why file bytes are read: decides what the decompression cache keeps and
+/// whether read-ahead starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadIntent {
+    /// A program asked for the bytes: decompressed blocks are kept, and a
+    /// sequential reader has the next blocks decompressed ahead.
+    Demand,
+    /// The daemon is copying the file into the kernel's page cache, which
+    /// holds it from then on: cached blocks are used, data blocks that are
+    /// not are decompressed without being kept (unless decompressing them
+    /// again costs far more than memory, as for xz), and nothing is read
+    /// ahead. Keeping them would hold every byte twice and, on a cold
+    /// start, fault in as much fresh memory again as the page cache takes.
+    Warm,
+    /// Warming a file again after the kernel dropped pages stored before:
+    /// what is decompressed now is kept, so later drops cost no decompression.
+    Rewarm,
+}
+
+impl ReadIntent {
+    /// Whether a data block decompressed for this read is kept in the
+    /// cache; `slow_codec` tells that decompressing it again would be
+    /// costly (see [`crate::decompress::Codec::decodes_slowly`]).
+    pub fn keeps(self, slow_codec: bool) -> bool {
+        match self {
+            ReadIntent::Demand | ReadIntent::Rewarm => true,
+            ReadIntent::Warm => slow_codec,
+        }
+    }
+}
+
 /// One image, read-only. Implementations must be safe to call from many
 /// threads at once and must never panic on any image content.
 pub trait ImageTree: Send + Sync {
@@ -100,9 +131,20 @@ pub trait ImageTree: Send + Sync {
     /// stable order.
     fn read_dir(&self, dir: NodeId) -> Result<Arc<Vec<DirEntry>>>;
 
-    /// Reads up to `size` bytes of file `node` at `offset`; short only at the
-    /// end of the file.
-    fn read(&self, node: NodeId, offset: u64, size: u32) -> Result<Vec<u8>>;
+    /// Reads up to `size` bytes of file `node` at `offset`, for a program;
+    /// short only at the end of the file.
+    fn read(&self, node: NodeId, offset: u64, size: u32) -> Result<Vec<u8>> {
+        self.read_with(node, offset, size, ReadIntent::Demand)
+    }
+
+    /// As [`read`](Self::read), for the purpose `intent`.
+    fn read_with(
+        &self,
+        node: NodeId,
+        offset: u64,
+        size: u32,
+        intent: ReadIntent,
+    ) -> Result<Vec<u8>>;
 
     /// The target of symlink `node`.
     fn read_link(&self, node: NodeId) -> Result<Vec<u8>>;

@@ -27,6 +27,7 @@ use lru::LruCache;
 
 use crate::error::Result;
 use crate::prefetch::Prefetcher;
+use crate::tree::ReadIntent;
 
 /// Files whose reads are remembered at once.
 pub const TRACKED_FILES: usize = 4096;
@@ -57,8 +58,9 @@ pub trait WarmSource: Send + Sync + 'static {
     /// Size and image block size of regular file `ino`, or `None` when
     /// `ino` is not a file of an image.
     fn file_facts(&self, ino: u64) -> Option<(u64, u32)>;
-    /// Reads `len` bytes of `ino` at `offset` (short only at end of file).
-    fn read(&self, ino: u64, offset: u64, len: u32) -> Result<Vec<u8>>;
+    /// Reads `len` bytes of `ino` at `offset` (short only at end of file)
+    /// for `intent`, [`ReadIntent::Warm`] or [`ReadIntent::Rewarm`].
+    fn read(&self, ino: u64, offset: u64, len: u32, intent: ReadIntent) -> Result<Vec<u8>>;
 }
 
 /// Where warmed bytes go: the kernel's page cache through a FUSE
@@ -79,8 +81,8 @@ impl WarmSource for crate::union::Union {
         self.file_extent(ino)
     }
 
-    fn read(&self, ino: u64, offset: u64, len: u32) -> Result<Vec<u8>> {
-        crate::union::Union::read(self, ino, offset, len)
+    fn read(&self, ino: u64, offset: u64, len: u32, intent: ReadIntent) -> Result<Vec<u8>> {
+        self.read_with(ino, offset, len, intent)
     }
 }
 
@@ -125,6 +127,9 @@ struct Job {
     first: u64,
     todo: u64,
     count: u64,
+    /// Warm the first time, Rewarm once the kernel dropped what an earlier
+    /// whole-file job stored: from then on what is decompressed is kept.
+    intent: ReadIntent,
     /// Chunks handed to workers so far.
     taken: AtomicU64,
     /// Set by a worker whose read or store failed.
@@ -255,6 +260,11 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
             first,
             todo,
             count: f.size.div_ceil(f.chunk),
+            intent: if f.warmed {
+                ReadIntent::Rewarm
+            } else {
+                ReadIntent::Warm
+            },
             taken: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             active: AtomicUsize::new(1),
@@ -289,7 +299,7 @@ fn work(job: &Job, source: &dyn WarmSource, sink: &dyn PageSink) {
         let offset = index * job.chunk;
         let len = job.chunk.min(job.size - offset) as u32;
         let stored = source
-            .read(job.ino, offset, len)
+            .read(job.ino, offset, len, job.intent)
             .map_err(|e| io::Error::other(e.to_string()))
             .and_then(|data| sink.store(job.ino, offset, &data));
         if let Err(e) = stored {
@@ -314,11 +324,13 @@ mod tests {
         (offset.wrapping_mul(31).wrapping_add(ino) % 251) as u8
     }
 
-    /// Files of given sizes and block size, with generated contents.
+    /// Files of given sizes and block size, with generated contents; the
+    /// intent of every read is recorded.
     struct Files {
         sizes: BTreeMap<u64, u64>,
         block: u32,
         fail_from: Option<u64>,
+        intents: Mutex<Vec<ReadIntent>>,
     }
 
     impl WarmSource for Files {
@@ -326,7 +338,8 @@ mod tests {
             self.sizes.get(&ino).map(|&s| (s, self.block))
         }
 
-        fn read(&self, ino: u64, offset: u64, len: u32) -> Result<Vec<u8>> {
+        fn read(&self, ino: u64, offset: u64, len: u32, intent: ReadIntent) -> Result<Vec<u8>> {
+            self.intents.lock().unwrap().push(intent);
             if self.fail_from.is_some_and(|f| offset >= f) {
                 return Err(Error::corrupt("injected failure"));
             }
@@ -406,6 +419,7 @@ mod tests {
             sizes: sizes.iter().copied().collect(),
             block,
             fail_from,
+            intents: Mutex::default(),
         };
         let warmer = Warmer::new(Arc::new(files), 2);
         let sink = Arc::new(sink);
@@ -460,6 +474,18 @@ mod tests {
             23,
             "warmed again after {REWARM_AFTER} misses"
         );
+        // The first pass leaves what it decompresses to the page cache; once
+        // the kernel has dropped pages, what is decompressed is kept.
+        let intents = w.source.intents.lock().unwrap().clone();
+        assert_eq!(intents.len(), 23);
+        assert!(
+            intents[..11].iter().all(|&i| i == ReadIntent::Warm),
+            "{intents:?}"
+        );
+        assert!(
+            intents[11..].iter().all(|&i| i == ReadIntent::Rewarm),
+            "{intents:?}"
+        );
     }
 
     #[test]
@@ -484,6 +510,7 @@ mod tests {
                 sizes: [(2, 10 << 20)].into_iter().collect(),
                 block: 4096,
                 fail_from: None,
+                intents: Mutex::default(),
             }),
             2,
         );

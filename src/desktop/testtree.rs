@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::tree::{Attr, DirEntry, ImageInfo, ImageTree, Kind, NodeId};
+use crate::tree::{Attr, DirEntry, ImageInfo, ImageTree, Kind, NodeId, ReadIntent};
 
 enum Content {
     Dir(BTreeMap<Vec<u8>, NodeId>),
@@ -167,7 +167,13 @@ impl ImageTree for MemTree {
         }
     }
 
-    fn read(&self, node: NodeId, offset: u64, size: u32) -> Result<Vec<u8>> {
+    fn read_with(
+        &self,
+        node: NodeId,
+        offset: u64,
+        size: u32,
+        _intent: ReadIntent,
+    ) -> Result<Vec<u8>> {
         if self.fail_reads {
             return Err(Error::Io(std::io::Error::other("injected read failure")));
         }

@@ -46,7 +46,7 @@ use std::sync::Arc;
 use crate::backing::Backing;
 use crate::cache::BlockCache;
 use crate::error::{Error, Result};
-use crate::tree::{Attr, DirEntry, ImageInfo, ImageTree, NodeId};
+use crate::tree::{Attr, DirEntry, ImageInfo, ImageTree, NodeId, ReadIntent};
 
 use node::{Content, Extent, FileData, Node};
 
@@ -147,7 +147,13 @@ impl ImageTree for IsoImage {
         self.listing(dir).cloned()
     }
 
-    fn read(&self, node: NodeId, offset: u64, size: u32) -> Result<Vec<u8>> {
+    fn read_with(
+        &self,
+        node: NodeId,
+        offset: u64,
+        size: u32,
+        intent: ReadIntent,
+    ) -> Result<Vec<u8>> {
         match &self.node(node)?.content {
             Content::File(FileData::Extents(extents)) => self.read_extents(extents, offset, size),
             Content::File(FileData::Zisofs(z)) => {
@@ -156,7 +162,7 @@ impl ImageTree for IsoImage {
                     cache: &self.cache,
                     image: self.image_id,
                 };
-                z.read(&at, offset, size)
+                z.read(&at, offset, size, intent)
             }
             Content::File(FileData::Broken(msg)) => Err(Error::Corrupt(msg.clone())),
             Content::File(FileData::Unsupported(msg)) => Err(Error::Unsupported(msg.clone())),

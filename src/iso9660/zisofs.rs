@@ -33,6 +33,7 @@ use crate::cache::{Block, BlockCache, BlockKey};
 use crate::decompress::{decompress, Codec};
 use crate::error::{Error, Result};
 use crate::prefetch::Sequential;
+use crate::tree::ReadIntent;
 
 use super::susp::Zf;
 
@@ -147,10 +148,16 @@ impl ZisofsFile {
             .map_err(Error::Corrupt)
     }
 
-    /// Reads up to `len` bytes at `offset` of the uncompressed file; when
-    /// the read looks sequential, the next blocks are decompressed ahead on
-    /// the cache's background pool.
-    pub fn read(&self, at: &Source<'_>, offset: u64, len: u32) -> Result<Vec<u8>> {
+    /// Reads up to `len` bytes at `offset` of the uncompressed file for
+    /// `intent`; when a program's reads look sequential, the next blocks are
+    /// decompressed ahead on the cache's background pool.
+    pub fn read(
+        &self,
+        at: &Source<'_>,
+        offset: u64,
+        len: u32,
+        intent: ReadIntent,
+    ) -> Result<Vec<u8>> {
         if offset >= self.size || len == 0 {
             return Ok(Vec::new());
         }
@@ -163,15 +170,16 @@ impl ZisofsFile {
         let hi = blocks.min(last + 1 + READ_AHEAD_BLOCKS);
         let ptrs = self.pointers(at.backing, first, hi)?;
         let ptr = |i: u64| ptrs[(i - first) as usize];
+        let keep = intent.keeps(Codec::Zlib.decodes_slowly());
         let mut out = Vec::with_capacity((end - offset) as usize);
         for i in first..=last {
-            let block = self.block(at, i, ptr(i), ptr(i + 1))?;
+            let block = self.block(at, i, ptr(i), ptr(i + 1), keep)?;
             let start = i * bs;
             let from = (offset.max(start) - start) as usize;
             let to = (end.min(start + bs) - start) as usize;
             out.extend_from_slice(&block[from..to]);
         }
-        if self.sequential.follows(offset, end, bs) {
+        if intent == ReadIntent::Demand && self.sequential.follows(offset, end, bs) {
             for i in last + 1..hi {
                 self.prefetch(at, i, ptr(i), ptr(i + 1));
             }
@@ -221,8 +229,9 @@ impl ZisofsFile {
         self.block_size().min(self.size - i * self.block_size()) as usize
     }
 
-    /// Block `i`, stored in `[p0, p1)` of the file data.
-    fn block(&self, at: &Source<'_>, i: u64, p0: u64, p1: u64) -> Result<Block> {
+    /// Block `i`, stored in `[p0, p1)` of the file data; kept in the cache
+    /// if this call decompresses it only when `keep`.
+    fn block(&self, at: &Source<'_>, i: u64, p0: u64, p1: u64, keep: bool) -> Result<Block> {
         self.check_pointers(i, p0, p1)?;
         let want = self.block_len(i);
         if p0 == p1 {
@@ -230,7 +239,7 @@ impl ZisofsFile {
         }
         let (backing, bs) = (at.backing, self.block_size() as usize);
         let pos = self.pos + p0;
-        let block = at.cache.get_or_load(self.key(at, p0), || {
+        let block = at.cache.get_or_load_with(self.key(at, p0), keep, || {
             decompress(Codec::Zlib, &backing.read_vec(pos, (p1 - p0) as usize)?, bs)
         })?;
         if block.len() < want {

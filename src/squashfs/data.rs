@@ -11,6 +11,7 @@ use super::metadata::{check_size_word, le_u32, le_u64, Cursor, Reader, DATA_SIZE
 use super::table::LookupTable;
 use crate::error::{Error, Result};
 use crate::prefetch::Sequential;
+use crate::tree::ReadIntent;
 
 /// Files with more blocks than this are refused (at 4 KiB blocks that is a
 /// 16 GiB file, at 128 KiB 512 GiB): the block list is held in memory, and
@@ -140,19 +141,24 @@ impl FileLayout {
         Ok((pos, word))
     }
 
-    /// Reads up to `len` bytes at `offset`; short only at the end of file.
+    /// Reads up to `len` bytes at `offset` for `intent`; short only at the
+    /// end of file. Fragment blocks are always kept (other files share
+    /// them); read-ahead follows only a program's sequential reads.
     pub fn read(
         &self,
         reader: &Reader,
         fragments: &LookupTable,
         offset: u64,
         len: u32,
+        intent: ReadIntent,
     ) -> Result<Vec<u8>> {
         if offset >= self.size {
             return Ok(Vec::new());
         }
         let end = offset.saturating_add(u64::from(len)).min(self.size);
         let bs = u64::from(reader.block_size);
+        let keep = intent.keeps(reader.codec.decodes_slowly());
+        let demand = intent == ReadIntent::Demand;
         let mut out = Vec::with_capacity((end - offset) as usize);
         let mut at = offset;
         while at < end {
@@ -166,18 +172,18 @@ impl FileLayout {
                 if word & DATA_SIZE_MASK == 0 {
                     out.resize(out.len() + take, 0);
                 } else {
-                    let data = reader.data_block(pos, word, Some(block_len as usize))?;
+                    let data = reader.data_block(pos, word, Some(block_len as usize), keep)?;
                     let piece = data
                         .get(within..within + take)
                         .ok_or_else(|| Error::corrupt("data block is short"))?;
                     out.extend_from_slice(piece);
                 }
             } else {
-                self.tail(reader, fragments, within, take, &mut out)?;
+                self.tail(reader, fragments, within, take, demand, &mut out)?;
             }
             at += take as u64;
         }
-        if self.sequential.follows(offset, end, bs) {
+        if demand && self.sequential.follows(offset, end, bs) {
             self.read_ahead(reader, (end - 1) / bs);
         }
         Ok(out)
@@ -201,21 +207,24 @@ impl FileLayout {
     }
 
     /// Appends `take` bytes at `within` of the file's tail, which is held
-    /// in its fragment block, to `out`.
+    /// in its fragment block, to `out`; with `read_ahead`, the next
+    /// fragment blocks are decompressed in the background.
     fn tail(
         &self,
         reader: &Reader,
         fragments: &LookupTable,
         within: usize,
         take: usize,
+        read_ahead: bool,
         out: &mut Vec<u8>,
     ) -> Result<()> {
         let (index, offset) = self
             .fragment
             .ok_or_else(|| Error::corrupt("file has no block or fragment for its tail"))?;
         let (start, word) = fragment_block(reader, fragments, u64::from(index))?;
-        let block = reader.data_block(start, word, None)?;
-        for next in u64::from(index) + 1..=u64::from(index) + FRAGMENTS_AHEAD {
+        let block = reader.data_block(start, word, None, true)?;
+        let ahead = if read_ahead { FRAGMENTS_AHEAD } else { 0 };
+        for next in u64::from(index) + 1..=u64::from(index) + ahead {
             if let Ok((start, word)) = fragment_block(reader, fragments, next) {
                 reader.prefetch_data_block(start, word);
             }

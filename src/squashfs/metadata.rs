@@ -163,8 +163,16 @@ impl Reader {
 
     /// Fetches the data or fragment block stored at `pos` with size word
     /// `word` (which must not be 0, a sparse hole). When `expected` is given,
-    /// the block must decompress to exactly that many bytes.
-    pub fn data_block(&self, pos: u64, word: u32, expected: Option<usize>) -> Result<Block> {
+    /// the block must decompress to exactly that many bytes. A block this
+    /// call decompresses is kept in the cache only if `keep` (see
+    /// [`BlockCache::get_or_load_with`]).
+    pub fn data_block(
+        &self,
+        pos: u64,
+        word: u32,
+        expected: Option<usize>,
+        keep: bool,
+    ) -> Result<Block> {
         let len = check_size_word(word, self.block_size)?;
         if len == 0 {
             return Err(Error::corrupt(format!("empty data block at {pos}")));
@@ -179,7 +187,7 @@ impl Reader {
             image: self.image,
             pos,
         };
-        let block = self.cache.get_or_load(key, || {
+        let block = self.cache.get_or_load_with(key, keep, || {
             load_data_block(&self.backing, self.codec, self.block_size, pos, len, word)
         })?;
         if block.len() > self.block_size as usize {

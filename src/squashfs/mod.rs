@@ -39,7 +39,7 @@ use std::sync::Arc;
 use crate::backing::Backing;
 use crate::cache::BlockCache;
 use crate::error::{Error, Result};
-use crate::tree::{Attr, DirEntry, ImageInfo, ImageTree, NodeId};
+use crate::tree::{Attr, DirEntry, ImageInfo, ImageTree, NodeId, ReadIntent};
 
 use self::dir::Listing;
 use self::inode::{Body, Inode};
@@ -254,10 +254,16 @@ impl ImageTree for SquashImage {
         Ok(self.listing(dir)?.entries.clone())
     }
 
-    fn read(&self, node: NodeId, offset: u64, size: u32) -> Result<Vec<u8>> {
+    fn read_with(
+        &self,
+        node: NodeId,
+        offset: u64,
+        size: u32,
+        intent: ReadIntent,
+    ) -> Result<Vec<u8>> {
         let ino = self.inode(node)?;
         match &ino.body {
-            Body::File(f) => f.read(&self.reader, &self.fragments, offset, size),
+            Body::File(f) => f.read(&self.reader, &self.fragments, offset, size, intent),
             Body::Dir(_) => Err(Error::IsDir),
             _ => Err(Error::Invalid),
         }

@@ -923,3 +923,49 @@ fn reading_a_tail_decompresses_the_next_fragments_ahead() {
         (0..6).map(cached).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn warming_keeps_only_blocks_that_are_costly_to_decompress_again() {
+    let s = Scratch::new("intent");
+    let src = s.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    // Eight full 128 KiB blocks and a tail in a fragment.
+    let big = mixed((1 << 20) + 777, 9);
+    fs::write(src.join("big"), &big).unwrap();
+    for (comp, warm_keeps) in [("gzip", false), ("zstd", false), ("xz", true)] {
+        let out = s.path().join(format!("{comp}.sqfs"));
+        mksquashfs(&src, &out, &["-comp", comp, "-b", "131072"]);
+        let img = open_bare(&out).unwrap();
+        let cache = img.reader.cache.clone();
+        let node = resolve(&img, b"big");
+        // Bytes the cache holds after reading the whole file for `intent`
+        // (and giving read-ahead, if any started, the time to finish).
+        let growth = |intent| {
+            let before = cache.stats().bytes;
+            let mut got = Vec::new();
+            loop {
+                let piece = img
+                    .read_with(node, got.len() as u64, 128 << 10, intent)
+                    .unwrap();
+                if piece.is_empty() {
+                    break;
+                }
+                got.extend_from_slice(&piece);
+            }
+            assert!(got == big, "{comp} {intent:?}: wrong bytes");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            cache.stats().bytes - before
+        };
+        let warm = growth(ReadIntent::Warm);
+        if warm_keeps {
+            assert!(warm >= 1 << 20, "{comp}: warming keeps its blocks ({warm})");
+        } else {
+            assert!(
+                warm < 64 << 10,
+                "{comp}: warming keeps only metadata and the shared fragment ({warm})"
+            );
+            let rewarm = growth(ReadIntent::Rewarm);
+            assert!(rewarm >= 1 << 20, "{comp}: warming again keeps ({rewarm})");
+        }
+    }
+}

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cache::BlockCache;
 use crate::error::{Error, Result};
-use crate::tree::{Attr, ImageTree, Kind};
+use crate::tree::{Attr, ImageTree, Kind, ReadIntent};
 use app::App;
 use inode::{Slot, SYNTH_SLOT};
 use synth::{SynthContent, SynthTree};
@@ -431,8 +431,19 @@ impl Union {
         ))
     }
 
-    /// Reads file data.
+    /// Reads file data for a program.
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        self.read_with(ino, offset, size, ReadIntent::Demand)
+    }
+
+    /// Reads file data for the purpose `intent` (see [`ReadIntent`]).
+    pub fn read_with(
+        &self,
+        ino: u64,
+        offset: u64,
+        size: u32,
+        intent: ReadIntent,
+    ) -> Result<Vec<u8>> {
         let (slot, node) = inode::decode(ino);
         if slot == SYNTH_SLOT {
             let synth = self.synth_for(node);
@@ -449,7 +460,7 @@ impl Union {
             };
         }
         let (tree, node) = self.tree(slot, node)?;
-        tree.read(node, offset, size)
+        tree.read_with(node, offset, size, intent)
     }
 
     /// Size and image block size of `ino` when it is a regular file inside
