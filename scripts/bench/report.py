@@ -18,7 +18,8 @@ NAMES = {
     "extract": "extract+run",
     "runtime": "AppImage runtime",
 }
-COMP_LABEL = {"xz": "xz 1M", "zstd": "zstd 128K", "gzip": "gzip 128K", "mixed": "mixed"}
+COMP_LABEL = {"xz": "xz 1M", "zstd": "zstd 128K", "gzip": "gzip 128K",
+              "none": "uncompressed", "mixed": "mixed"}
 SCENARIOS = [
     ("cold", "cold start (mount + 1st launch)"),
     ("second", "second launch, same mount"),
@@ -72,7 +73,7 @@ def ms(us):
 
 reps = max((r for v in values.values() for r, _ in v), default=1)
 rows = sorted({k[:3] for k in list(values) + list(fails)},
-              key=lambda k: ([s for s, _ in SCENARIOS].index(k[0]), k[1], ["xz", "zstd", "gzip", "mixed"].index(k[2])))
+              key=lambda k: ([s for s, _ in SCENARIOS].index(k[0]), k[1], list(COMP_LABEL).index(k[2])))
 
 out = []
 p = out.append
@@ -214,6 +215,11 @@ for sc, app, comp in rows:
                    f"{b / a:.2f}x ({ms(a)} vs {ms(b)} ms; per-repetition median {pr:.2f}x)")
         else:
             target(None, f"read every byte {app} {COMP_LABEL[comp]}: not measured")
+for app in apps:
+    r, t = ratio_text("cold", app, "none", "appimagefs", "plain")
+    if r is not None:
+        verdicts.append(f"- floor (no target): cold start {app} from an uncompressed image, "
+                        f"no decompression at all: {t}")
 m = med("mount100", "all", "mixed", "appimagefs")
 target(None if m is None else m < 100_000, f"mount readiness with 100 AppImages < 100 ms: {ms(m)} ms")
 out.extend(verdicts)
