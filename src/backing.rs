@@ -11,6 +11,7 @@
 //! belong to a newer version. (A file replaced by rename or deleted keeps
 //! its old inode open here, so it stays readable and unchanged.)
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
@@ -126,6 +127,40 @@ impl Backing {
         self.read_exact_at(&mut buf, offset)?;
         Ok(buf)
     }
+
+    /// Reads `len` bytes at `offset` into the calling thread's scratch
+    /// buffer and hands them to `use_bytes`: for compressed blocks, which
+    /// are decoded at once and not kept: no buffer is allocated and zeroed
+    /// per block, and the bytes land in memory the core has just used.
+    /// Reads over [`SCRATCH_MAX`] bytes get a buffer of their own.
+    pub fn with_bytes<T>(
+        &self,
+        offset: u64,
+        len: usize,
+        use_bytes: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<T> {
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut buf) if len <= SCRATCH_MAX => {
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                }
+                let bytes = &mut buf[..len];
+                self.read_exact_at(bytes, offset)?;
+                use_bytes(bytes)
+            }
+            _ => use_bytes(&self.read_vec(offset, len)?),
+        })
+    }
+}
+
+/// Largest read [`Backing::with_bytes`] serves from the thread's scratch
+/// buffer, and so the most that buffer holds: a SquashFS block (1 MiB)
+/// with room to spare.
+pub const SCRATCH_MAX: usize = 2 << 20;
+
+thread_local! {
+    /// Each thread's buffer for [`Backing::with_bytes`].
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 #[cfg(test)]
@@ -170,6 +205,35 @@ mod tests {
             Err(Error::Corrupt(_))
         ));
         assert!(b.read_vec(u64::MAX, 1).is_err());
+        assert!(b.with_bytes(u64::MAX, 1, |_| Ok(())).is_err());
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn scratch_reads_give_exactly_the_bytes_asked_for() {
+        let path = std::env::temp_dir().join(format!("appimagefs-backing3-{}", std::process::id()));
+        let data: Vec<u8> = (0..SCRATCH_MAX + 4096).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let b = Backing::new(Arc::new(File::open(&path).unwrap()), 0, data.len() as u64);
+        // A long read leaves old bytes in the buffer; a shorter one after it
+        // sees only its own.
+        let long = b.with_bytes(0, 100_000, |x| Ok(x.to_vec())).unwrap();
+        assert_eq!(long, &data[..100_000]);
+        let short = b.with_bytes(7, 10, |x| Ok(x.to_vec())).unwrap();
+        assert_eq!(short, &data[7..17]);
+        // Reads bigger than the scratch buffer, and reads made while the
+        // buffer is in use, get their own.
+        let huge = b
+            .with_bytes(1, SCRATCH_MAX + 1, |x| Ok(x.to_vec()))
+            .unwrap();
+        assert_eq!(huge, &data[1..SCRATCH_MAX + 2]);
+        let nested = b
+            .with_bytes(0, 4, |outer| {
+                let inner = b.with_bytes(4, 4, |x| Ok(x.to_vec()))?;
+                Ok((outer.to_vec(), inner))
+            })
+            .unwrap();
+        assert_eq!(nested, (data[..4].to_vec(), data[4..8].to_vec()));
         std::fs::remove_file(&path).unwrap();
     }
 }

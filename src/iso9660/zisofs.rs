@@ -240,7 +240,9 @@ impl ZisofsFile {
         let (backing, bs) = (at.backing, self.block_size() as usize);
         let pos = self.pos + p0;
         let block = at.cache.get_or_load_with(self.key(at, p0), keep, || {
-            decompress(Codec::Zlib, &backing.read_vec(pos, (p1 - p0) as usize)?, bs)
+            backing.with_bytes(pos, (p1 - p0) as usize, |stored| {
+                decompress(Codec::Zlib, stored, bs)
+            })
         })?;
         if block.len() < want {
             return Err(Error::corrupt(format!(
@@ -260,7 +262,9 @@ impl ZisofsFile {
         let (backing, bs) = (at.backing.clone(), self.block_size() as usize);
         let pos = self.pos + p0;
         at.cache.prefetch(self.key(at, p0), move || {
-            decompress(Codec::Zlib, &backing.read_vec(pos, (p1 - p0) as usize)?, bs)
+            backing.with_bytes(pos, (p1 - p0) as usize, |stored| {
+                decompress(Codec::Zlib, stored, bs)
+            })
         });
     }
 }

@@ -391,11 +391,11 @@ fn load_data_block(
     len: u32,
     word: u32,
 ) -> Result<Vec<u8>> {
-    let mut stored = vec![0u8; len as usize];
-    backing.read_exact_at(&mut stored, pos)?;
     if word & DATA_UNCOMPRESSED != 0 {
-        Ok(stored)
+        backing.read_vec(pos, len as usize)
     } else {
-        decompress(codec, &stored, block_size as usize)
+        backing.with_bytes(pos, len as usize, |stored| {
+            decompress(codec, stored, block_size as usize)
+        })
     }
 }
