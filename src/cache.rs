@@ -112,11 +112,7 @@ impl BlockCache {
             misses: AtomicU64::new(0),
             waits: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
-            prefetcher: Prefetcher::new(
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2),
-            ),
+            prefetcher: Prefetcher::new(crate::prefetch::cores()),
         }
     }
 

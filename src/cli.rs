@@ -186,10 +186,7 @@ pub fn default_cache_size() -> u64 {
 
 /// The default number of request threads: twice the CPUs, 4 to 16.
 pub fn default_threads() -> usize {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    (cpus * 2).clamp(4, 16)
+    (crate::prefetch::cores() * 2).clamp(4, 16)
 }
 
 impl Args {

@@ -307,8 +307,7 @@ fn serve(
 ) -> Result<(), StartError> {
     let signals = block_signals();
     let apps = union.apps().len();
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let warmer = Arc::new(Warmer::new(union.clone(), cores));
+    let warmer = Arc::new(Warmer::new(union.clone(), crate::prefetch::cores()));
     let adapter = FuseAdapter::new(union.clone(), warmer.clone());
     let mut session = Session::new(adapter, mnt, &fuse_config(settings)).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {

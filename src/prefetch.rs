@@ -30,6 +30,12 @@ impl Sequential {
     }
 }
 
+/// The CPUs this process may run on (2 when that cannot be told): the size
+/// of the background pools and the base of the request-thread default.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// Jobs waiting at most; beyond this, new read-ahead requests are dropped.
 const QUEUE: usize = 64;
 

@@ -154,4 +154,10 @@ pub trait ImageTree: Send + Sync {
 
     /// Facts about the image.
     fn info(&self) -> ImageInfo;
+
+    /// The image's block size ([`ImageInfo::block_size`]), without building
+    /// the rest of [`ImageInfo`]: asked once per file read by the warmer.
+    fn block_size(&self) -> u32 {
+        self.info().block_size
+    }
 }

@@ -183,6 +183,10 @@ impl ImageTree for IsoImage {
         Ok(Vec::new())
     }
 
+    fn block_size(&self) -> u32 {
+        record::SECTOR as u32
+    }
+
     fn info(&self) -> ImageInfo {
         ImageInfo {
             format: "iso9660",

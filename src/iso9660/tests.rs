@@ -268,6 +268,7 @@ fn fixtures_match_xorriso() {
 fn fixture_details() {
     let img = open_path(&fixture("AppImageExtract_6-x86_64.AppImage")).unwrap();
     assert_eq!(img.info().compression, "zisofs");
+    assert_eq!(img.block_size(), img.info().block_size);
     let names: Vec<_> = img
         .read_dir(img.root())
         .unwrap()
@@ -728,6 +729,7 @@ fn built_images_match_xorriso() {
         );
         let img = check_against_xorriso(&z);
         assert_eq!(img.info().compression, "zisofs");
+    assert_eq!(img.block_size(), img.info().block_size);
         let node = img.lookup(img.root(), b"big").unwrap().unwrap();
         assert!(matches!(
             &img.nodes[(node - 1) as usize].content,

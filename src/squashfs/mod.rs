@@ -281,6 +281,10 @@ impl ImageTree for SquashImage {
         self.xattrs.get(&self.reader, ino.xattr)
     }
 
+    fn block_size(&self) -> u32 {
+        self.superblock.block_size
+    }
+
     fn info(&self) -> ImageInfo {
         ImageInfo {
             format: "squashfs",

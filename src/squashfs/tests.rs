@@ -611,6 +611,7 @@ fn built_images_block_sizes_and_layouts() {
         compare_tree(&img, img.root(), &src, &checks, true);
         let node = resolve(&img, b"big");
         let bs = img.info().block_size as u64;
+        assert_eq!(u64::from(img.block_size()), bs);
         // Ranges inside one block, across block boundaries, and at the tail.
         for (off, len) in [
             (0u64, 1u32),

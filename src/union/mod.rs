@@ -472,7 +472,7 @@ impl Union {
         }
         let (tree, node) = self.tree(slot, node).ok()?;
         let attr = tree.attr(node).ok()?;
-        (attr.kind == Kind::File).then(|| (attr.size, tree.info().block_size))
+        (attr.kind == Kind::File).then(|| (attr.size, tree.block_size()))
     }
 
     /// Target of a symlink.
