@@ -278,9 +278,19 @@ pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => panic!("cannot spawn {cmd:?}: {e}"),
+    // A program file the test has just written can be briefly "busy": a
+    // child another test thread forks meanwhile holds the write descriptor
+    // until it execs. Retried a bounded number of times.
+    let mut tries = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Ok(c) => break c,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot spawn {cmd:?}: {e}"),
+        }
     };
     let pgid = child.id() as i32;
     let stdout = Arc::new(Mutex::new(Vec::new()));
