@@ -729,7 +729,7 @@ fn built_images_match_xorriso() {
         );
         let img = check_against_xorriso(&z);
         assert_eq!(img.info().compression, "zisofs");
-    assert_eq!(img.block_size(), img.info().block_size);
+        assert_eq!(img.block_size(), img.info().block_size);
         let node = img.lookup(img.root(), b"big").unwrap().unwrap();
         assert!(matches!(
             &img.nodes[(node - 1) as usize].content,
