@@ -223,10 +223,11 @@ impl FileLayout {
             .ok_or_else(|| Error::corrupt("file has no block or fragment for its tail"))?;
         let (start, word) = fragment_block(reader, fragments, u64::from(index))?;
         let block = reader.data_block(start, word, None, true)?;
-        let ahead = if read_ahead { FRAGMENTS_AHEAD } else { 0 };
-        for next in u64::from(index) + 1..=u64::from(index) + ahead {
-            if let Ok((start, word)) = fragment_block(reader, fragments, next) {
-                reader.prefetch_data_block(start, word);
+        if read_ahead {
+            for next in u64::from(index) + 1..=u64::from(index) + FRAGMENTS_AHEAD {
+                if let Ok((start, word)) = fragment_block(reader, fragments, next) {
+                    reader.prefetch_data_block(start, word);
+                }
             }
         }
         let from = (offset as usize).checked_add(within);
