@@ -315,11 +315,14 @@ impl Filesystem for FuseAdapter {
 
     /// No ioctl applies to image files: ENOTTY, what `isatty()` and
     /// overlayfs (copying up from this mount as a lower layer) expect of a
-    /// regular file. (ENOSYS would not make the kernel stop asking.)
+    /// regular file. (ENOSYS would not make the kernel stop asking.) The
+    /// ioctl is also the daemon's only sign that a file was just opened:
+    /// a small file is stored into the page cache before the answer
+    /// ([`KernelWarmer::on_open`]).
     fn ioctl(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _flags: IoctlFlags,
         _cmd: u32,
@@ -327,6 +330,7 @@ impl Filesystem for FuseAdapter {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
+        self.warmer.on_open(ino.0);
         reply.error(Errno::from_i32(libc::ENOTTY))
     }
 

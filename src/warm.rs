@@ -13,6 +13,12 @@
 //! in 128 KiB requests) also has the rest of that block stored, since it is
 //! decompressed already.
 //!
+//! Small files are stored at open instead: opens are not sent to the daemon
+//! (see the adapter's `open`), but stdio and Python ask `isatty()` of every
+//! file they open, an ioctl that is. Storing a file of at most
+//! [`OPEN_STORE_MAX`] bytes before answering it saves the read round trip
+//! that follows (a Python start imports ~190 modules this way).
+//!
 //! Bounds: at most [`TRACKED_FILES`] files are remembered; a file bigger
 //! than [`WHOLE_FILE_MAX`] is only warmed [`WINDOW`] bytes ahead of a
 //! sequential reader; jobs that do not fit the pool's queue are dropped.
@@ -45,6 +51,10 @@ pub const WINDOW: u64 = 16 << 20;
 /// over the whole file.
 pub const REWARM_AFTER: u32 = 64;
 
+/// Largest file stored whole when a program opens it (see
+/// [`Warmer::on_open`]).
+pub const OPEN_STORE_MAX: u64 = 256 << 10;
+
 /// Smallest unit of warming: image blocks smaller than this are read
 /// several at a time.
 const MIN_CHUNK: u32 = 128 << 10;
@@ -59,7 +69,8 @@ pub trait WarmSource: Send + Sync + 'static {
     /// `ino` is not a file of an image.
     fn file_facts(&self, ino: u64) -> Option<(u64, u32)>;
     /// Reads `len` bytes of `ino` at `offset` (short only at end of file)
-    /// for `intent`, [`ReadIntent::Warm`] or [`ReadIntent::Rewarm`].
+    /// for `intent`: [`ReadIntent::Warm`] or [`ReadIntent::Rewarm`] ahead
+    /// of a reader, [`ReadIntent::Demand`] for a file stored at open.
     fn read(&self, ino: u64, offset: u64, len: u32, intent: ReadIntent) -> Result<Vec<u8>>;
 }
 
@@ -103,6 +114,22 @@ struct FileState {
     busy: Option<Arc<Job>>,
     /// A whole-file job has ended before.
     warmed: bool,
+}
+
+impl FileState {
+    /// A file of `size` bytes in an image of `block`-byte blocks, not read
+    /// yet.
+    fn new(size: u64, block: u32) -> Self {
+        FileState {
+            size,
+            chunk: u64::from(block.clamp(MIN_CHUNK, MAX_CHUNK)),
+            reads: 0,
+            last_end: 0,
+            warmed_until: 0,
+            busy: None,
+            warmed: false,
+        }
+    }
 }
 
 /// The warmer: one per mount, with its own pool of worker threads (one per
@@ -175,6 +202,43 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
         let _ = self.sink.set(sink);
     }
 
+    /// Called when a program has just opened `ino` (the daemon learns of
+    /// opens from the `isatty()` ioctl that stdio and Python send right
+    /// after one; opens themselves are not sent): stores a small file whole
+    /// before the caller is answered, so the program's first read finds it
+    /// in the page cache instead of costing a round trip. Each file once
+    /// while it is remembered; bigger files are left to [`on_read`](Self::on_read).
+    pub fn on_open(&self, ino: u64) {
+        let Some(sink) = self.sink.get() else { return };
+        let lock = || self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if lock().contains(&ino) {
+            return;
+        }
+        let Some((size, block)) = self.source.file_facts(ino) else {
+            return;
+        };
+        if size == 0 || size > OPEN_STORE_MAX {
+            return;
+        }
+        let fresh = FileState::new(size, block);
+        {
+            // Looked up without the lock: a read may have come first.
+            let mut files = lock();
+            if files.contains(&ino) {
+                return;
+            }
+            files.put(ino, fresh);
+        }
+        let stored = self
+            .source
+            .read(ino, 0, size as u32, ReadIntent::Demand)
+            .map_err(|e| io::Error::other(e.to_string()))
+            .and_then(|data| sink.store(ino, 0, &data));
+        if let Err(e) = stored {
+            crate::log::debug(format_args!("storing inode {ino:#x} at open: {e}"));
+        }
+    }
+
     /// Called after the kernel was answered a read of `len` bytes of `ino`
     /// at `offset`: decides what to warm next.
     pub fn on_read(&self, ino: u64, offset: u64, len: u32) {
@@ -192,15 +256,7 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
         };
         let mut files = lock();
         let f = match facts {
-            Some((size, block)) => files.get_or_insert_mut(ino, || FileState {
-                size,
-                chunk: u64::from(block.clamp(MIN_CHUNK, MAX_CHUNK)),
-                reads: 0,
-                last_end: 0,
-                warmed_until: 0,
-                busy: None,
-                warmed: false,
-            }),
+            Some((size, block)) => files.get_or_insert_mut(ino, || FileState::new(size, block)),
             // Dropped from the table since the check: the next read starts
             // it again.
             None => match files.get_mut(&ino) {
@@ -486,6 +542,39 @@ mod tests {
             intents[11..].iter().all(|&i| i == ReadIntent::Rewarm),
             "{intents:?}"
         );
+    }
+
+    #[test]
+    fn an_open_stores_a_small_file_whole_once_before_returning() {
+        let small = 200 * KIB + 7;
+        let files = [(1, small), (2, OPEN_STORE_MAX + 1), (3, 0), (4, 9 * KIB)];
+        let (w, sink) = setup(&files, 4096, None, Recorder::default());
+        w.on_open(1);
+        // Synchronous: the bytes are in place when the call returns.
+        assert_eq!(sink.stores(), vec![(1, 0, small)]);
+        w.on_open(1);
+        // Too big, empty, unknown: left to reads.
+        w.on_open(2);
+        w.on_open(3);
+        w.on_open(99);
+        // A file already read is in the page cache: not stored again.
+        w.on_read(4, 0, 9 * 1024);
+        w.on_open(4);
+        quiet();
+        assert_eq!(sink.stores(), vec![(1, 0, small)]);
+        assert!(sink.wrong.lock().unwrap().is_empty(), "{:?}", sink.wrong);
+        assert_eq!(
+            *w.source.intents.lock().unwrap(),
+            vec![ReadIntent::Demand],
+            "read as the program's own read would be"
+        );
+        let failing = Recorder {
+            fail: true,
+            ..Recorder::default()
+        };
+        let (w, sink) = setup(&[(1, small)], 4096, None, failing);
+        w.on_open(1);
+        assert!(sink.stores().is_empty());
     }
 
     #[test]

@@ -98,3 +98,55 @@ fn two_reads_bring_a_whole_file_into_the_page_cache() {
     }
     fails.finish("page-cache warming");
 }
+
+/// `isatty()` right after an open (what stdio and Python do) has a small
+/// file stored whole into the page cache before the ioctl returns, so the
+/// read that follows costs no round trip; a file over the limit is left to
+/// its reads. Either way the bytes read are the file's.
+#[test]
+fn an_isatty_after_open_brings_a_small_file_into_the_page_cache() {
+    use std::os::fd::AsRawFd;
+    let tmp = TempDir::new("warm-open");
+    let tree = tmp.subdir("tree");
+    let small = pseudo_random(7, (100 << 10) + 3);
+    let large = pseudo_random(8, 300 << 10);
+    std::fs::write(tree.join("small.pyc"), &small).expect("write small.pyc");
+    std::fs::write(tree.join("large.bin"), &large).expect("write large.bin");
+    let src = tmp.subdir("src");
+    let cases: [(&str, &[&str]); 3] = [
+        ("xz-1m", &["-comp", "xz", "-b", "1M"]),
+        ("zstd-128k", &["-comp", "zstd", "-b", "128K"]),
+        ("gzip-4k", &["-comp", "gzip", "-b", "4K"]),
+    ];
+    for (name, args) in cases {
+        let sqfs = tmp.join(format!("{name}.sqfs"));
+        mksquashfs(&tree, &sqfs, args);
+        wrap_squashfs_as_appimage(&sqfs, &src.join(format!("{name}.AppImage")));
+    }
+    let mnt = tmp.subdir("mnt");
+    let m = Mount::start(&src, &mnt, &[]);
+    let mut fails = Failures::new();
+    for (name, _) in cases {
+        for (file, data, stored) in [("small.pyc", &small, true), ("large.bin", &large, false)] {
+            let path = m.mountpoint.join(name).join(file);
+            let f = std::fs::File::open(&path).expect("open");
+            let mut tio = std::mem::MaybeUninit::<libc::termios>::uninit();
+            // SAFETY: TCGETS writes at most one termios into `tio`.
+            let rc = unsafe { libc::ioctl(f.as_raw_fd(), libc::TCGETS, tio.as_mut_ptr()) };
+            let err = std::io::Error::last_os_error();
+            fails.check(rc == -1 && err.raw_os_error() == Some(libc::ENOTTY), || {
+                format!("{name}/{file}: isatty gave {rc}, {err}")
+            });
+            let (resident, all) = residency(&path);
+            let want = if stored { all } else { 0 };
+            fails.check(resident == want, || {
+                format!(
+                    "{name}/{file}: {resident} of {all} pages cached after isatty, expected {want}"
+                )
+            });
+            let read = std::fs::read(&path).expect("read");
+            fails.check(read == *data, || format!("{name}/{file}: contents differ"));
+        }
+    }
+    fails.finish("stores at open");
+}
