@@ -38,6 +38,26 @@ fn residency(path: &Path) -> (usize, usize) {
     (vec.iter().filter(|&&b| b & 1 != 0).count(), pages)
 }
 
+/// The packings every test here runs on: the largest and a small block
+/// size, and the three codecs.
+const PACKINGS: [(&str, &[&str]); 3] = [
+    ("xz-1m", &["-comp", "xz", "-b", "1M"]),
+    ("zstd-128k", &["-comp", "zstd", "-b", "128K"]),
+    ("gzip-4k", &["-comp", "gzip", "-b", "4K"]),
+];
+
+/// `tree` packed as each of [`PACKINGS`] into an AppImage named after it,
+/// all mounted together.
+fn mount_packings(tmp: &TempDir, tree: &Path) -> Mount {
+    let src = tmp.subdir("src");
+    for (name, args) in PACKINGS {
+        let sqfs = tmp.join(format!("{name}.sqfs"));
+        mksquashfs(tree, &sqfs, args);
+        wrap_squashfs_as_appimage(&sqfs, &src.join(format!("{name}.AppImage")));
+    }
+    Mount::start(&src, &tmp.subdir("mnt"), &[])
+}
+
 /// Two small reads of an 8 MiB file make the daemon put the whole file
 /// into the page cache (the kernel's own read-ahead would bring in a few
 /// hundred KiB), and the cached bytes are the file's. The highest
@@ -49,21 +69,9 @@ fn two_reads_bring_a_whole_file_into_the_page_cache() {
     let tree = tmp.subdir("tree");
     let data = pseudo_random(33, (8 << 20) + 1234);
     std::fs::write(tree.join("big.bin"), &data).expect("write big.bin");
-    let src = tmp.subdir("src");
-    let cases: [(&str, &[&str]); 3] = [
-        ("xz-1m", &["-comp", "xz", "-b", "1M"]),
-        ("zstd-128k", &["-comp", "zstd", "-b", "128K"]),
-        ("gzip-4k", &["-comp", "gzip", "-b", "4K"]),
-    ];
-    for (name, args) in cases {
-        let sqfs = tmp.join(format!("{name}.sqfs"));
-        mksquashfs(&tree, &sqfs, args);
-        wrap_squashfs_as_appimage(&sqfs, &src.join(format!("{name}.AppImage")));
-    }
-    let mnt = tmp.subdir("mnt");
-    let m = Mount::start(&src, &mnt, &[]);
+    let m = mount_packings(&tmp, &tree);
     let mut fails = Failures::new();
-    for (name, _) in cases {
+    for (name, _) in PACKINGS {
         let path = m.mountpoint.join(name).join("big.bin");
         let f = std::fs::File::open(&path).expect("open big.bin");
         let mut buf = [0u8; 4096];
@@ -112,21 +120,9 @@ fn an_isatty_after_open_brings_a_small_file_into_the_page_cache() {
     let large = pseudo_random(8, 300 << 10);
     std::fs::write(tree.join("small.pyc"), &small).expect("write small.pyc");
     std::fs::write(tree.join("large.bin"), &large).expect("write large.bin");
-    let src = tmp.subdir("src");
-    let cases: [(&str, &[&str]); 3] = [
-        ("xz-1m", &["-comp", "xz", "-b", "1M"]),
-        ("zstd-128k", &["-comp", "zstd", "-b", "128K"]),
-        ("gzip-4k", &["-comp", "gzip", "-b", "4K"]),
-    ];
-    for (name, args) in cases {
-        let sqfs = tmp.join(format!("{name}.sqfs"));
-        mksquashfs(&tree, &sqfs, args);
-        wrap_squashfs_as_appimage(&sqfs, &src.join(format!("{name}.AppImage")));
-    }
-    let mnt = tmp.subdir("mnt");
-    let m = Mount::start(&src, &mnt, &[]);
+    let m = mount_packings(&tmp, &tree);
     let mut fails = Failures::new();
-    for (name, _) in cases {
+    for (name, _) in PACKINGS {
         for (file, data, stored) in [("small.pyc", &small, true), ("large.bin", &large, false)] {
             let path = m.mountpoint.join(name).join(file);
             let f = std::fs::File::open(&path).expect("open");
