@@ -325,9 +325,12 @@ OUT=$RUN/out
 ERR=$RUN/err
 
 # Runs an AppRun (or an AppImage), checks it printed the marker.
+# run_app CMD...: runs one launch; sets APP_CPU_MS to the CPU time (user +
+# system) of the launch and the child processes it waited for.
 run_app() {
-    local rc=0
-    TMPDIR=$RUN/tmp timeout "$APP_TIMEOUT" "$@" >"$OUT" 2>"$ERR" || rc=$?
+    local rc=0 TIMEFORMAT='%3U %3S'
+    { time TMPDIR=$RUN/tmp timeout "$APP_TIMEOUT" "$@" >"$OUT" 2>"$ERR"; } 2>"$RUN/cpu" || rc=$?
+    APP_CPU_MS=$(awk '{ printf "%d", ($1 + $2) * 1000 }' "$RUN/cpu")
     if [[ $rc != 0 ]] || ! grep -q appimagefs-bench-ok "$OUT"; then
         LAST_ERROR="exit $rc: $(grep -v -e '^\[' -e '^$' "$ERR" | head -2 | tr '\n' ' ' | cut -c1-200)"
         return 1
@@ -427,7 +430,7 @@ slow_check() {
 
 # Cold start (mount + first launch) and second launch on the same mount.
 cold_start() {
-    local tool=$1 app=$2 comp=$3 rep=$4 img=$IMAGES/$2-$3.AppImage t0 tm t1 t2 hwm ok2=1
+    local tool=$1 app=$2 comp=$3 rep=$4 img=$IMAGES/$2-$3.AppImage t0 tm t1 t2 cpu1 hwm ok2=1
     slow_skip "cold/$app/$comp/$tool" && return
     cat "$img" >/dev/null
     case $tool in
@@ -437,7 +440,7 @@ cold_start() {
         unsquashfs -q -n -o "$OFFSET" -d "$XDIR" "$img" >/dev/null 2>"$ERR" || { fail cold "$app" "$comp" "$tool" "$rep" "unsquashfs: $(head -c 200 "$ERR")"; return; }
         tm=$(now)
         run_app "$XDIR/AppRun" || { fail cold "$app" "$comp" "$tool" "$rep" "$LAST_ERROR"; rm -rf "$XDIR"; return; }
-        t1=$(now)
+        t1=$(now) cpu1=$APP_CPU_MS
         run_app "$XDIR/AppRun" || ok2=0
         t2=$(now)
         rm -rf "$XDIR"
@@ -445,7 +448,7 @@ cold_start() {
     runtime)
         t0=$(now)
         run_app "$img" || { fail cold "$app" "$comp" "$tool" "$rep" "$LAST_ERROR"; return; }
-        t1=$(now)
+        t1=$(now) cpu1=$APP_CPU_MS
         tm=$t0
         run_app "$img" || ok2=0
         t2=$(now)
@@ -459,7 +462,7 @@ cold_start() {
             umount_tool "$tool"
             return
         fi
-        t1=$(now)
+        t1=$(now) cpu1=$APP_CPU_MS
         run_app "$DIR/AppRun" || ok2=0
         t2=$(now)
         if [[ -n $MPID ]]; then
@@ -471,6 +474,7 @@ cold_start() {
     esac
     slow_check "cold/$app/$comp/$tool" $((t2 - t0))
     rec cold "$app" "$comp" "$tool" "$rep" us $((t1 - t0)) ""
+    rec cold "$app" "$comp" "$tool" "$rep" app_cpu_ms "$cpu1" ""
     rec cold "$app" "$comp" "$tool" "$rep" mount_us $((tm - t0)) ""
     if [[ $ok2 == 1 ]]; then
         rec second "$app" "$comp" "$tool" "$rep" us $((t2 - t1)) ""
