@@ -144,6 +144,11 @@ fn check_fuse_device() -> Result<(), StartError> {
             "/dev/fuse is missing: in a container, start it with --device /dev/fuse --cap-add SYS_ADMIN \
              (or mount on the host and bind-mount the tree in)",
         ),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => fail(format!(
+            "cannot open /dev/fuse: {e}: a normal user can mount only where /dev/fuse is \
+             readable and writable by all (mode 0666, as Debian's udev sets it; as root: \
+             chmod 0666 /dev/fuse), or start appimagefs as root"
+        )),
         Err(e) => fail(format!("cannot open /dev/fuse: {e}")),
     }
 }

@@ -130,6 +130,30 @@ impl Drop for UserMount {
     }
 }
 
+/// Gives /dev/fuse a mode for a while and puts the old one back on drop.
+/// Only this file's tests mount as a normal user; the others run as root,
+/// whom the mode does not stop.
+struct DevFuseMode(u32);
+
+impl DevFuseMode {
+    fn set(mode: u32) -> DevFuseMode {
+        let old = std::fs::metadata("/dev/fuse").expect("/dev/fuse").mode() & 0o7777;
+        chmod_dev_fuse(mode);
+        DevFuseMode(old)
+    }
+}
+
+impl Drop for DevFuseMode {
+    fn drop(&mut self) {
+        chmod_dev_fuse(self.0);
+    }
+}
+
+fn chmod_dev_fuse(mode: u32) {
+    std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(mode))
+        .expect("chmod /dev/fuse");
+}
+
 #[test]
 fn a_mount_made_by_a_normal_user_is_private() {
     let tmp = TempDir::new("security-user");
@@ -141,6 +165,26 @@ fn a_mount_made_by_a_normal_user_is_private() {
         std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
     }
     std::os::unix::fs::chown(src.join("hello.AppImage"), Some(65534), Some(65534)).unwrap();
+
+    // Where only root may open /dev/fuse (some containers), a normal user
+    // is told so and what to change; nothing is mounted.
+    let closed = DevFuseMode::set(0o600);
+    let refused = as_nobody(
+        &appimagefs_bin(),
+        &[src.to_str().unwrap(), mnt.to_str().unwrap()],
+    );
+    drop(closed);
+    assert!(
+        !refused.success()
+            && refused.stderr_text().contains("/dev/fuse")
+            && refused.stderr_text().contains("chmod 0666 /dev/fuse"),
+        "{}",
+        refused.describe()
+    );
+    assert!(!is_mounted(&mnt));
+
+    // Debian's own mode: every user may open it, fusermount3 mounts.
+    let _open = DevFuseMode::set(0o666);
     let child = Command::new("setpriv")
         .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", "--"])
         .arg(appimagefs_bin())
