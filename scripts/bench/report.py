@@ -163,8 +163,8 @@ for sc, app, comp in rows:
           + " | ".join("—" if c is None else f"{c:.0f}" for c in cells) + " |")
 p("")
 
-p("CPU time of the app itself in its first launch (user + system, with the "
-  "child processes it waited for), ms, median:")
+p("CPU time of the app itself in its first launch (user + system of every "
+  "process it started, from its cgroup), ms, median:")
 p("")
 p("| app | image | " + " | ".join(NAMES[t] for t in TOOLS) + " |")
 p("|---|---|" + "---|" * len(TOOLS))
