@@ -291,13 +291,14 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
     let cache = Arc::new(BlockCache::new(
         usize::try_from(settings.cache_size).unwrap_or(usize::MAX),
     ));
-    let union = Arc::new(Union::new(&source, &mnt, cache)?);
+    let union = Arc::new(Union::new(&source, &mnt, cache.clone())?);
     let mut readiness = if settings.foreground {
         Readiness(None)
     } else {
         daemonize()?
     };
     let result = serve(&settings, &mnt, union, &mut readiness);
+    crate::log::debug(format_args!("block cache at exit: {:?}", cache.stats()));
     if let Err(e) = &result {
         readiness.report(&e.0);
     }

@@ -485,3 +485,26 @@ fn inspect_reports_facts_and_reasons() {
     assert!(out.contains("\"payload_offset\": 112632"), "{out}");
     assert!(out.contains("a plain program, not an AppImage"), "{out}");
 }
+
+/// With `-v`, the log ends with what the block cache did, for an admin
+/// sizing `--cache-size`: reading a file shows up as blocks decompressed.
+#[test]
+fn verbose_logs_the_block_cache_counters_at_exit() {
+    let (_tmp, src, mnt) = setup("cli-cache-counters");
+    let mut m = Mount::start(&src, &mnt, &["-v"]);
+    let apprun = std::fs::read(mnt.join("Echo-x86_64/AppRun")).expect("read AppRun");
+    assert!(!apprun.is_empty());
+    m.unmount().expect("unmount");
+    let log = m.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("block cache at exit"))
+        .unwrap_or_else(|| panic!("no cache counters in the log:\n{log}"));
+    let misses: u64 = line
+        .split("misses: ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no miss count in {line:?}"));
+    assert!(misses >= 1, "reading a file decompressed nothing: {line}");
+}
