@@ -486,7 +486,7 @@ fn inspect_reports_facts_and_reasons() {
     assert!(out.contains("a plain program, not an AppImage"), "{out}");
 }
 
-/// With `-v`, the log ends with what the block cache did, for an admin
+/// With `-v`, the log says at exit what the block cache did, for an admin
 /// sizing `--cache-size`: reading a file shows up as blocks decompressed.
 #[test]
 fn verbose_logs_the_block_cache_counters_at_exit() {
