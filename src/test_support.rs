@@ -70,3 +70,39 @@ impl Drop for TempDir {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+/// The stand-in AppImage runtime that the integration tests use too.
+#[path = "../tests/common/runtime_stub.rs"]
+pub mod runtime_stub;
+
+#[cfg(test)]
+mod tests {
+    use super::runtime_stub::{type1_system_area, StubRuntime};
+    use crate::detect::elf;
+
+    fn parse(bytes: &[u8]) -> elf::Elf {
+        let len = bytes.len() as u64;
+        let mut read_at = |off: u64, n: usize| -> crate::error::Result<Vec<u8>> {
+            Ok(bytes[off as usize..off as usize + n].to_vec())
+        };
+        elf::parse(&bytes[..64], len, &mut read_at).unwrap()
+    }
+
+    #[test]
+    fn the_stub_runtime_parses_as_an_elf_that_ends_at_its_last_byte() {
+        for rt in [StubRuntime::type2(), StubRuntime::type2_elf32()] {
+            let bytes = rt.bytes();
+            let e = parse(&bytes);
+            assert_eq!(e.bits, rt.bits);
+            assert_eq!(e.machine, rt.machine);
+            assert_eq!(e.end, bytes.len() as u64);
+            assert_eq!(e.section(".upd_info").unwrap().size, 1024);
+            assert_eq!(e.section(".sha256_sig").unwrap().size, 1024);
+            assert_eq!(&bytes[8..11], b"AI\x02");
+        }
+        let area = type1_system_area();
+        assert_eq!(area.len(), 32768);
+        assert_eq!(&area[8..11], b"AI\x01");
+        assert!(parse(&area).end < 32768);
+    }
+}

@@ -8,42 +8,27 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::{fixture, manifest_row, run_timeout, set_mode, TEMP_PREFIX};
+use super::runtime_stub::{self, StubRuntime};
+use super::{run_timeout, set_mode, TEMP_PREFIX};
 
 // ---------------------------------------------------------------------------
 // Wrapping
 
-/// The ELF runtime of `Echo-x86_64.AppImage` (its first `sqfs_offset` bytes).
+/// The stand-in type 2 runtime (64-bit ELF, `AI\x02`) that test AppImages
+/// start with.
 pub fn type2_runtime() -> &'static [u8] {
     static RT: OnceLock<Vec<u8>> = OnceLock::new();
-    RT.get_or_init(|| {
-        let row = manifest_row("Echo-x86_64.AppImage");
-        let off = row.sqfs_offset().expect("Echo has sqfs_offset") as usize;
-        assert_eq!(off, 187784, "MANIFEST.tsv changed Echo's sqfs_offset");
-        let data = std::fs::read(fixture("Echo-x86_64.AppImage")).expect("read Echo");
-        assert_eq!(
-            &data[off..off + 4],
-            b"hsqs",
-            "no SquashFS magic at Echo's sqfs_offset"
-        );
-        data[..off].to_vec()
-    })
+    RT.get_or_init(|| StubRuntime::type2().bytes())
 }
 
-/// The ISO system area (32 KiB, holding the ELF runtime) of
-/// `AppImageExtract_6-x86_64.AppImage`.
+/// The ISO system area (32 KiB, holding the stand-in runtime with
+/// `AI\x01`) that test type 1 AppImages start with.
 pub fn type1_system_area() -> &'static [u8] {
     static SA: OnceLock<Vec<u8>> = OnceLock::new();
-    SA.get_or_init(|| {
-        let data = std::fs::read(fixture("AppImageExtract_6-x86_64.AppImage"))
-            .expect("read AppImageExtract");
-        assert_eq!(&data[..4], b"\x7fELF");
-        assert_eq!(&data[32769..32774], b"CD001");
-        data[..32768].to_vec()
-    })
+    SA.get_or_init(runtime_stub::type1_system_area)
 }
 
-/// Makes a real type 2 AppImage: Echo's ELF runtime followed by `sqfs`.
+/// Makes a type 2 AppImage: the stand-in runtime followed by `sqfs`.
 pub fn wrap_squashfs_as_appimage(sqfs: &Path, out: &Path) {
     let mut data = type2_runtime().to_vec();
     data.extend_from_slice(&std::fs::read(sqfs).expect("read squashfs image"));
@@ -51,8 +36,8 @@ pub fn wrap_squashfs_as_appimage(sqfs: &Path, out: &Path) {
     set_mode(out, 0o755);
 }
 
-/// Makes a type 1 AppImage: AppImageExtract's 32 KiB system area (ELF
-/// runtime + `AI\x01` magic) followed by the ISO's bytes from 32768 on.
+/// Makes a type 1 AppImage: the 32 KiB system area (stand-in runtime +
+/// `AI\x01` magic) followed by the ISO's bytes from 32768 on.
 pub fn wrap_iso_as_appimage(iso: &Path, out: &Path) {
     let iso = std::fs::read(iso).expect("read ISO");
     assert!(iso.len() > 32768, "ISO too small to wrap");

@@ -11,6 +11,7 @@
 
 pub mod images;
 pub mod mount;
+pub mod runtime_stub;
 pub mod snapshot;
 
 use std::collections::BTreeMap;
