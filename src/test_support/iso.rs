@@ -344,15 +344,19 @@ pub fn ce_loop() -> PathBuf {
     })
 }
 
-/// `zisofs_overflow.iso`: one zisofs file whose `ZF` entry and file header
-/// claim 4-byte blocks and an uncompressed size near 4 GiB, so the block
-/// pointer table would be a billion entries long.
+/// `zisofs_overflow.iso`: two zisofs files whose `ZF` entries and file
+/// headers claim an uncompressed size near 4 GiB: `OVERFLOW.BIN` with
+/// 4-byte blocks (a block pointer table a billion entries long) and
+/// `BIGSIZE.BIN` with its real 32 KiB blocks (a table far past its data).
 pub fn zisofs_overflow() -> PathBuf {
     cached("zisofs_overflow.iso", |out| {
         let src = TempDir::new("zfover");
         tree::write(
             src.path(),
-            &[("OVERFLOW.BIN", Node::File(text(64 << 10, 120), 0o644))],
+            &[
+                ("BIGSIZE.BIN", Node::File(text(64 << 10, 121), 0o644)),
+                ("OVERFLOW.BIN", Node::File(text(64 << 10, 120), 0o644)),
+            ],
         );
         let plain = src.path().with_extension("iso");
         xorriso(
@@ -365,22 +369,25 @@ pub fn zisofs_overflow() -> PathBuf {
         fs::remove_file(&plain).unwrap();
         const HUGE: u32 = 0xffff_fbf9;
         let (lba, len) = root_dir(&bytes);
-        let pos = find_record(&bytes, lba, len, b"OVERFLOW.BIN");
-        let extent = le32(&bytes[pos + 2..pos + 6]) as usize * SECTOR;
-        let end = pos + bytes[pos] as usize;
-        let zf = system_use(&bytes, pos)
-            + bytes[system_use(&bytes, pos)..end]
-                .windows(4)
-                .position(|w| w == b"ZF\x10\x01")
-                .expect("a ZF entry");
-        bytes[zf + 7] = 2;
-        put_both32(&mut bytes, zf + 8, HUGE);
-        assert_eq!(
-            &bytes[extent..extent + 8],
-            b"\x37\xe4\x53\x96\xc9\xdb\xd6\x07"
-        );
-        bytes[extent + 8..extent + 12].copy_from_slice(&HUGE.to_le_bytes());
-        bytes[extent + 13] = 2;
+        for (name, log2_block) in [(&b"OVERFLOW.BIN"[..], 2u8), (b"BIGSIZE.BIN", 15)] {
+            let pos = find_record(&bytes, lba, len, name);
+            let extent = le32(&bytes[pos + 2..pos + 6]) as usize * SECTOR;
+            let su = system_use(&bytes, pos);
+            let zf = su
+                + bytes[su..pos + bytes[pos] as usize]
+                    .windows(4)
+                    .position(|w| w == b"ZF\x10\x01")
+                    .expect("a ZF entry");
+            assert_eq!(bytes[zf + 7], 15);
+            bytes[zf + 7] = log2_block;
+            put_both32(&mut bytes, zf + 8, HUGE);
+            assert_eq!(
+                &bytes[extent..extent + 8],
+                b"\x37\xe4\x53\x96\xc9\xdb\xd6\x07"
+            );
+            bytes[extent + 8..extent + 12].copy_from_slice(&HUGE.to_le_bytes());
+            bytes[extent + 13] = log2_block;
+        }
         fs::write(out, bytes).unwrap();
     })
 }
