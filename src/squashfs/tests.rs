@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::superblock::{Superblock, SUPERBLOCK_SIZE};
 use super::*;
 use crate::detect::{detect, Payload};
-use crate::test_support::{apps, kind_of, sqfs};
+use crate::test_support::{apps, kind_of, run, sqfs};
 use crate::tree::Kind;
 
 // ---------------------------------------------------------------- helpers
@@ -70,15 +70,6 @@ fn open_appimage(path: &Path) -> (SquashImage, u64) {
     };
     let backing = Backing::new(Arc::new(file), offset, len - offset);
     (open(backing, superblock, new_cache()).unwrap(), offset)
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Extracts `image` (payload at `offset`) with unsquashfs into `dest`.
