@@ -3,7 +3,9 @@
 //! the union, and regression tests for what the coverage-guided fuzzers in
 //! `fuzz/` found.
 //!
-//! The smoke run mutates every fixture of `../shared/fixtures` a few
+//! The smoke run mutates every image of the unit tests' corpus
+//! ([`crate::test_support::corpus`]: SquashFS, ISO 9660, AppImages of both
+//! types, hostile and broken files, all built at test time) a few
 //! thousand times in all (seeded PRNG: bit flips, interesting values,
 //! zeroed and 0xff-filled ranges, truncations with and without the size
 //! fields patched to match, chunks spliced from the same or another image)
@@ -42,7 +44,7 @@ use crate::{image, iso9660, squashfs};
 // ------------------------------------------------------------ allocation
 
 /// Most bytes one input may hold allocated at once on its worker thread.
-/// The fixtures are at most 1.3 MB; the readers' own caches are bounded at
+/// The test images are at most 1.3 MB; the readers' own caches are bounded at
 /// 24 MiB per image (parsed inodes and listings) plus reads of at most
 /// 128 KiB here. A count taken from the image and believed (a vector
 /// reserved for a hostile number of entries) shows up as gigabytes.
@@ -115,7 +117,7 @@ const MAX_RSS_GROWTH_KIB: u64 = 1 << 20;
 // ------------------------------------------------------------ harness
 
 /// Longest any single input may take (generous: two cores shared with the
-/// rest of the test suite); the slowest fixture walks in well under 1 s.
+/// rest of the test suite); the slowest test image walks in well under 1 s.
 const INPUT_TIME_LIMIT: Duration = Duration::from_secs(20);
 
 thread_local! {
@@ -211,26 +213,6 @@ fn scale(n: usize) -> usize {
     ((n as f64) * factor).ceil().max(1.0) as usize
 }
 
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
-}
-
-/// Every fixture's name and bytes, in name order.
-fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = fs::read_dir(fixtures_dir())
-        .expect("the shared fixtures")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "MANIFEST.tsv")
-        .map(|n| {
-            let bytes = fs::read(fixtures_dir().join(&n)).unwrap();
-            (n, bytes)
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 // ------------------------------------------------------------ PRNG, mutation
 
 /// SplitMix64: tiny, seeded, good enough to pick mutations.
@@ -259,7 +241,7 @@ impl Rng {
     }
 }
 
-/// Stable seed for a (test, fixture, iteration): a failure names all three.
+/// Stable seed for a (test, image, iteration): a failure names all three.
 fn seed_of(tag: &str, name: &str, i: usize) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in tag.bytes().chain([0]).chain(name.bytes()) {
@@ -578,7 +560,7 @@ fn walk_and_integrate(tree: &dyn ImageTree) -> usize {
 
 // ------------------------------------------------------------ inputs
 
-/// A fixture's payload in the form a reader takes, and where its metadata is.
+/// A test image's payload in the form a reader takes, and where its metadata is.
 struct Sample {
     name: String,
     /// Bare SquashFS image or ISO 9660 image.
@@ -587,11 +569,11 @@ struct Sample {
     hot: std::ops::Range<usize>,
 }
 
-/// The SquashFS images among the fixtures: bare ones, and the payloads of
+/// The SquashFS images among the test images: bare ones, and the payloads of
 /// type 2 AppImages cut out at their offset.
 fn squashfs_samples() -> Vec<Sample> {
     let mut out = Vec::new();
-    for (name, bytes) in fixtures() {
+    for (name, bytes) in crate::test_support::corpus() {
         let payload = match detect::detect(&memfd(&bytes)) {
             Ok(found) => match found.payload {
                 Payload::SquashFs { offset, .. } => bytes[offset as usize..].to_vec(),
@@ -613,14 +595,14 @@ fn squashfs_samples() -> Vec<Sample> {
     out
 }
 
-/// The ISO 9660 images among the fixtures (type 1 AppImages included).
+/// The ISO 9660 images among the test images (type 1 AppImages included).
 fn iso_samples() -> Vec<Sample> {
-    fixtures()
+    crate::test_support::corpus()
         .into_iter()
         .filter(|(_, b)| b.len() > 32774 && &b[32769..32774] == b"CD001")
         .map(|(name, bytes)| {
             // Descriptors, path tables and directories sit right after the
-            // system area in every fixture.
+            // system area in every test image.
             let hot = 16 * 2048..bytes.len().min(16 * 2048 + 96 * 1024);
             Sample { name, bytes, hot }
         })
@@ -676,12 +658,9 @@ fn run_appimage(data: &[u8]) -> usize {
     }
 }
 
-/// Fixtures that are refused on purpose: a fragment of descriptors without
+/// Test images that are refused on purpose: a fragment of descriptors without
 /// a tree, and a Rock Ridge continuation loop.
-const EXPECTED_UNREADABLE: &[&str] = &[
-    "volrecords.iso",
-    "test_read_format_iso_rockridge_ce_loop.iso",
-];
+const EXPECTED_UNREADABLE: &[&str] = &["volrecords.iso", "rockridge_ce_loop.iso"];
 
 /// Runs `per_sample` mutations of each sample through `run`, each guarded.
 /// `fix_sizes` patches the image's own size field after a truncation, so
@@ -802,7 +781,7 @@ fn fuzz_smoke_iso9660() {
 fn fuzz_smoke_detection_and_appimages() {
     // Whole files; mutations aimed at the ELF header and section headers
     // (first 64 bytes and the table at e_shoff) and the payload's start.
-    let samples: Vec<Sample> = fixtures()
+    let samples: Vec<Sample> = crate::test_support::corpus()
         .into_iter()
         .map(|(name, bytes)| {
             let hot = match detect::detect(&memfd(&bytes)) {
@@ -846,7 +825,7 @@ fn fuzz_smoke_detection_and_appimages() {
     );
 }
 
-/// The desktop entries inside the fixtures, read through the readers, plus
+/// The desktop entries inside the test images, read through the readers, plus
 /// a few written here.
 fn desktop_seeds() -> Vec<(String, Vec<u8>)> {
     let mut out = vec![
@@ -862,7 +841,7 @@ DBusActivatable=true\r\nActions=n;\r\n\r\n[Desktop Action n]\r\nName=N\r\nExec='
                 .to_vec(),
         ),
     ];
-    for (name, bytes) in fixtures() {
+    for (name, bytes) in crate::test_support::corpus() {
         let file = Arc::new(memfd(&bytes));
         let Ok(found) = detect::detect(&file) else {
             continue;
@@ -1056,12 +1035,12 @@ fn app_folders(u: &Union) -> BTreeMap<Vec<u8>, u64> {
 fn corrupted_copies_beside_intact_images_in_one_union() {
     let intact_dir = TempDir::new("intact");
     let mixed_dir = TempDir::new("mixed");
-    let all = fixtures();
+    let all = crate::test_support::corpus();
     let apps: Vec<&(String, Vec<u8>)> = all
         .iter()
         .filter(|(_, b)| detect::detect(&memfd(b)).is_ok())
         .collect();
-    assert!(apps.len() >= 12, "{} detectable fixtures", apps.len());
+    assert!(apps.len() >= 12, "{} detectable test images", apps.len());
     for (name, bytes) in &apps {
         fs::write(intact_dir.0.join(name), bytes).unwrap();
         fs::write(mixed_dir.0.join(name), bytes).unwrap();
@@ -1213,7 +1192,7 @@ fn elf_section_names_are_bounded() {
         assert!(r.is_err(), "nothing follows the ELF, so it is no AppImage");
     });
     // And the section names that matter still come through.
-    let echo = fs::read(fixtures_dir().join("Echo-x86_64.AppImage")).unwrap();
+    let echo = fs::read(crate::test_support::apps::echo()).unwrap();
     let found = detect::detect(&memfd(&echo)).unwrap();
     assert!(found.elf.section(".upd_info").is_some());
 }

@@ -432,23 +432,51 @@ pub fn json_string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{fixture, TempDir};
+    use crate::test_support::runtime_stub::StubRuntime;
+    use crate::test_support::{apps, sqfs, TempDir};
     use std::ffi::OsStr;
+    use std::path::Path;
 
     fn cache() -> Arc<BlockCache> {
         Arc::new(BlockCache::new(CACHE_BYTES))
     }
 
-    fn facts_of(name: &str) -> Facts {
-        let report = inspect_file(&fixture(name), &cache());
-        assert!(report.usable(), "{name}: {:?}", report.result);
+    fn facts_of(path: &Path) -> Facts {
+        let report = inspect_file(path, &cache());
+        assert!(report.usable(), "{}: {:?}", path.display(), report.result);
         report.result.unwrap()
     }
 
-    /// A fresh temp dir, removed on drop.
+    /// Where the stand-in runtime ends and the payload of a type 2 image
+    /// starts (update information does not change its size).
+    fn runtime_len() -> u64 {
+        StubRuntime::type2().bytes().len() as u64
+    }
+
+    /// `(bytes used, inodes)` of the SquashFS payload of a type 2 image, as
+    /// `unsquashfs -s` reports them.
+    fn unsquashfs_stats(path: &Path) -> (u64, u64) {
+        let out = std::process::Command::new("unsquashfs")
+            .args(["-s", "-o", &runtime_len().to_string()])
+            .arg(path)
+            .output()
+            .expect("unsquashfs is needed (Debian package squashfs-tools)");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let number = |prefix: &str| -> u64 {
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .unwrap_or_else(|| panic!("no {prefix:?} in\n{text}"));
+            line.split_whitespace().next().unwrap().parse().unwrap()
+        };
+        (number("Filesystem size "), number("Number of inodes "))
+    }
+
     #[test]
-    fn type2_facts_match_the_manifest() {
-        let f = facts_of("Leafpad-0.8.18.1.glibc2.4-x86_64.AppImage");
+    fn type2_facts_match_how_the_images_were_made() {
+        let scribble = apps::scribble();
+        let (used, inodes) = unsquashfs_stats(&scribble);
+        let f = facts_of(&scribble);
         assert_eq!(
             (
                 f.kind,
@@ -462,24 +490,22 @@ mod tests {
         );
         assert_eq!(
             (f.format, f.payload_offset, f.payload_size),
-            ("squashfs", 112632, 114721)
+            ("squashfs", runtime_len(), used)
         );
         assert_eq!(
             (f.compression.as_str(), f.block_size, f.inode_count),
-            ("gzip", 131072, Some(168))
+            ("gzip", 131072, Some(inodes))
         );
-        assert_eq!(f.desktop_file.as_deref(), Some("leafpad.desktop"));
-        assert_eq!(f.name.as_deref(), Some("Leafpad"));
+        assert!(inodes > 100, "{inodes}");
+        assert_eq!(f.desktop_file.as_deref(), Some("scribble.desktop"));
+        assert_eq!(f.name.as_deref(), Some("Scribble"));
         assert_eq!(f.version, None);
-        assert_eq!(
-            f.update_info.as_deref(),
-            Some("bintray-zsync|probono|AppImages|Leafpad|Leafpad-_latestVersion-x86_64.AppImage.zsync")
-        );
+        assert_eq!(f.update_info.as_deref(), Some(apps::SCRIBBLE_UPDATE_INFO));
         assert!(f.signed);
         assert!(f.has_apprun);
         assert_eq!(f.desktop_problem, None);
 
-        let f = facts_of("appimaged-x86_64.AppImage");
+        let f = facts_of(&apps::daemon());
         assert!(f.signed);
         assert!(f
             .update_info
@@ -487,39 +513,59 @@ mod tests {
             .starts_with("gh-releases-zsync|AppImage|AppImageKit|continuous|"));
         assert!(f.desktop_problem.unwrap().contains("NoDisplay=true"));
 
-        let f = facts_of("Echo-test1234-x86_64.AppImage");
+        let versioned = apps::echo_versioned();
+        let (_, inodes) = unsquashfs_stats(&versioned);
+        let f = facts_of(&versioned);
         assert_eq!(
             (f.version.as_deref(), f.inode_count, f.signed, f.update_info),
-            (Some("test1234"), Some(8), false, None)
+            (Some("test1234"), Some(inodes), false, None)
         );
 
-        let f = facts_of("hello-x86_64.AppImage");
+        let hello = apps::hello();
+        let (_, inodes) = unsquashfs_stats(&hello);
+        let f = facts_of(&hello);
         assert_eq!(
             (f.compression.as_str(), f.payload_offset, f.inode_count),
-            ("zstd", 944632, Some(8))
+            ("zstd", runtime_len(), Some(inodes))
         );
         assert_eq!(f.name.as_deref(), Some("Hello World"));
 
-        let f = facts_of("Hello_World-x86_64.xz.AppImage");
+        let f = facts_of(&apps::hello_world("xz"));
         assert_eq!((f.compression.as_str(), f.block_size), ("xz", 16384));
 
-        let f = facts_of("Echo-no-integrate-x86_64.AppImage");
+        let f = facts_of(&apps::echo_no_integrate());
         assert!(f
             .desktop_problem
             .unwrap()
             .contains("X-AppImage-Integrate=false"));
 
-        let f = facts_of("broken-desktop-file-x86_64.AppImage");
+        let f = facts_of(&apps::broken_desktop());
         assert_eq!(f.name, None);
         assert!(f.desktop_problem.unwrap().contains("_Type"));
 
-        let f = facts_of("brotenet__appimagetool");
+        let f = facts_of(&apps::no_type());
         assert!(f.desktop_problem.unwrap().contains("Type is missing"));
     }
 
     #[test]
+    fn elf32_runtime_facts() {
+        let f = facts_of(&apps::echo_elf32());
+        assert_eq!(
+            (f.kind, f.magic_type, f.arch, f.elf_machine, f.bits),
+            (2, Some(2), "i386", 3, 32)
+        );
+        assert_eq!(
+            (f.format, f.payload_offset),
+            ("squashfs", StubRuntime::type2_elf32().bytes().len() as u64)
+        );
+        assert_eq!(f.name.as_deref(), Some("Echo"));
+    }
+
+    #[test]
     fn type1_facts() {
-        let f = facts_of("AppImageExtract_6-x86_64.AppImage");
+        let extract = apps::extract();
+        let len = std::fs::metadata(&extract).unwrap().len();
+        let f = facts_of(&extract);
         assert_eq!(
             (
                 f.kind,
@@ -528,12 +574,12 @@ mod tests {
                 f.payload_offset,
                 f.payload_size
             ),
-            (1, Some(1), "iso9660", 0, 655360)
+            (1, Some(1), "iso9660", 0, len)
         );
         assert_eq!(f.compression, "zisofs");
-        assert_eq!(f.name.as_deref(), Some("AppImageExtract"));
+        assert_eq!(f.name.as_deref(), Some("Extract"));
         assert!(f.has_apprun);
-        let f = facts_of("AppImageExtract_6_no_magic_bytes-x86_64.AppImage");
+        let f = facts_of(&apps::extract_no_magic());
         assert_eq!((f.kind, f.magic_type), (1, None));
     }
 
@@ -541,13 +587,15 @@ mod tests {
     fn unusable_files_say_why() {
         let tmp = TempDir::new("unusable");
         let truncated = tmp.0.join("Echo-truncated.AppImage");
-        let bytes = std::fs::read(fixture("Echo-x86_64.AppImage")).unwrap();
-        std::fs::write(&truncated, &bytes[..190_000]).unwrap();
+        let bytes = std::fs::read(apps::echo()).unwrap();
+        std::fs::write(&truncated, &bytes[..runtime_len() as usize + 2000]).unwrap();
+        let notes = tmp.0.join("notes.tsv");
+        std::fs::write(&notes, "file\tkind\nEcho\tappimage\n".repeat(200)).unwrap();
         let cases = [
-            (fixture("elffile"), "nothing after the ELF runtime"),
-            (fixture("MANIFEST.tsv"), "not an ELF"),
-            (fixture("tree_zstd.sqfs"), "not an ELF"),
-            (fixture("does-not-exist.AppImage"), "cannot open"),
+            (apps::elf_only(), "nothing after the ELF runtime"),
+            (notes, "not an ELF"),
+            (sqfs::edge_tree("zstd"), "not an ELF"),
+            (tmp.0.join("does-not-exist.AppImage"), "cannot open"),
             (tmp.0.clone(), "is a directory"),
             (truncated, "not a usable AppImage"),
         ];
@@ -564,14 +612,11 @@ mod tests {
 
     #[test]
     fn result_is_true_only_when_all_are_usable() {
-        let good = vec![
-            fixture("Echo-x86_64.AppImage"),
-            fixture("AppImageExtract_6-x86_64.AppImage"),
-        ];
+        let good = vec![apps::echo(), apps::extract()];
         let mut sink = Vec::new();
         assert!(inspect(&good, false, &mut sink));
         let mut mixed = good.clone();
-        mixed.push(fixture("elffile"));
+        mixed.push(apps::elf_only());
         assert!(!inspect(&mixed, false, &mut sink));
         assert!(!inspect(&mixed, true, &mut sink));
         assert!(inspect(&[], true, &mut sink));
@@ -579,28 +624,26 @@ mod tests {
 
     #[test]
     fn human_output() {
+        let scribble = apps::scribble();
+        let (used, inodes) = unsquashfs_stats(&scribble);
         let mut out = Vec::new();
-        inspect(
-            &[
-                fixture("Leafpad-0.8.18.1.glibc2.4-x86_64.AppImage"),
-                fixture("elffile"),
-            ],
-            false,
-            &mut out,
-        );
+        inspect(&[scribble, apps::elf_only()], false, &mut out);
         let text = String::from_utf8(out).unwrap();
         for line in [
-            "  type:           2 (magic AI\\x02)\n",
-            "  architecture:   x86_64 (ELF 64-bit little-endian, e_machine 62)\n",
-            "  payload:        squashfs at offset 112632, 114721 bytes\n",
-            "  compression:    gzip, block size 131072\n",
-            "  inodes:         168\n",
-            "  name:           Leafpad\n",
-            "  signed:         yes (.sha256_sig)\n",
-            "  usable:         yes\n",
-            "elffile\n  not a usable AppImage: ",
+            "  type:           2 (magic AI\\x02)\n".to_string(),
+            "  architecture:   x86_64 (ELF 64-bit little-endian, e_machine 62)\n".to_string(),
+            format!(
+                "  payload:        squashfs at offset {}, {used} bytes\n",
+                runtime_len()
+            ),
+            "  compression:    gzip, block size 131072\n".to_string(),
+            format!("  inodes:         {inodes}\n"),
+            "  name:           Scribble\n".to_string(),
+            "  signed:         yes (.sha256_sig)\n".to_string(),
+            "  usable:         yes\n".to_string(),
+            "elffile\n  not a usable AppImage: ".to_string(),
         ] {
-            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+            assert!(text.contains(&line), "missing {line:?} in:\n{text}");
         }
     }
 
@@ -806,13 +849,10 @@ mod tests {
         let tmp = TempDir::new("json");
         let hostile = OsStr::from_bytes(b"we\"ird\\ \n\x1b[31m $(x) \xff.AppImage");
         let link = tmp.0.join(hostile);
-        std::os::unix::fs::symlink(fixture("Leafpad-0.8.18.1.glibc2.4-x86_64.AppImage"), &link)
-            .unwrap();
-        let paths = vec![
-            link.clone(),
-            fixture("elffile"),
-            fixture("AppImageExtract_6-x86_64.AppImage"),
-        ];
+        let scribble = apps::scribble();
+        let (_, inodes) = unsquashfs_stats(&scribble);
+        std::os::unix::fs::symlink(&scribble, &link).unwrap();
+        let paths = vec![link.clone(), apps::elf_only(), apps::extract()];
         let mut out = Vec::new();
         assert!(!inspect(&paths, true, &mut out));
         let text = String::from_utf8(out).unwrap();
@@ -838,9 +878,9 @@ mod tests {
         assert_eq!(leaf.get("error"), &Json::Null);
         assert_eq!(leaf.get("type"), &Json::Num(2.0));
         assert_eq!(leaf.get("arch").str(), "x86_64");
-        assert_eq!(leaf.get("payload_offset"), &Json::Num(112632.0));
-        assert_eq!(leaf.get("inodes"), &Json::Num(168.0));
-        assert_eq!(leaf.get("name").str(), "Leafpad");
+        assert_eq!(leaf.get("payload_offset"), &Json::Num(runtime_len() as f64));
+        assert_eq!(leaf.get("inodes"), &Json::Num(inodes as f64));
+        assert_eq!(leaf.get("name").str(), "Scribble");
         assert_eq!(leaf.get("version"), &Json::Null);
         assert_eq!(leaf.get("signed"), &Json::Bool(true));
         assert!(leaf.get("update_info").str().starts_with("bintray-zsync|"));

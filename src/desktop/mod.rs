@@ -34,7 +34,7 @@ pub mod rewrite;
 pub mod version;
 
 #[cfg(test)]
-mod fixture_tests;
+mod app_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

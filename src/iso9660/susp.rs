@@ -4,9 +4,8 @@
 //! The System Use area of a directory record holds entries of the form
 //! `sig[2] len ver data[len - 4]`; a `CE` entry continues the area in
 //! another sector. Continuation chains are bounded ([`MAX_CONTINUATIONS`],
-//! one sector each), so a chain that loops (fixture
-//! `test_read_format_iso_rockridge_ce_loop.iso`) ends in an error instead of
-//! a hang. A malformed entry ends the area, as in Linux.
+//! one sector each), so a chain that loops (the test image
+//! `rockridge_ce_loop.iso`) ends in an error instead of a hang. A malformed entry ends the area, as in Linux.
 
 use crate::error::{Error, Result};
 

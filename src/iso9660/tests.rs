@@ -1,5 +1,6 @@
 //! Tests of the ISO 9660 reader against `xorriso` extractions of the
-//! fixtures and of images built here, plus hostile and corrupted images.
+//! shared test images and of images built here, plus hostile and corrupted
+//! images.
 //!
 //! Ground truth is `xorriso -osirrox on:device_files -indev IMAGE -extract /
 //! DIR`, which decodes zisofs content on extraction. Tests that need xorriso
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::node::{Content, FileData};
 use super::*;
-use crate::test_support::{fixture, kind_of, TempDir};
+use crate::test_support::{apps, iso, kind_of, TempDir};
 use crate::tree::Kind;
 
 fn open_path(path: &Path) -> Result<IsoImage> {
@@ -239,25 +240,25 @@ fn check_against_xorriso(image: &Path) -> IsoImage {
 }
 
 #[test]
-fn fixtures_match_xorriso() {
+fn shared_images_match_xorriso() {
     if !have_xorriso() {
         return;
     }
-    for name in [
-        "AppImageExtract_6-x86_64.AppImage",
-        "AppImageExtract_6_no_magic_bytes-x86_64.AppImage",
-        "AppImageAssistant",
-        "archive.iso",
-        "single-file.iso",
-        "minimal.iso",
-        "iso9660-rs__test.iso",
-        "test_read_format_iso_joliet_rockridge.iso",
-        "test_read_format_iso_rockridge_ce.iso",
-        "test_read_format_iso_xorriso.iso",
-        "test_read_format_iso_zisofs.iso",
-        "test_read_format_iso_multi_extent.iso",
+    for path in [
+        apps::extract(),
+        apps::extract_no_magic(),
+        apps::assistant(),
+        iso::archive(),
+        iso::single_file(),
+        iso::minimal(),
+        iso::plain(),
+        iso::joliet_rockridge(),
+        iso::rockridge_ce(),
+        iso::xorriso_tree(),
+        iso::zisofs(),
+        iso::multi_extent(),
     ] {
-        let img = check_against_xorriso(&fixture(name));
+        let img = check_against_xorriso(&path);
         let info = img.info();
         assert_eq!((info.format, info.block_size), ("iso9660", 2048));
         assert_eq!(info.inode_count, Some(img.nodes.len() as u64));
@@ -265,8 +266,8 @@ fn fixtures_match_xorriso() {
 }
 
 #[test]
-fn fixture_details() {
-    let img = open_path(&fixture("AppImageExtract_6-x86_64.AppImage")).unwrap();
+fn shared_image_details() {
+    let img = open_path(&apps::extract()).unwrap();
     assert_eq!(img.info().compression, "zisofs");
     assert_eq!(img.block_size(), img.info().block_size);
     let names: Vec<_> = img
@@ -279,9 +280,9 @@ fn fixture_details() {
         names,
         [
             &b".DirIcon"[..],
-            b"AppImageExtract.desktop",
-            b"AppImageExtract.png",
             b"AppRun",
+            b"Extract.desktop",
+            b"Extract.png",
             b"usr"
         ]
     );
@@ -289,12 +290,12 @@ fn fixture_details() {
     assert_eq!(img.lookup(img.root(), b"apprun").unwrap(), None);
     assert!(img.lookup(img.root(), b"AppRun").unwrap().is_some());
 
-    let img = open_path(&fixture("minimal.iso")).unwrap();
+    let img = open_path(&iso::minimal()).unwrap();
     assert!(img.read_dir(img.root()).unwrap().is_empty());
     assert_eq!(img.info().compression, "none");
 
     // Hard link with a Rock Ridge 1.12 serial number: one node, nlink 2.
-    let img = open_path(&fixture("test_read_format_iso_joliet_rockridge.iso")).unwrap();
+    let img = open_path(&iso::joliet_rockridge()).unwrap();
     let a = img.lookup(img.root(), b"hardlink").unwrap().unwrap();
     let b = img
         .lookup(img.root(), b"long-joliet-file-name.textfile")
@@ -304,19 +305,19 @@ fn fixture_details() {
     assert_eq!(img.attr(a).unwrap().nlink, 2);
 
     // One file in three extents.
-    let img = open_path(&fixture("test_read_format_iso_multi_extent.iso")).unwrap();
+    let img = open_path(&iso::multi_extent()).unwrap();
     let entries = img.read_dir(img.root()).unwrap();
     let file = entries.iter().find(|e| e.name == b"file").unwrap();
     assert!(matches!(&img.nodes[(file.node - 1) as usize].content,
         Content::File(FileData::Extents(e)) if e.len() == 3));
 
     // Plain ISO 9660: version numbers dropped, fixed modes.
-    let img = open_path(&fixture("iso9660-rs__test.iso")).unwrap();
+    let img = open_path(&iso::plain()).unwrap();
     let f = img.lookup(img.root(), b"GPL_3_0.TXT").unwrap().unwrap();
     assert_eq!(img.attr(f).unwrap().perm, 0o555);
 
     // Trait errors.
-    let img = open_path(&fixture("test_read_format_iso_xorriso.iso")).unwrap();
+    let img = open_path(&iso::xorriso_tree()).unwrap();
     let root = img.root();
     let file = img.lookup(root, b"file").unwrap().unwrap();
     let link = img.lookup(root, b"symlink").unwrap().unwrap();
@@ -394,25 +395,31 @@ fn lenient_snapshot(img: &IsoImage) -> Snapshot {
 }
 
 #[test]
-fn hostile_fixtures_error_or_open() {
+fn hostile_images_error_or_open() {
     // The continuation loop must be cut (xorriso itself hangs on it).
-    assert!(survives(&fixture("test_read_format_iso_rockridge_ce_loop.iso")).is_none());
+    assert!(survives(&iso::ce_loop()).is_none());
     // Only volume descriptors: nothing to open.
-    assert!(survives(&fixture("volrecords.iso")).is_none());
-    // A partial copy.
+    assert!(survives(&iso::volume_descriptors_only()).is_none());
+    // A partial copy: the file ends 10 000 bytes before its volume does.
     let dir = TempDir::new("short");
     let path = dir.path().join("short.iso");
-    let bytes = fs::read(fixture("AppImageExtract_6-x86_64.AppImage")).unwrap();
-    fs::write(&path, &bytes[..bytes.len() - 10_000]).unwrap();
+    let bytes = fs::read(apps::extract()).unwrap();
+    let at = 16 * 2048 + 80;
+    let volume = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize * 2048;
+    fs::write(&path, &bytes[..volume - 10_000]).unwrap();
     assert!(matches!(open_path(&path), Err(Error::Corrupt(m)) if m.contains("truncated")));
     // Overflowing zisofs sizes: the tree opens, reading the file fails.
-    if let Some(s) = survives(&fixture("test_read_format_iso_zisofs_overflow.iso")) {
-        assert!(
-            s.values().all(|i| i.kind != Kind::File || i.data.is_none()),
-            "{s:?}"
-        );
-    }
-    if let Some(s) = survives(&fixture("test_read_format_iso_rockridge_zf_overflow.iso")) {
+    let s = survives(&iso::zisofs_overflow()).expect("the tree opens");
+    assert_eq!(
+        s.values().filter(|i| i.kind == Kind::File).count(),
+        2,
+        "{s:?}"
+    );
+    assert!(
+        s.values().all(|i| i.kind != Kind::File || i.data.is_none()),
+        "{s:?}"
+    );
+    if let Some(s) = survives(&iso::zf_overflow()) {
         assert!(
             s.values().all(|i| i.kind != Kind::File || i.data.is_none()),
             "{s:?}"
@@ -423,7 +430,7 @@ fn hostile_fixtures_error_or_open() {
 #[test]
 fn directory_loop_is_corrupt() {
     // Point the record of "dir" back at the root directory's extent.
-    let mut bytes = fs::read(fixture("test_read_format_iso_xorriso.iso")).unwrap();
+    let mut bytes = fs::read(iso::xorriso_tree()).unwrap();
     let root = record::parse(&bytes[16 * 2048 + 156..16 * 2048 + 190])
         .unwrap()
         .extent;
@@ -467,12 +474,9 @@ impl Rng {
 fn corrupted_images_do_not_panic() {
     let dir = TempDir::new("corrupt");
     let mut rng = Rng(0x1234_5678_9abc_def1);
-    for name in [
-        "AppImageExtract_6-x86_64.AppImage",
-        "test_read_format_iso_zisofs.iso",
-    ] {
-        let orig = fs::read(fixture(name)).unwrap();
-        let good = open_path(&fixture(name)).unwrap();
+    for path in [apps::extract(), iso::zisofs()] {
+        let orig = fs::read(&path).unwrap();
+        let good = open_path(&path).unwrap();
         // Byte positions worth hitting: descriptors, directories and the
         // first bytes of every file (zisofs headers and pointers).
         let mut hot: Vec<u64> = (16 * 2048..20 * 2048).collect();
@@ -817,7 +821,7 @@ fn joliet_only_image() {
 
 #[test]
 fn concurrent_reads_share_the_cache() {
-    let img = Arc::new(open_path(&fixture("AppImageAssistant")).unwrap());
+    let img = Arc::new(open_path(&apps::assistant()).unwrap());
     let want = snapshot(&img);
     let threads: Vec<_> = (0..4)
         .map(|_| {

@@ -1,6 +1,6 @@
-//! Tests of the SquashFS reader against real images: fixtures checked
-//! against `unsquashfs`, and images built here with `mksquashfs` checked
-//! against their source trees.
+//! Tests of the SquashFS reader against images built with `mksquashfs`:
+//! the shared test images checked against `unsquashfs` extractions, and
+//! images built here checked against their source trees.
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::superblock::{Superblock, SUPERBLOCK_SIZE};
 use super::*;
 use crate::detect::{detect, Payload};
-use crate::test_support::{fixture, kind_of};
+use crate::test_support::{apps, kind_of, run, sqfs};
 use crate::tree::Kind;
 
 // ---------------------------------------------------------------- helpers
@@ -72,15 +72,6 @@ fn open_appimage(path: &Path) -> (SquashImage, u64) {
     (open(backing, superblock, new_cache()).unwrap(), offset)
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Extracts `image` (payload at `offset`) with unsquashfs into `dest`.
 fn unsquashfs(image: &Path, offset: u64, dest: &Path) {
     let mut cmd = Command::new("unsquashfs");
@@ -91,14 +82,7 @@ fn unsquashfs(image: &Path, offset: u64, dest: &Path) {
     run(cmd.arg(image));
 }
 
-/// Builds `out` from `src` with mksquashfs and extra options.
-fn mksquashfs(src: &Path, out: &Path, extra: &[&str]) {
-    run(Command::new("mksquashfs")
-        .arg(src)
-        .arg(out)
-        .args(["-noappend", "-quiet", "-no-progress", "-processors", "1"])
-        .args(extra));
-}
+use crate::test_support::sqfs::mksquashfs;
 
 /// Reads a whole file through the tree in chunks of an odd size.
 fn read_all(img: &SquashImage, node: NodeId, size: u64) -> Vec<u8> {
@@ -262,28 +246,22 @@ fn mixed(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-// ---------------------------------------------------------------- fixtures
+// ------------------------------------------------------ shared test images
 
 #[test]
-fn bare_fixtures_match_unsquashfs() {
-    let names = [
-        "tree_zlib.sqfs",
-        "tree_xz.sqfs",
-        "tree_lz4.sqfs",
-        "tree_lzo.sqfs",
-        "tree_zstd.sqfs",
-        "folder-symlink.gzip.squashfs",
-        "folder-symlink.lz4.squashfs",
-        "folder-symlink.lzma.squashfs",
-        "folder-symlink.lzo.squashfs",
-        "folder-symlink.no-compression.squashfs",
-        "folder-symlink.xz.squashfs",
-        "folder-symlink.zstd.squashfs",
-        "dir_read.sqs",
-    ];
+fn bare_images_match_unsquashfs() {
+    let mut images: Vec<PathBuf> = ["gzip", "xz", "lz4", "lzo", "zstd"]
+        .into_iter()
+        .map(sqfs::edge_tree)
+        .collect();
+    for comp in ["gzip", "lz4", "lzma", "lzo", "xz", "zstd"] {
+        images.push(sqfs::folder_symlink(Some(comp)));
+    }
+    images.push(sqfs::folder_symlink(None));
+    images.push(sqfs::big_dir());
     let root_is_root = unsafe { libc::geteuid() } == 0;
-    for name in names {
-        let path = fixture(name);
+    for path in images {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let img = open_bare(&path).unwrap();
         let scratch = Scratch::new("fx");
         let dest = scratch.path().join("root");
@@ -297,13 +275,16 @@ fn bare_fixtures_match_unsquashfs() {
         assert!(n > 1, "{name}");
         if name == "dir_read.sqs" {
             assert_eq!(img.read_dir(img.root()).unwrap().len(), 300);
+            assert_eq!(img.info().block_size, 4096);
+            let listing = img.attr(img.root()).unwrap().size;
+            assert!(listing > 2 * 8192, "spans metadata blocks: {listing}");
         }
     }
 }
 
 #[test]
-fn tree_fixture_details() {
-    let img = open_bare(&fixture("tree_zstd.sqfs")).unwrap();
+fn edge_tree_details() {
+    let img = open_bare(&sqfs::edge_tree("zstd")).unwrap();
     let long = vec![b'A'; 255];
     let node = img
         .lookup(img.root(), &long)
@@ -332,15 +313,16 @@ fn tree_fixture_details() {
 #[test]
 fn appimages_match_unsquashfs() {
     let root_is_root = unsafe { libc::geteuid() } == 0;
-    for name in [
-        "Echo-x86_64.AppImage",
-        "Hello_World-x86_64.xz.AppImage",
-        "Hello_World-x86_64.zstd.AppImage",
-        "hello-x86_64.AppImage",
-        "Leafpad-0.8.18.1.glibc2.4-x86_64.AppImage",
-        "appimagetool-x86_64.AppImage",
+    for path in [
+        apps::echo(),
+        apps::echo_elf32(),
+        apps::hello_world("xz"),
+        apps::hello_world("zstd"),
+        apps::hello(),
+        apps::scribble(),
+        apps::tool(),
     ] {
-        let path = fixture(name);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let (img, offset) = open_appimage(&path);
         let scratch = Scratch::new("ai");
         let dest = scratch.path().join("root");
@@ -361,7 +343,7 @@ fn appimages_match_unsquashfs() {
 
 #[test]
 fn path_traversal_image_is_refused_without_panic() {
-    let img = open_bare(&fixture("pathtraversal.sqfs")).unwrap();
+    let img = open_bare(&sqfs::path_traversal()).unwrap();
     let root = img.root();
     assert_eq!(img.attr(root).unwrap().kind, Kind::Dir);
     match img.read_dir(root) {
@@ -373,7 +355,7 @@ fn path_traversal_image_is_refused_without_panic() {
 
 #[test]
 fn forbidden_names_make_the_directory_unreadable() {
-    let original = fs::read(fixture("folder-symlink.no-compression.squashfs")).unwrap();
+    let original = fs::read(sqfs::folder_symlink(None)).unwrap();
     // The uncompressed directory table holds the entry names verbatim.
     let at = |name: &[u8]| {
         original
@@ -414,7 +396,7 @@ fn forbidden_names_make_the_directory_unreadable() {
 
 #[test]
 fn open_reads_nothing() {
-    let path = fixture("Echo-x86_64.AppImage");
+    let path = apps::echo();
     let file = File::open(&path).unwrap();
     let len = file.metadata().unwrap().len();
     let Payload::SquashFs { offset, superblock } = detect(&file).unwrap().payload else {
@@ -438,7 +420,7 @@ fn open_reads_nothing() {
 
 #[test]
 fn wrong_operations_give_the_right_errors() {
-    let img = open_bare(&fixture("tree_zlib.sqfs")).unwrap();
+    let img = open_bare(&sqfs::edge_tree("gzip")).unwrap();
     let root = img.root();
     let file = resolve(&img, b"2/text");
     let link = resolve(&img, b"symlink");
@@ -715,7 +697,7 @@ fn huge_directory_lookup() {
 
 #[test]
 fn concurrent_readers_agree() {
-    let img = Arc::new(open_appimage(&fixture("appimagetool-x86_64.AppImage")).0);
+    let img = Arc::new(open_appimage(&apps::tool()).0);
     let mut files = Vec::new();
     let mut stack = vec![img.root()];
     while let Some(d) = stack.pop() {
@@ -863,19 +845,19 @@ fn image_head(file: &File) -> Vec<u8> {
 
 #[test]
 fn corrupted_bare_images_do_not_panic() {
-    for (name, step) in [
-        ("tree_zlib.sqfs", 1),
-        ("tree_xz.sqfs", 3),
-        ("dir_read.sqs", 11),
+    for (path, name, step) in [
+        (sqfs::edge_tree("gzip"), "tree_gzip", 1),
+        (sqfs::edge_tree("xz"), "tree_xz", 3),
+        (sqfs::big_dir(), "dir_read", 11),
     ] {
-        let bytes = fs::read(fixture(name)).unwrap();
+        let bytes = fs::read(path).unwrap();
         mutate_and_walk(&bytes, name, step);
     }
 }
 
 #[test]
 fn corrupted_appimage_does_not_panic() {
-    let path = fixture("Echo-x86_64.AppImage");
+    let path = apps::echo();
     let (_, offset) = open_appimage(&path);
     let bytes = fs::read(&path).unwrap();
     mutate_and_walk(&bytes[offset as usize..], "echo", 61);

@@ -1,4 +1,4 @@
-//! The union without FUSE: a source folder of fixture AppImages, looked at
+//! The union without FUSE: a source folder of test AppImages, looked at
 //! through the same methods the FUSE adapter calls.
 
 use std::os::unix::fs::symlink;
@@ -7,19 +7,20 @@ use std::sync::Arc;
 
 use super::*;
 use crate::cache::BlockCache;
-use crate::test_support::fixture;
+use crate::test_support::apps;
 
-/// A temporary source folder linking to the given fixtures.
+/// A temporary source folder linking to the given images under their own
+/// file names.
 struct Source(PathBuf);
 
 impl Source {
-    fn new(tag: &str, files: &[&str]) -> Source {
+    fn new(tag: &str, files: &[PathBuf]) -> Source {
         let dir =
             std::env::temp_dir().join(format!("appimagefs-union-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         for f in files {
-            symlink(fixture(f), dir.join(f)).unwrap();
+            symlink(f, dir.join(f.file_name().unwrap())).unwrap();
         }
         Source(dir)
     }
@@ -63,19 +64,12 @@ fn resolve(u: &Union, path: &str) -> Entry {
 
 #[test]
 fn apps_appear_as_folders_and_junk_is_skipped() {
-    let src = Source::new(
-        "basic",
-        &[
-            "Echo-x86_64.AppImage",
-            "brotenet__appimagetool",
-            "elffile",
-            "MANIFEST.tsv",
-        ],
-    );
+    let src = Source::new("basic", &[apps::echo(), apps::no_type(), apps::elf_only()]);
+    std::fs::write(src.0.join("NOTES.tsv"), "file\tkind\n").unwrap();
     let u = union(&src);
     assert_eq!(
         names(&u, 1),
-        ["Echo-x86_64", "bin", "brotenet__appimagetool", "share"]
+        ["Echo-x86_64", "bin", "notype__tool", "share"]
     );
     assert_eq!(u.lookup(1, b"elffile").unwrap_err().errno(), libc::ENOENT);
     let apprun = resolve(&u, "Echo-x86_64/AppRun");
@@ -94,7 +88,7 @@ fn apps_appear_as_folders_and_junk_is_skipped() {
 
 #[test]
 fn listing_the_root_opens_no_image() {
-    let src = Source::new("lazy", &["Echo-x86_64.AppImage", "hello-x86_64.AppImage"]);
+    let src = Source::new("lazy", &[apps::echo(), apps::hello()]);
     let u = union(&src);
     names(&u, 1);
     assert_eq!(
@@ -109,10 +103,7 @@ fn listing_the_root_opens_no_image() {
 fn inode_numbers_do_not_collide_across_images() {
     let src = Source::new(
         "inos",
-        &[
-            "Hello_World-x86_64.gzip.AppImage",
-            "Hello_World-x86_64.xz.AppImage",
-        ],
+        &[apps::hello_world("gzip"), apps::hello_world("xz")],
     );
     let u = union(&src);
     let a = resolve(&u, "Hello_World-x86_64.gzip/AppRun");
@@ -126,7 +117,7 @@ fn inode_numbers_do_not_collide_across_images() {
 
 #[test]
 fn synthesized_root_rejects_file_operations() {
-    let src = Source::new("synth", &["Echo-x86_64.AppImage"]);
+    let src = Source::new("synth", &[apps::echo()]);
     let u = union(&src);
     assert_eq!(u.read(1, 0, 10).unwrap_err().errno(), libc::EISDIR);
     assert_eq!(u.readlink(1).unwrap_err().errno(), libc::EINVAL);
@@ -145,10 +136,10 @@ fn bin_and_share_are_built_on_first_use() {
     let src = Source::new(
         "integrate",
         &[
-            "Echo-x86_64.AppImage",
-            "Echo-test1234-x86_64.AppImage",
-            "Leafpad-0.8.18.1.glibc2.4-x86_64.AppImage",
-            "elffile",
+            apps::echo(),
+            apps::echo_versioned(),
+            apps::scribble(),
+            apps::elf_only(),
         ],
     );
     let u = union(&src);
@@ -158,7 +149,7 @@ fn bin_and_share_are_built_on_first_use() {
         "listing / must not integrate"
     );
     let bin = resolve(&u, "bin");
-    assert_eq!(names(&u, bin.ino), ["echo", "leafpad"]);
+    assert_eq!(names(&u, bin.ino), ["echo", "scribble"]);
     let script = resolve(&u, "bin/echo");
     assert_eq!(script.attr.perm, 0o555);
     let text = u.read(script.ino, 0, 1 << 16).unwrap();
@@ -170,18 +161,18 @@ fn bin_and_share_are_built_on_first_use() {
     let apps = resolve(&u, "share/applications");
     assert_eq!(
         names(&u, apps.ino),
-        ["appimagefs-echo.desktop", "appimagefs-leafpad.desktop"]
+        ["appimagefs-echo.desktop", "appimagefs-scribble.desktop"]
     );
-    let entry = resolve(&u, "share/applications/appimagefs-leafpad.desktop");
+    let entry = resolve(&u, "share/applications/appimagefs-scribble.desktop");
     let entry = String::from_utf8(u.read(entry.ino, 0, 1 << 20).unwrap()).unwrap();
     assert!(
-        entry.contains("\nExec=/opt/apps/bin/leafpad %f\n"),
+        entry.contains("\nExec=/opt/apps/bin/scribble %f\n"),
         "{entry}"
     );
-    assert!(entry.contains("\nIcon=appimagefs-leafpad\n"), "{entry}");
-    let icon = resolve(&u, "share/icons/hicolor/48x48/apps/appimagefs-leafpad.png");
+    assert!(entry.contains("\nIcon=appimagefs-scribble\n"), "{entry}");
+    let icon = resolve(&u, "share/icons/hicolor/48x48/apps/appimagefs-scribble.png");
     let target = u.readlink(icon.ino).unwrap();
-    assert!(target.starts_with(b"../../../../../Leafpad-0.8.18.1.glibc2.4-x86_64/"));
+    assert!(target.starts_with(b"../../../../../Scribble-1.0-x86_64/"));
     let in_app = std::str::from_utf8(&target[15..]).unwrap();
     let file = resolve(&u, in_app);
     assert!(u.read(file.ino, 0, 8).unwrap().starts_with(b"\x89PNG"));
@@ -189,20 +180,20 @@ fn bin_and_share_are_built_on_first_use() {
 
 /// A source folder of real copies (not links), so tests can rename,
 /// overwrite and delete them.
-fn copy_in(src: &Source, name: &str, as_name: &str) {
-    std::fs::copy(fixture(name), src.0.join(as_name)).unwrap();
+fn copy_in(src: &Source, image: &Path, as_name: &str) {
+    std::fs::copy(image, src.0.join(as_name)).unwrap();
 }
 
 #[test]
 fn rescan_follows_additions_removals_renames_and_changes() {
     let src = Source::new("live", &[]);
-    copy_in(&src, "Echo-x86_64.AppImage", "Echo.AppImage");
+    copy_in(&src, &apps::echo(), "Echo.AppImage");
     let u = union(&src);
     assert_eq!(names(&u, 1), ["Echo", "bin", "share"]);
     let old_root = resolve(&u, "Echo").ino;
     let old_apprun = resolve(&u, "Echo/AppRun");
 
-    copy_in(&src, "hello-x86_64.AppImage", "hello.AppImage");
+    copy_in(&src, &apps::hello(), "hello.AppImage");
     let settle = std::time::Duration::from_millis(200);
     let first = u.rescan(settle);
     assert!(
@@ -259,7 +250,7 @@ fn rescan_follows_additions_removals_renames_and_changes() {
 fn files_that_never_become_valid_are_reported_once_and_not_shown() {
     let src = Source::new("junk", &[]);
     let u = union(&src);
-    let full = std::fs::read(fixture("hello-x86_64.AppImage")).unwrap();
+    let full = std::fs::read(apps::hello()).unwrap();
     std::fs::write(src.0.join("partial.AppImage"), &full[..full.len() / 2]).unwrap();
     let settle = std::time::Duration::from_millis(50);
     for _ in 0..3 {
@@ -285,17 +276,13 @@ fn files_that_never_become_valid_are_reported_once_and_not_shown() {
 #[test]
 fn an_overwritten_file_is_never_served_with_the_wrong_bytes() {
     let src = Source::new("overwrite", &[]);
-    copy_in(&src, "Hello_World-x86_64.gzip.AppImage", "app.AppImage");
+    copy_in(&src, &apps::hello_world("gzip"), "app.AppImage");
     let no_cache = Arc::new(BlockCache::new(0));
     let u = Union::new(&src.0, Path::new("/opt/apps"), no_cache).unwrap();
     let old = resolve(&u, "app/AppRun");
     let before = u.read(old.ino, 0, 1 << 20).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    std::fs::copy(
-        fixture("Hello_World-x86_64.xz.AppImage"),
-        src.0.join("app.AppImage"),
-    )
-    .unwrap();
+    std::fs::copy(apps::hello_world("xz"), src.0.join("app.AppImage")).unwrap();
     assert_eq!(
         u.read(old.ino, 0, 1 << 20).unwrap_err().errno(),
         libc::EIO,

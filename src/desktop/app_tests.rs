@@ -1,11 +1,12 @@
-//! Integration of the real AppImages in the shared fixtures, read with the
-//! crate's own image readers, cross-checked against the same AppImages
-//! extracted by `unsquashfs` (so a reader bug and a bug here cannot hide
-//! each other), with every menu entry checked by `desktop-file-validate`.
+//! Integration of the test AppImages (each built to carry one desktop-entry
+//! trait), read with the crate's own image readers, cross-checked against
+//! the same AppImages extracted by `unsquashfs` (so a reader bug and a bug
+//! here cannot hide each other), with every menu entry checked by
+//! `desktop-file-validate`.
 
-use crate::test_support::fixture;
+use crate::test_support::apps;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::tests::assert_validates;
@@ -15,27 +16,24 @@ use super::*;
 use crate::cache::BlockCache;
 use crate::detect::{detect, Payload};
 
-fn open(name: &str) -> Arc<dyn ImageTree> {
-    let file = Arc::new(File::open(fixture(name)).unwrap());
+fn open(path: &Path) -> Arc<dyn ImageTree> {
+    let file = Arc::new(File::open(path).unwrap());
     let detected = detect(&file).unwrap();
     crate::image::open_tree(&file, &detected, Arc::new(BlockCache::new(16 << 20))).unwrap()
 }
 
-fn folder(name: &str) -> &str {
-    name.strip_suffix(".AppImage").unwrap_or(name)
+/// The app's folder name in the mount: the file name without `.AppImage`.
+fn folder(path: &Path) -> String {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    name.strip_suffix(".AppImage").unwrap_or(name).to_string()
 }
 
-fn integrate_fixture(tree: &dyn ImageTree, name: &str) -> Integration {
-    integrate(
-        tree,
-        folder(name).as_bytes(),
-        &fixture(name),
-        Path::new("/opt/apps"),
-    )
+fn integrate_image(tree: &dyn ImageTree, path: &Path) -> Integration {
+    integrate(tree, folder(path).as_bytes(), path, Path::new("/opt/apps"))
 }
 
 struct Expect {
-    fixture: &'static str,
+    image: fn() -> PathBuf,
     launcher: &'static str,
     version: Option<&'static str>,
     /// `Ok(Exec line)` or `Err(part of the reason)`.
@@ -46,7 +44,8 @@ struct Expect {
 
 const EXPECTED: &[Expect] = &[
     Expect {
-        fixture: "Echo-x86_64.AppImage",
+        // echo.desktop is a symlink into usr/share/applications.
+        image: apps::echo,
         launcher: "echo",
         version: None,
         menu: Ok("Exec=/opt/apps/bin/echo %F"),
@@ -56,7 +55,7 @@ const EXPECTED: &[Expect] = &[
         )],
     },
     Expect {
-        fixture: "Echo-test1234-x86_64.AppImage",
+        image: apps::echo_versioned,
         launcher: "echo",
         version: Some("test1234"),
         menu: Ok("Exec=/opt/apps/bin/echo %F"),
@@ -66,74 +65,84 @@ const EXPECTED: &[Expect] = &[
         )],
     },
     Expect {
-        fixture: "Echo-no-integrate-x86_64.AppImage",
+        image: apps::echo_elf32,
+        launcher: "echo",
+        version: None,
+        menu: Ok("Exec=/opt/apps/bin/echo %F"),
+        icons: &[(
+            "hicolor/scalable/apps/appimagefs-echo.svg",
+            "utilities-terminal.svg",
+        )],
+    },
+    Expect {
+        image: apps::echo_no_integrate,
         launcher: "echo",
         version: None,
         menu: Err("X-AppImage-Integrate=false"),
         icons: &[],
     },
     Expect {
-        fixture: "Echo-x86_64-no_display.AppImage",
+        image: apps::echo_no_display,
         launcher: "echo",
         version: None,
         menu: Err("NoDisplay=true"),
         icons: &[],
     },
     Expect {
-        fixture: "appimaged-x86_64.AppImage",
-        launcher: "appimaged",
+        image: apps::daemon,
+        launcher: "daemon",
         version: None,
         menu: Err("NoDisplay=true"),
         icons: &[],
     },
     Expect {
-        fixture: "broken-desktop-file-x86_64.AppImage",
+        image: apps::broken_desktop,
         launcher: "echo",
         version: None,
         menu: Err("broken desktop entry echo.desktop"),
         icons: &[],
     },
     Expect {
-        fixture: "brotenet__appimagetool",
-        launcher: "appimagetool",
+        image: apps::no_type,
+        launcher: "notype",
         version: None,
         menu: Err("Type is missing"),
         icons: &[],
     },
     Expect {
-        fixture: "Leafpad-0.8.18.1.glibc2.4-x86_64.AppImage",
-        launcher: "leafpad",
+        image: apps::scribble,
+        launcher: "scribble",
         version: None,
-        menu: Ok("Exec=/opt/apps/bin/leafpad %f"),
+        menu: Ok("Exec=/opt/apps/bin/scribble %f"),
         icons: &[
             (
-                "hicolor/16x16/apps/appimagefs-leafpad.png",
-                "usr/share/icons/hicolor/16x16/apps/leafpad.png",
+                "hicolor/16x16/apps/appimagefs-scribble.png",
+                "usr/share/icons/hicolor/16x16/apps/scribble.png",
             ),
             (
-                "hicolor/22x22/apps/appimagefs-leafpad.png",
-                "usr/share/icons/hicolor/22x22/apps/leafpad.png",
+                "hicolor/22x22/apps/appimagefs-scribble.png",
+                "usr/share/icons/hicolor/22x22/apps/scribble.png",
             ),
             (
-                "hicolor/24x24/apps/appimagefs-leafpad.png",
-                "usr/share/icons/hicolor/24x24/apps/leafpad.png",
+                "hicolor/24x24/apps/appimagefs-scribble.png",
+                "usr/share/icons/hicolor/24x24/apps/scribble.png",
             ),
             (
-                "hicolor/32x32/apps/appimagefs-leafpad.png",
-                "usr/share/icons/hicolor/32x32/apps/leafpad.png",
+                "hicolor/32x32/apps/appimagefs-scribble.png",
+                "usr/share/icons/hicolor/32x32/apps/scribble.png",
             ),
             (
-                "hicolor/48x48/apps/appimagefs-leafpad.png",
-                "usr/share/pixmaps/leafpad.png",
+                "hicolor/48x48/apps/appimagefs-scribble.png",
+                "usr/share/pixmaps/scribble.png",
             ),
             (
-                "hicolor/scalable/apps/appimagefs-leafpad.svg",
-                "usr/share/icons/hicolor/scalable/apps/leafpad.svg",
+                "hicolor/scalable/apps/appimagefs-scribble.svg",
+                "usr/share/icons/hicolor/scalable/apps/scribble.svg",
             ),
         ],
     },
     Expect {
-        fixture: "hello-x86_64.AppImage",
+        image: apps::hello,
         launcher: "hello-world",
         version: None,
         menu: Ok("Exec=/opt/apps/bin/hello-world"),
@@ -144,40 +153,35 @@ const EXPECTED: &[Expect] = &[
     },
     Expect {
         // Its icons are all empty files: the entry keeps Icon=helloworld.
-        fixture: "Hello_World-x86_64.zstd.AppImage",
+        image: || apps::hello_world("zstd"),
         launcher: "helloworld",
         version: None,
         menu: Ok("Exec=/opt/apps/bin/helloworld"),
         icons: &[],
     },
     Expect {
-        fixture: "appimagetool-x86_64.AppImage",
-        launcher: "appimagetool",
+        image: apps::tool,
+        launcher: "tool",
         version: None,
-        menu: Ok("Exec=/opt/apps/bin/appimagetool"),
-        icons: &[(
-            "hicolor/scalable/apps/appimagefs-appimagetool.svg",
-            "appimagetool.svg",
-        )],
+        menu: Ok("Exec=/opt/apps/bin/tool"),
+        icons: &[("hicolor/scalable/apps/appimagefs-tool.svg", "tool.svg")],
     },
     Expect {
-        fixture: "AppImageExtract_6-x86_64.AppImage",
-        launcher: "appimageextract",
+        image: apps::extract,
+        launcher: "extract",
         version: None,
-        menu: Ok("Exec=/opt/apps/bin/appimageextract"),
-        icons: &[(
-            "hicolor/48x48/apps/appimagefs-appimageextract.png",
-            "AppImageExtract.png",
-        )],
+        menu: Ok("Exec=/opt/apps/bin/extract"),
+        icons: &[("hicolor/48x48/apps/appimagefs-extract.png", "Extract.png")],
     },
 ];
 
 fn check(e: &Expect, it: &Integration, tree: &dyn ImageTree) {
-    let name = e.fixture;
+    let path = (e.image)();
+    let name = folder(&path);
     assert_eq!(it.launcher, e.launcher, "{name}");
     assert_eq!(it.version.as_deref(), e.version, "{name}");
     let script = it.script.as_ref().unwrap();
-    let appdir = format!("APPDIR='/opt/apps/{}'\n", folder(name));
+    let appdir = format!("APPDIR='/opt/apps/{name}'\n");
     assert!(String::from_utf8_lossy(script).contains(&appdir), "{name}");
     match (&it.menu, e.menu) {
         (Ok(menu), Ok(exec)) => {
@@ -226,22 +230,23 @@ fn check(e: &Expect, it: &Integration, tree: &dyn ImageTree) {
 }
 
 #[test]
-fn fixtures_integrate_as_expected() {
+fn apps_integrate_as_expected() {
     for e in EXPECTED {
-        let tree = open(e.fixture);
-        let it = integrate_fixture(tree.as_ref(), e.fixture);
+        let path = (e.image)();
+        let tree = open(&path);
+        let it = integrate_image(tree.as_ref(), &path);
         check(e, &it, tree.as_ref());
     }
 }
 
-/// The same fixtures extracted by `unsquashfs` give the same result, so the
+/// The same AppImages extracted by `unsquashfs` give the same result, so the
 /// expectations above do not merely restate what our readers return.
 #[test]
-fn fixtures_agree_with_unsquashfs_extraction() {
-    let tmp =
-        std::env::temp_dir().join(format!("appimagefs-fixture-extract-{}", std::process::id()));
+fn apps_agree_with_unsquashfs_extraction() {
+    let tmp = std::env::temp_dir().join(format!("appimagefs-app-extract-{}", std::process::id()));
     for e in EXPECTED {
-        let file = File::open(fixture(e.fixture)).unwrap();
+        let path = (e.image)();
+        let file = File::open(&path).unwrap();
         let Payload::SquashFs { offset, .. } = detect(&file).unwrap().payload else {
             continue;
         };
@@ -249,38 +254,38 @@ fn fixtures_agree_with_unsquashfs_extraction() {
         let status = std::process::Command::new("unsquashfs")
             .args(["-no-xattrs", "-q", "-o", &offset.to_string(), "-d"])
             .arg(&tmp)
-            .arg(fixture(e.fixture))
+            .arg(&path)
             .stdout(std::process::Stdio::null())
             .status()
             .expect("unsquashfs is needed (Debian package squashfs-tools, see scripts/setup.sh)");
-        assert!(status.success(), "unsquashfs {}", e.fixture);
+        assert!(status.success(), "unsquashfs {}", path.display());
         let tree = MemTree::from_host_dir(&tmp);
-        let it = integrate_fixture(&tree, e.fixture);
+        let it = integrate_image(&tree, &path);
         check(e, &it, &tree);
-        let ours = integrate_fixture(open(e.fixture).as_ref(), e.fixture);
-        assert_eq!(it.menu, ours.menu, "{}", e.fixture);
-        assert_eq!(it.script, ours.script, "{}", e.fixture);
+        let ours = integrate_image(open(&path).as_ref(), &path);
+        assert_eq!(it.menu, ours.menu, "{}", path.display());
+        assert_eq!(it.script, ours.script, "{}", path.display());
     }
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
 #[test]
 fn the_versioned_echo_wins_over_the_others() {
-    let names = [
-        "Echo-x86_64.AppImage",
-        "Echo-test1234-x86_64.AppImage",
-        "Echo-no-integrate-x86_64.AppImage",
+    let images = [
+        apps::echo(),
+        apps::echo_versioned(),
+        apps::echo_no_integrate(),
     ];
-    let facts: Vec<AppFacts> = names
+    let facts: Vec<AppFacts> = images
         .iter()
-        .map(|n| analyze(open(n).as_ref(), folder(n).as_bytes()))
+        .map(|p| analyze(open(p).as_ref(), folder(p).as_bytes()))
         .collect();
     assert!(facts.iter().all(|f| f.base_name == "echo"), "same app");
     let keys: Vec<VersionKey> = facts
         .iter()
-        .zip(names)
-        .map(|(f, n)| {
-            let mtime = std::fs::metadata(fixture(n)).unwrap().modified().unwrap();
+        .zip(&images)
+        .map(|(f, p)| {
+            let mtime = std::fs::metadata(p).unwrap().modified().unwrap();
             let mtime = mtime
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
