@@ -329,7 +329,7 @@ fn serve(
     readiness: &mut Readiness,
 ) -> Result<(), StartError> {
     let signals = block_signals();
-    let apps = union.apps().len();
+    let (apps, skipped) = (union.apps().len(), union.skipped());
     let warmer = Arc::new(Warmer::new(union.clone(), crate::prefetch::cores()));
     let adapter = FuseAdapter::new(union.clone(), warmer.clone());
     let config = fuse_config(settings);
@@ -385,10 +385,10 @@ fn serve(
             }
         })?;
     crate::log::info(format_args!(
-        "mounted {} AppImage(s) from {} on {}",
-        apps,
+        "ready: {apps} AppImage(s) from {} mounted on {} ({}), {skipped} file(s) skipped",
         settings.source.display(),
-        mnt.display()
+        mnt.display(),
+        kernel_mount::FSTYPE,
     ));
     if !settings.foreground {
         readiness.report("ready");

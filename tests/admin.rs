@@ -1,4 +1,5 @@
-//! What an admin sees of a mount from outside: its type in /proc/mounts.
+//! What an admin sees of a mount from outside: its type in /proc/mounts,
+//! and the log lines a start writes.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -7,21 +8,26 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-/// A folder holding one small type 2 AppImage, `hello.AppImage`, built
-/// with mksquashfs and the stand-in runtime.
-fn source_with_one_app(tmp: &TempDir) -> PathBuf {
-    let tree = tmp.subdir("hello-tree");
+/// Writes a small type 2 AppImage `<name>.AppImage` into `dir`, built with
+/// mksquashfs and the stand-in runtime.
+fn add_app(tmp: &TempDir, dir: &Path, name: &str) {
+    let tree = tmp.subdir(&format!("{name}-tree"));
     std::fs::write(tree.join("AppRun"), "#!/bin/sh\necho hello from AppRun\n").unwrap();
     set_mode(&tree.join("AppRun"), 0o755);
     std::fs::write(
-        tree.join("hello.desktop"),
-        "[Desktop Entry]\nType=Application\nName=Hello\nExec=hello\nIcon=hello\n",
+        tree.join(format!("{name}.desktop")),
+        format!("[Desktop Entry]\nType=Application\nName={name}\nExec={name}\nIcon={name}\n"),
     )
     .unwrap();
-    let sqfs = tmp.join("hello.squashfs");
+    let sqfs = tmp.join(format!("{name}.squashfs"));
     mksquashfs(&tree, &sqfs, &["-comp", "gzip"]);
+    wrap_squashfs_as_appimage(&sqfs, &dir.join(format!("{name}.AppImage")));
+}
+
+/// A folder holding one AppImage, `hello.AppImage`.
+fn source_with_one_app(tmp: &TempDir) -> PathBuf {
     let src = tmp.subdir("src");
-    wrap_squashfs_as_appimage(&sqfs, &src.join("hello.AppImage"));
+    add_app(tmp, &src, "hello");
     src
 }
 
@@ -151,4 +157,81 @@ exec setpriv --reuid 65534 --regid 65534 --clear-groups -- "$BIN" "$SRC" "$MNT" 
         "the mount leaked out of the test's namespace"
     );
     drop(guard);
+}
+
+/// A folder with two AppImages, a text file and an AppImage cut short
+/// after its runtime.
+fn source_with_two_apps_and_two_duds(tmp: &TempDir) -> PathBuf {
+    let src = tmp.subdir("src");
+    add_app(tmp, &src, "alpha");
+    add_app(tmp, &src, "beta");
+    std::fs::write(src.join("notes.txt"), "not an AppImage\n").unwrap();
+    std::fs::write(src.join("cut.AppImage"), type2_runtime()).unwrap();
+    src
+}
+
+/// The mount's log once its "ready" line is there (it is written right
+/// after the mount appears).
+fn log_once_ready(m: &Mount) -> String {
+    let deadline = Instant::now() + MOUNT_READY_TIMEOUT;
+    loop {
+        let log = m.log_text();
+        if log.contains(" ready: ") || Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn start_logs_one_summary_and_one_line_per_skipped_file() {
+    let tmp = TempDir::new("admin-logs");
+    let src = source_with_two_apps_and_two_duds(&tmp);
+    let mnt = tmp.subdir("mnt");
+    let m = Mount::start(&src, &mnt, &[]);
+    let log = log_once_ready(&m);
+    let lines: Vec<&str> = log.lines().collect();
+    let ready: Vec<&&str> = lines.iter().filter(|l| l.contains(" ready: ")).collect();
+    assert_eq!(ready.len(), 1, "one summary line:\n{log}");
+    assert!(
+        ready[0].contains("info: ready: 2 AppImage(s) from ")
+            && ready[0].contains(&format!(" mounted on {} ", m.mountpoint.display()))
+            && ready[0].ends_with(", 2 file(s) skipped"),
+        "{log}"
+    );
+    for dud in ["notes.txt", "cut.AppImage"] {
+        let about: Vec<&&str> = lines
+            .iter()
+            .filter(|l| l.contains(&format!("skipping {}: ", src.join(dud).display())))
+            .collect();
+        assert_eq!(
+            about.len(),
+            1,
+            "one line for {dud}, with its reason:\n{log}"
+        );
+        let reason = about[0].rsplit_once(": ").map(|x| x.1).unwrap_or("");
+        assert!(!reason.trim().is_empty(), "no reason for {dud}:\n{log}");
+    }
+    assert!(
+        !log.contains("mounting "),
+        "per-app lines without -v:\n{log}"
+    );
+    assert_eq!(lines.len(), 3, "nothing else at start:\n{log}");
+}
+
+#[test]
+fn verbose_start_logs_each_app() {
+    let tmp = TempDir::new("admin-logs-v");
+    let src = source_with_two_apps_and_two_duds(&tmp);
+    let mnt = tmp.subdir("mnt");
+    let m = Mount::start(&src, &mnt, &["-v"]);
+    let log = log_once_ready(&m);
+    for app in ["alpha", "beta"] {
+        let line = format!(
+            "debug: mounting {} as {app} (type 2)",
+            src.join(format!("{app}.AppImage")).display()
+        );
+        assert_eq!(log.matches(&line).count(), 1, "{line}:\n{log}");
+    }
+    assert!(log.contains("ready: 2 AppImage(s)"), "{log}");
 }
