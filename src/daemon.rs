@@ -199,6 +199,21 @@ impl Unmounter {
     }
 }
 
+/// Detaches a mount made with mount(2) when serving it fails, as fuser
+/// does for its own mounts when a session drops, so a failed start or a
+/// session error leaves no dead mount behind.
+struct DetachOnError(Option<PathBuf>);
+
+impl Drop for DetachOnError {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            if let Err(e) = detach(&path) {
+                crate::log::warn(format_args!("{}", e.0));
+            }
+        }
+    }
+}
+
 /// The write end of the pipe on which a background child tells its waiting
 /// parent "ready" or why it failed.
 struct Readiness(Option<File>);
@@ -362,6 +377,10 @@ fn serve(
             (session, unmounter)
         }
     };
+    let mut guard = DetachOnError(match &unmounter {
+        Unmounter::Kernel(path) => Some(path.clone()),
+        Unmounter::Fuser(_) => None,
+    });
     let rescan_every =
         (settings.rescan_interval > 0).then(|| Duration::from_secs(settings.rescan_interval));
     warmer.connect(Arc::new(session.notifier()));
@@ -395,6 +414,7 @@ fn serve(
         detach_stdio(settings.log_file.as_deref())?;
     }
     session.run()?;
+    guard.0 = None;
     crate::log::info(format_args!("{} unmounted", mnt.display()));
     Ok(())
 }
