@@ -196,7 +196,14 @@ chroot "$R" bash -c 'source /usr/share/bash-completion/completions/appimagefs &&
 for f in usr/share/zsh/vendor-completions/_appimagefs usr/share/fish/vendor_completions.d/appimagefs.fish; do
   [ -s "$R/$f" ] || fail "missing /$f"
 done
-pass "bash completion loads; zsh and fish completions installed"
+if command -v zsh >/dev/null; then
+  zsh -n "$R/usr/share/zsh/vendor-completions/_appimagefs" || fail "zsh completion syntax"
+fi
+if command -v fish >/dev/null; then
+  fish -c "source $R/usr/share/fish/vendor_completions.d/appimagefs.fish; complete -C 'appimagefs --ca'" |
+    grep -q -- --cache-size || fail "fish completion"
+fi
+pass "bash completion loads; zsh and fish completions installed (checked where the host has zsh, fish)"
 
 out=$(chroot "$R" dpkg -r appimagefs 2>&1) || fail "dpkg -r: $out"
 [ ! -e "$R/usr/bin/appimagefs" ] || fail "dpkg -r left the binary"
