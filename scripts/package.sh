@@ -31,7 +31,7 @@ check_portable() {
     echo "error: $bin needs glibc $max, newer than $GLIBC" >&2
     exit 1
   fi
-  if echo "$needed" | grep -Eq 'libstdc\+\+|libgcc_s'; then
+  if grep -Eq 'libstdc\+\+|libgcc_s' <<<"$needed"; then
     echo "error: $bin links $needed (C++/GCC runtime)" >&2
     exit 1
   fi
@@ -49,7 +49,8 @@ build_portable() {
 }
 
 build_portable x86_64-unknown-linux-gnu x86_64
-if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+installed=$(rustup target list --installed 2>/dev/null || true)
+if grep -qx aarch64-unknown-linux-gnu <<<"$installed"; then
   build_portable aarch64-unknown-linux-gnu aarch64
 else
   echo "== aarch64 skipped: this toolchain has no aarch64-unknown-linux-gnu standard library"

@@ -47,6 +47,9 @@ cleanup() {
 trap cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# has TEXT PATTERN: grep without a pipe (with pipefail, a writer killed by
+# SIGPIPE when grep -q stops early would fail the script).
+has() { grep -q -- "$2" <<<"$1"; }
 pass() { echo "ok: $*"; }
 
 # A cached debootstrap root: $cache/NAME for SUITE with extra packages.
@@ -118,7 +121,9 @@ start=$(date +%s)
 echo "== portable binary in Debian 11 (bullseye)"
 cached_root bullseye bullseye
 R=$(overlay_root bullseye)
-glibc=$(chroot "$R" ldd --version | head -1 | awk '{print $NF}')
+glibc=$(chroot "$R" ldd --version)
+glibc=${glibc%%$'\n'*}
+glibc=${glibc##* }
 echo "   glibc in the root: $glibc"
 install -D -m 0755 "$bin" "$R/usr/local/bin/appimagefs"
 
@@ -131,17 +136,17 @@ printf '[Desktop Entry]\nType=Application\nName=Hello\nExec=hello\nIcon=hello\nC
 make_appimage "$tree" "$R/srv/apps/hello.AppImage"
 echo "not an AppImage" > "$R/srv/apps/notes.txt"
 
-chroot "$R" appimagefs --help | grep -q "SOURCE_DIR" || fail "--help in bullseye"
+out=$(chroot "$R" appimagefs --help) && has "$out" "SOURCE_DIR" || fail "--help in bullseye: $out"
 pass "appimagefs --help runs on glibc $glibc"
 
 out=$(chroot "$R" appimagefs inspect /srv/apps/hello.AppImage) || fail "inspect: $out"
-echo "$out" | grep -Eq "^ *type: +2 " && echo "$out" | grep -Eq "^ *usable: +yes" ||
+has "$out" "^ *type: *2 " && has "$out" "^ *usable: *yes" ||
   fail "inspect does not report a usable type 2 AppImage: $out"
 pass "appimagefs inspect"
 
 mkdir -p "$R/opt/apps"
 log=$(chroot "$R" appimagefs /srv/apps /opt/apps 2>&1) || fail "mount: $log"
-echo "$log" | grep -q "ready: 1 AppImage(s)" || fail "no ready line: $log"
+has "$log" "ready: 1 AppImage(s)" || fail "no ready line: $log"
 fstype=$(awk -v m="$R/opt/apps" '$5 == m { sub(/.* - /, ""); print $1 }' /proc/self/mountinfo)
 [ "$fstype" = fuse.appimagefs ] || fail "mount type is '$fstype'"
 pass "mounted as fuse.appimagefs"
@@ -152,7 +157,7 @@ ran=$(chroot "$R" /opt/apps/bin/hello one two) || fail "bin/hello: $ran"
 [ "$ran" = "hello from AppRun: APPIMAGE=/srv/apps/hello.AppImage args=one two" ] ||
   fail "bin/hello printed: $ran"
 ran=$(chroot "$R" /opt/apps/hello/AppRun three) || fail "AppRun: $ran"
-echo "$ran" | grep -q "args=three" || fail "AppRun printed: $ran"
+has "$ran" "args=three" || fail "AppRun printed: $ran"
 grep -q "^Exec=/opt/apps/bin/hello" "$R/opt/apps/share/applications/"*.desktop ||
   fail "menu entry: $(cat "$R/opt/apps/share/applications/"*.desktop)"
 pass "app launched through bin/ and AppRun, menu entry present"
@@ -177,7 +182,8 @@ cp "$deb" "$R/tmp/appimagefs.deb"
 out=$(chroot "$R" dpkg -i /tmp/appimagefs.deb 2>&1) || fail "dpkg -i: $out"
 pass "dpkg -i"
 
-chroot "$R" appimagefs --version | grep -q "appimagefs $version" || fail "installed binary"
+out=$(chroot "$R" appimagefs --version) && has "$out" "appimagefs $version" ||
+  fail "installed binary: $out"
 out=$(chroot "$R" systemd-analyze verify /lib/systemd/system/appimagefs.service 2>&1) ||
   fail "systemd-analyze verify: $out"
 [ -z "$out" ] || fail "systemd-analyze verify warns: $out"
@@ -186,13 +192,14 @@ pass "systemd-analyze verify appimagefs.service"
 
 page=$(chroot "$R" env MANWIDTH=80 man -P cat appimagefs 2>&1) || fail "man appimagefs: $page"
 for want in "appimagefs - Mount every AppImage" "SYNOPSIS" "cache-size" "fuse.appimagefs" "EXAMPLES"; do
-  echo "$page" | grep -q -- "$want" || fail "man appimagefs lacks '$want'"
+  has "$page" "$want" || fail "man appimagefs lacks '$want'"
 done
-chroot "$R" man -P cat appimagefs-inspect 2>&1 | grep -q -- "--json" || fail "man appimagefs-inspect"
+page=$(chroot "$R" man -P cat appimagefs-inspect 2>&1) && has "$page" "--json" ||
+  fail "man appimagefs-inspect: $page"
 pass "man appimagefs and man appimagefs-inspect render"
 
-chroot "$R" bash -c 'source /usr/share/bash-completion/completions/appimagefs &&
-  complete -p appimagefs' | grep -q _appimagefs || fail "bash completion"
+out=$(chroot "$R" bash -c 'source /usr/share/bash-completion/completions/appimagefs &&
+  complete -p appimagefs') && has "$out" _appimagefs || fail "bash completion: $out"
 for f in usr/share/zsh/vendor-completions/_appimagefs usr/share/fish/vendor_completions.d/appimagefs.fish; do
   [ -s "$R/$f" ] || fail "missing /$f"
 done
@@ -200,8 +207,8 @@ if command -v zsh >/dev/null; then
   zsh -n "$R/usr/share/zsh/vendor-completions/_appimagefs" || fail "zsh completion syntax"
 fi
 if command -v fish >/dev/null; then
-  fish -c "source $R/usr/share/fish/vendor_completions.d/appimagefs.fish; complete -C 'appimagefs --ca'" |
-    grep -q -- --cache-size || fail "fish completion"
+  out=$(fish -c "source $R/usr/share/fish/vendor_completions.d/appimagefs.fish
+    complete -C 'appimagefs --ca'") && has "$out" --cache-size || fail "fish completion: $out"
 fi
 pass "bash completion loads; zsh and fish completions installed (checked where the host has zsh, fish)"
 
