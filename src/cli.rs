@@ -9,6 +9,7 @@ use clap::Parser;
 #[command(
     name = "appimagefs",
     version,
+    override_usage = "appimagefs [OPTIONS] <SOURCE_DIR> <MOUNTPOINT>\n       appimagefs inspect [--json] <FILES>...",
     about = "Mount every AppImage in a folder as one read-only tree",
     long_about = "Mount every AppImage in SOURCE_DIR as one read-only tree at MOUNTPOINT.\n\n\
 Each AppImage (type 1 or 2, detected by content; the .AppImage extension is optional)\n\
@@ -34,6 +35,7 @@ fusermount3 -u /opt/apps                              unmount (or: umount /opt/a
 )]
 pub struct Args {
     /// Folder holding the AppImages (not searched recursively).
+    #[arg(value_name = "SOURCE_DIR")]
     pub source: PathBuf,
 
     /// Empty folder to mount the tree on.
@@ -44,15 +46,8 @@ pub struct Args {
     #[arg(short, long)]
     pub foreground: bool,
 
-    /// Mount options, comma separated, as in fstab: allow_other, allow_root,
-    /// default_permissions (enforce the owners and modes stored in the
-    /// images; by default every user of the mount may read every app, as
-    /// when an AppImage mounts itself), fsname=NAME, cache_size=SIZE, threads=N, rescan_interval=SECS,
-    /// log_file=PATH, verbose.
-    /// ro, nosuid, nodev are always in force; rw, suid, dev, defaults, auto,
-    /// noauto, user, users, nofail, _netdev, exec, noexec, atime, noatime
-    /// are accepted for fstab compatibility.
-    #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
+    /// Mount options, comma separated, as in fstab (listed with --help).
+    #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append, long_help = O_HELP)]
     pub options: Vec<String>,
 
     /// Byte budget of the decompression cache shared by all images, e.g.
@@ -79,9 +74,32 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
 
-    /// Log every skipped request error and other detail.
+    /// Also log each app as it is mounted, failed requests, and the block
+    /// cache's counters at exit.
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+/// The long help of `-o`: one line per option.
+const O_HELP: &str = "Mount options, comma separated, as in fstab; -o may be repeated:
+
+  allow_other: every user may use the mount (the default for root; a normal user needs user_allow_other in /etc/fuse.conf)
+  allow_root: root may use it as well as the mounting user
+  default_permissions: enforce the owners and modes stored in the images (by default whoever may use the mount may read every app, as when an AppImage mounts itself)
+  fsname=NAME: the source shown in /proc/mounts (default: SOURCE_DIR)
+  cache_size=SIZE, threads=N, rescan_interval=SECS, log_file=PATH, verbose: as --cache-size, --threads, --rescan-interval, --log-file, --verbose
+
+ro, nosuid and nodev are always in force; rw, suid, dev, defaults, auto, noauto, user, users, nofail, _netdev, exec, noexec, atime, noatime, relatime and nonempty are accepted (and ignored) for fstab and mount(8).";
+
+/// The whole command line as one clap definition, with `inspect` as a
+/// subcommand: the man pages and shell completions are generated from it
+/// (`main` parses the two forms separately, so SOURCE_DIR may be named
+/// anything, even `inspect` given as `./inspect`).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Args::command()
+        .args_conflicts_with_subcommands(true)
+        .subcommand(InspectArgs::command().name("inspect"))
 }
 
 /// `appimagefs inspect`: report on AppImage files without mounting.
@@ -97,8 +115,8 @@ why. Exit status 0 when every file is usable, 1 otherwise.",
     after_help = "Examples:\n  appimagefs inspect /share/AppImages/*\n  appimagefs inspect --json Foo.AppImage | jq '.[0].version'"
 )]
 pub struct InspectArgs {
-    /// Files to inspect.
-    #[arg(required = true)]
+    /// AppImage files (or any files) to inspect.
+    #[arg(required = true, value_name = "FILES")]
     pub files: Vec<PathBuf>,
 
     /// Print JSON for scripts instead of text.
@@ -266,6 +284,15 @@ mod tests {
         let mut v = vec!["appimagefs", "/src", "/mnt"];
         v.extend_from_slice(extra);
         Args::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn the_documented_command_line_is_consistent() {
+        command().debug_assert();
+        let inspect = command()
+            .try_get_matches_from(["appimagefs", "inspect", "--json", "a"])
+            .unwrap();
+        assert_eq!(inspect.subcommand_name(), Some("inspect"));
     }
 
     #[test]

@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fuser::{Config, MountOption, Session, SessionACL};
+use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 
 use crate::cache::BlockCache;
 use crate::cli::Settings;
 use crate::fuse_adapter::FuseAdapter;
+use crate::kernel_mount;
 use crate::union::Union;
 use crate::warm::Warmer;
 
@@ -162,7 +163,7 @@ fn fuse_config(s: &Settings) -> Config {
     let mut c = Config::default();
     c.mount_options = vec![
         MountOption::FSName(s.fsname.clone()),
-        MountOption::Subtype("appimagefs".into()),
+        MountOption::Subtype(kernel_mount::SUBTYPE.into()),
         MountOption::RO,
         MountOption::NoSuid,
         MountOption::NoDev,
@@ -180,6 +181,37 @@ fn fuse_config(s: &Settings) -> Config {
     c.n_threads = Some(s.threads);
     c.clone_fd = true;
     c
+}
+
+/// How the signal thread unmounts: the mount fuser made (through
+/// fusermount3) or the one made with mount(2) in [`kernel_mount`].
+enum Unmounter {
+    Fuser(SessionUnmounter),
+    Kernel(PathBuf),
+}
+
+impl Unmounter {
+    fn unmount(&mut self) -> std::io::Result<()> {
+        match self {
+            Unmounter::Fuser(u) => u.unmount(),
+            Unmounter::Kernel(path) => kernel_mount::unmount(path),
+        }
+    }
+}
+
+/// Detaches a mount made with mount(2) when serving it fails, as fuser
+/// does for its own mounts when a session drops, so a failed start or a
+/// session error leaves no dead mount behind.
+struct DetachOnError(Option<PathBuf>);
+
+impl Drop for DetachOnError {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            if let Err(e) = detach(&path) {
+                crate::log::warn(format_args!("{}", e.0));
+            }
+        }
+    }
 }
 
 /// The write end of the pipe on which a background child tells its waiting
@@ -312,22 +344,47 @@ fn serve(
     readiness: &mut Readiness,
 ) -> Result<(), StartError> {
     let signals = block_signals();
-    let apps = union.apps().len();
+    let (apps, skipped) = (union.apps().len(), union.skipped());
     let warmer = Arc::new(Warmer::new(union.clone(), crate::prefetch::cores()));
     let adapter = FuseAdapter::new(union.clone(), warmer.clone());
-    let mut session = Session::new(adapter, mnt, &fuse_config(settings)).map_err(|e| {
+    let config = fuse_config(settings);
+    let mount_error = |e: std::io::Error| {
         let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
             " (as a normal user, -o allow_other needs user_allow_other in /etc/fuse.conf)"
         } else {
             ""
         };
         StartError(format!("cannot mount on {}: {e}{hint}", mnt.display()))
-    })?;
+    };
+    // SAFETY: geteuid cannot fail.
+    let direct = if unsafe { libc::geteuid() } == 0 {
+        kernel_mount::mount(mnt, settings).map_err(mount_error)?
+    } else {
+        None
+    };
+    let (session, mut unmounter) = match direct {
+        Some(km) => {
+            let path = km.path.clone();
+            let session = Session::from_fd(adapter, km.fuse, config.acl, config).map_err(|e| {
+                let _ = kernel_mount::unmount(&path);
+                mount_error(e)
+            })?;
+            (session, Unmounter::Kernel(path))
+        }
+        None => {
+            let mut session = Session::new(adapter, mnt, &config).map_err(mount_error)?;
+            let unmounter = Unmounter::Fuser(session.unmount_callable());
+            (session, unmounter)
+        }
+    };
+    let mut guard = DetachOnError(match &unmounter {
+        Unmounter::Kernel(path) => Some(path.clone()),
+        Unmounter::Fuser(_) => None,
+    });
     let rescan_every =
         (settings.rescan_interval > 0).then(|| Duration::from_secs(settings.rescan_interval));
     warmer.connect(Arc::new(session.notifier()));
-    crate::watch::spawn(union, session.notifier(), rescan_every)?;
-    let mut unmounter = session.unmount_callable();
+    crate::watch::spawn(union.clone(), session.notifier(), rescan_every)?;
     let watched = mnt.to_path_buf();
     std::thread::Builder::new()
         .name("signals".into())
@@ -347,16 +404,17 @@ fn serve(
             }
         })?;
     crate::log::info(format_args!(
-        "mounted {} AppImage(s) from {} on {}",
-        apps,
+        "ready: {apps} AppImage(s) from {} mounted on {} ({}), {skipped} file(s) skipped",
         settings.source.display(),
-        mnt.display()
+        mnt.display(),
+        kernel_mount::FSTYPE,
     ));
     if !settings.foreground {
         readiness.report("ready");
         detach_stdio(settings.log_file.as_deref())?;
     }
     session.run()?;
+    guard.0 = None;
     crate::log::info(format_args!("{} unmounted", mnt.display()));
     Ok(())
 }

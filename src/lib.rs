@@ -35,6 +35,7 @@ pub mod fuse_adapter;
 pub mod image;
 pub mod inspect;
 pub mod iso9660;
+pub mod kernel_mount;
 pub mod log;
 pub mod prefetch;
 pub mod squashfs;

@@ -16,6 +16,8 @@
 //!   `--appimage-extract-and-run`.
 //! - `hostile`: malicious/broken inputs next to good ones: no crash, no hang,
 //!   no escape.
+//! - `admin`: what an admin sees from outside: the mount type in
+//!   /proc/mounts, the log lines of a start.
 //! - `cli`: command line, mount lifecycle, mount options, read-only-ness.
 //! - `live`: the source folder changing under a mount (add/rm/mv/overwrite
 //!   under concurrent readers, slow copies, running apps, bursts).
@@ -32,6 +34,7 @@
 
 mod common;
 
+mod admin; // issue 19: mount type, start-up log lines
 mod cli;
 mod comparator;
 mod faults; // issue 7: I/O errors and slow reads in the backing file

@@ -190,7 +190,7 @@ fn add(s: &mut State, f: Found) -> Option<Vec<u8>> {
     };
     let taken = s.listed.keys().cloned().collect();
     let name = naming::assign(&f.file_name, &taken);
-    crate::log::info(format_args!(
+    crate::log::debug(format_args!(
         "mounting {} as {} (type {})",
         f.path.display(),
         String::from_utf8_lossy(&name),

@@ -163,6 +163,16 @@ impl Union {
             .collect()
     }
 
+    /// How many files in the source folder are not shown because they are
+    /// not usable AppImages (each one was logged once, with the reason).
+    pub fn skipped(&self) -> usize {
+        self.read_state()
+            .waiting
+            .values()
+            .filter(|w| matches!(w, Waiting::Rejected { .. }))
+            .count()
+    }
+
     /// The FUSE generation of `ino` (changes when a slot is reused).
     pub fn generation(&self, ino: u64) -> u64 {
         let slot = usize::from(inode::decode(ino).0);
