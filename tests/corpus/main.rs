@@ -14,7 +14,8 @@
 //!
 //! A custom harness (`harness = false`), so the skip notice is printed even
 //! though the run passes; arguments that do not start with `-` select the
-//! tests whose names contain them, like libtest's filters.
+//! tests whose names contain them, like libtest's filters; libtest's options
+//! are ignored.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -54,10 +55,26 @@ const TESTS: &[Test] = &[
 ];
 
 fn main() {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    // libtest options are accepted and ignored; those taking a value in the
+    // next argument must not turn it into a filter.
+    let mut filters: Vec<String> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if [
+            "--test-threads",
+            "--skip",
+            "--color",
+            "--format",
+            "--logfile",
+            "-Z",
+        ]
+        .contains(&a.as_str())
+        {
+            args.next();
+        } else if !a.starts_with('-') {
+            filters.push(a);
+        }
+    }
     let selected: Vec<&Test> = TESTS
         .iter()
         .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
