@@ -28,13 +28,13 @@ fn kernel_vs_unsquashfs(
     (snapshot(&ext), actual)
 }
 
-/// A fixture AppImage (payload at an offset) and the full edge-case image:
+/// A sample AppImage (payload at an offset) and the full edge-case image:
 /// the kernel's view equals unsquashfs's extraction in every field.
 #[test]
 fn kernel_squashfs_equals_unsquashfs_extraction() {
     let tmp = TempDir::new("cmp-kernel");
-    let echo = manifest_row("Echo-x86_64.AppImage");
-    let (e, a) = kernel_vs_unsquashfs(&echo.path(), echo.sqfs_offset().unwrap(), &tmp, "echo");
+    let echo = sample_app("echo");
+    let (e, a) = kernel_vs_unsquashfs(&echo.image, echo.offset, &tmp, "echo");
     assert!(
         e.entries.len() >= 10,
         "Echo extraction has too few entries: {}",
@@ -221,24 +221,9 @@ fn snapshot_of_extraction_is_clean() {
     assert!(!iso.perm && !iso.owner && !iso.nlink && iso.content && iso.mtime);
 }
 
-/// MANIFEST.tsv parsing (the other modules pick their inputs from it).
+/// App folder names: the file name without a case-insensitive `.AppImage`.
 #[test]
-fn manifest_is_parsed() {
-    let rows = manifest();
-    assert!(rows.len() >= 40, "only {} rows", rows.len());
-    let echo = manifest_row("Echo-x86_64.AppImage");
-    assert_eq!(echo.kind, "appimage-type2");
-    assert_eq!(echo.sqfs_offset(), Some(187784));
-    assert_eq!(echo.detail("extract_rc"), Some("0"));
-    assert_eq!(
-        manifest_row("pathtraversal.sqfs").detail("extract_rc"),
-        Some("1")
-    );
-    assert!(manifest_row("pathtraversal.sqfs").is_hostile());
-    assert!(manifest_row("elffile").is_hostile());
-    assert!(!manifest_row("AppImageExtract_6_no_magic_bytes-x86_64.AppImage").is_hostile());
-    assert!(manifest_row("archive.iso").rockridge());
-    assert!(!manifest_row("iso9660-rs__test.iso").rockridge());
+fn app_names_drop_the_appimage_suffix() {
     assert_eq!(app_name("Foo.AppImage"), "Foo");
     assert_eq!(app_name("foo.appimage"), "foo");
     assert_eq!(app_name("foo.APPIMAGE"), "foo");

@@ -171,7 +171,7 @@ fn io_errors_in_the_backing_file_fail_only_the_reads_that_need_them() {
     let (image, big, small) = build_app(&tmp);
     let real = tmp.subdir("real");
     std::fs::copy(&image, real.join("faulty.AppImage")).unwrap();
-    copy_fixture("Echo-x86_64.AppImage", &real, "Echo.AppImage");
+    copy_sample_app("echo", &real, "Echo.AppImage");
     let offset = type2_runtime().len() as u64;
     // 1..2 MiB into big.bin's data: the first block of it starts right after
     // the superblock.

@@ -20,15 +20,21 @@ struct Bad {
     what: String,
 }
 
-fn truncated(src: &Path, fixture_name: &str, out: &str, len: u64, what: &str, bad: &mut Vec<Bad>) {
-    let data = std::fs::read(fixture(fixture_name)).unwrap();
+/// Writes the first `len` bytes of `data` as `src/out` and records it.
+fn truncated(src: &Path, data: &[u8], out: &str, len: u64, what: &str, bad: &mut Vec<Bad>) {
     assert!((len as usize) < data.len());
     std::fs::write(src.join(out), &data[..len as usize]).unwrap();
     set_mode(&src.join(out), 0o755);
     bad.push(Bad {
         file: out.into(),
-        what: format!("{fixture_name} cut at {len}: {what}"),
+        what: format!("cut at {len}: {what}"),
     });
+}
+
+/// The end of the SquashFS payload at `off` (its `bytes_used`).
+fn squashfs_end(data: &[u8], off: u64) -> u64 {
+    let sb = &data[off as usize..];
+    off + u64::from_le_bytes(sb[40..48].try_into().unwrap())
 }
 
 /// Names that must NOT appear at the mount root (not AppImages).
@@ -52,205 +58,171 @@ fn hostile_inputs_do_not_break_the_mount() {
     let mut bad: Vec<Bad> = Vec::new();
 
     // Good ones.
-    copy_fixture("Echo-x86_64.AppImage", &src, "Echo-x86_64.AppImage");
-    copy_fixture("hello-x86_64.AppImage", &src, "hello-x86_64.AppImage");
+    copy_sample_app("echo", &src, "Echo-x86_64.AppImage");
+    copy_sample_app("hello-zstd", &src, "hello-x86_64.AppImage");
     let weird = "we\"ird\n'name.AppImage";
-    copy_fixture("Hello_World-x86_64.gzip.AppImage", &src, weird);
+    copy_sample_app("hello-gzip", &src, weird);
     // Cutting only the zero padding after the SquashFS keeps it valid.
-    let echo_len = std::fs::metadata(fixture("Echo-x86_64.AppImage"))
-        .unwrap()
-        .len();
-    let echo_off = manifest_row("Echo-x86_64.AppImage").sqfs_offset().unwrap();
-    let data = std::fs::read(fixture("Echo-x86_64.AppImage")).unwrap();
-    // bytes_used from the SquashFS superblock (offset 40, u64 LE)
-    let sb = &data[echo_off as usize..];
-    let echo_sqfs_end = echo_off + u64::from_le_bytes(sb[40..48].try_into().unwrap());
-    assert_eq!(
-        echo_sqfs_end,
-        echo_off + 22215,
-        "bytes_used differs from MANIFEST.tsv"
+    let echo = sample_app("echo");
+    let data = std::fs::read(&echo.image).unwrap();
+    let echo_off = echo.offset;
+    let echo_sqfs_end = squashfs_end(&data, echo_off);
+    assert!(
+        echo_sqfs_end + 1 < data.len() as u64,
+        "mksquashfs pads to 4K"
     );
-    {
-        std::fs::write(
-            src.join("trunc-echo-padding.AppImage"),
-            &data[..echo_sqfs_end as usize + 1],
-        )
-        .unwrap();
-        assert!(echo_sqfs_end + 1 < echo_len);
-    }
-    let good: Vec<(&str, &str, u64)> = vec![
-        ("Echo-x86_64", "Echo-x86_64.AppImage", echo_off),
-        (
-            "hello-x86_64",
-            "hello-x86_64.AppImage",
-            manifest_row("hello-x86_64.AppImage").sqfs_offset().unwrap(),
-        ),
-        (
-            "we\"ird\n'name",
-            "Hello_World-x86_64.gzip.AppImage",
-            manifest_row("Hello_World-x86_64.gzip.AppImage")
-                .sqfs_offset()
-                .unwrap(),
-        ),
-        ("trunc-echo-padding", "Echo-x86_64.AppImage", echo_off),
+    std::fs::write(
+        src.join("trunc-echo-padding.AppImage"),
+        &data[..echo_sqfs_end as usize + 1],
+    )
+    .unwrap();
+    let good: Vec<(&str, &str)> = vec![
+        ("Echo-x86_64", "echo"),
+        ("hello-x86_64", "hello-zstd"),
+        ("we\"ird\n'name", "hello-gzip"),
+        ("trunc-echo-padding", "echo"),
     ];
 
     // Malicious images.
     wrap_squashfs_as_appimage(
-        &fixture("pathtraversal.sqfs"),
+        squashfs_path_traversal(),
         &src.join("evil-pathtraversal.AppImage"),
     );
     bad.push(Bad {
         file: "evil-pathtraversal.AppImage".into(),
-        what: "SquashFS with a ../ entry name".into(),
+        what: "SquashFS listing DIR twice: a directory and a symlink to /tmp".into(),
     });
-    for (f, what) in [
+    wrap_squashfs_as_appimage(
+        squashfs_forbidden_names(),
+        &src.join("evil-forbidden-names.AppImage"),
+    );
+    bad.push(Bad {
+        file: "evil-forbidden-names.AppImage".into(),
+        what: "SquashFS with entries named .., ., a/b and ../x".into(),
+    });
+    assert!(
+        unsquashfs_extract(
+            squashfs_path_traversal(),
+            0,
+            &tmp.join("unsquashfs-refuses")
+        )
+        .is_err(),
+        "unsquashfs extracted the path traversal image: it is not hostile"
+    );
+    for (iso, out, what) in [
         (
-            "test_read_format_iso_zisofs_overflow.iso",
+            iso_zisofs_overflow(),
+            "evil-zisofs_overflow.AppImage",
             "zisofs header with overflowing sizes",
         ),
         (
-            "test_read_format_iso_rockridge_ce_loop.iso",
+            iso_ce_loop(),
+            "evil-rockridge_ce_loop.AppImage",
             "Rock Ridge CE continuation loop",
         ),
         (
-            "test_read_format_iso_rockridge_zf_overflow.iso",
+            iso_zf_overflow(),
+            "evil-rockridge_zf_overflow.AppImage",
             "Rock Ridge ZF/PD overflow",
         ),
     ] {
-        let out = format!(
-            "evil-{}.AppImage",
-            f.trim_start_matches("test_read_format_iso_")
-                .trim_end_matches(".iso")
-        );
-        wrap_iso_as_appimage(&fixture(f), &src.join(&out));
+        wrap_iso_as_appimage(iso, &src.join(out));
         bad.push(Bad {
-            file: out,
+            file: out.into(),
             what: what.into(),
         });
     }
+    let descriptors = iso_descriptors_only(type1_app_iso());
     {
-        // The volume descriptors of a real ISO right after a type 1 system
-        // area: a root directory pointing far beyond the end of the file.
+        // The volume descriptors of an ISO right after a type 1 system
+        // area: a root directory pointing beyond the end of the file.
         let mut data = type1_system_area().to_vec();
-        data.extend_from_slice(&std::fs::read(fixture("volrecords.iso")).unwrap());
+        data.extend_from_slice(&descriptors);
         std::fs::write(src.join("volrecords-wrapped.AppImage"), data).unwrap();
         bad.push(Bad {
             file: "volrecords-wrapped.AppImage".into(),
             what: "ISO descriptors only".into(),
         });
     }
-    copy_fixture("elffile", &src, "elffile");
-    copy_fixture("volrecords.iso", &src, "volrecords.iso");
+    std::fs::write(src.join("elffile"), plain_elf()).unwrap();
+    set_mode(&src.join("elffile"), 0o755);
+    std::fs::write(src.join("volrecords.iso"), &descriptors).unwrap();
     std::fs::write(src.join("runtime-only.AppImage"), type2_runtime()).unwrap();
 
     // Truncations.
-    truncated(
-        &src,
-        "Echo-x86_64.AppImage",
-        "trunc-echo-64.AppImage",
-        64,
-        "ELF header only",
-        &mut bad,
-    );
-    truncated(
-        &src,
-        "Echo-x86_64.AppImage",
-        "trunc-echo-100.AppImage",
-        100,
-        "inside the ELF headers",
-        &mut bad,
-    );
-    truncated(
-        &src,
-        "Echo-x86_64.AppImage",
-        "trunc-echo-superblock-part.AppImage",
-        echo_off + 50,
-        "half a superblock",
-        &mut bad,
-    );
-    truncated(
-        &src,
-        "Echo-x86_64.AppImage",
-        "trunc-echo-superblock.AppImage",
-        echo_off + 96,
-        "superblock only",
-        &mut bad,
-    );
-    truncated(
-        &src,
-        "Echo-x86_64.AppImage",
-        "trunc-echo-mid.AppImage",
-        200_000,
-        "middle of the data",
-        &mut bad,
-    );
-    truncated(
-        &src,
-        "Echo-x86_64.AppImage",
-        "trunc-echo-tables.AppImage",
-        echo_sqfs_end - 100,
-        "inside the index tables",
-        &mut bad,
-    );
-    truncated(
-        &src,
-        "Echo-x86_64.AppImage",
-        "trunc-echo-last-byte.AppImage",
-        echo_sqfs_end - 1,
-        "last SquashFS byte missing",
-        &mut bad,
-    );
-    let hello_off = manifest_row("hello-x86_64.AppImage").sqfs_offset().unwrap();
-    truncated(
-        &src,
-        "hello-x86_64.AppImage",
-        "trunc-hello-1000.AppImage",
-        hello_off + 1000,
-        "zstd, early",
-        &mut bad,
-    );
-    truncated(
-        &src,
-        "hello-x86_64.AppImage",
-        "trunc-hello-half.AppImage",
-        hello_off + 7000,
-        "zstd, half",
-        &mut bad,
-    );
-    truncated(
-        &src,
-        "AppImageExtract_6-x86_64.AppImage",
-        "trunc-type1-pvd.AppImage",
-        32768 + 1024,
-        "half a PVD",
-        &mut bad,
-    );
-    truncated(
-        &src,
-        "AppImageExtract_6-x86_64.AppImage",
-        "trunc-type1-40k.AppImage",
-        40_000,
-        "type 1, tree cut",
-        &mut bad,
-    );
-    truncated(
-        &src,
-        "AppImageExtract_6-x86_64.AppImage",
-        "trunc-type1-300k.AppImage",
-        300_000,
-        "type 1, data cut",
-        &mut bad,
-    );
+    for (out, len, what) in [
+        ("trunc-echo-64.AppImage", 64, "ELF header only"),
+        ("trunc-echo-100.AppImage", 100, "inside the ELF headers"),
+        (
+            "trunc-echo-superblock-part.AppImage",
+            echo_off + 50,
+            "half a superblock",
+        ),
+        (
+            "trunc-echo-superblock.AppImage",
+            echo_off + 96,
+            "superblock only",
+        ),
+        (
+            "trunc-echo-mid.AppImage",
+            (echo_off + echo_sqfs_end) / 2,
+            "middle of the data",
+        ),
+        (
+            "trunc-echo-tables.AppImage",
+            echo_sqfs_end - 100,
+            "inside the index tables",
+        ),
+        (
+            "trunc-echo-last-byte.AppImage",
+            echo_sqfs_end - 1,
+            "last SquashFS byte missing",
+        ),
+    ] {
+        truncated(
+            &src,
+            &data,
+            out,
+            len,
+            &format!("echo (gzip): {what}"),
+            &mut bad,
+        );
+    }
+    let big = sample_app("big-tool");
+    let big_data = std::fs::read(&big.image).unwrap();
+    let big_end = squashfs_end(&big_data, big.offset);
+    for (out, len, what) in [
+        ("trunc-big-1000.AppImage", big.offset + 1000, "early"),
+        (
+            "trunc-big-half.AppImage",
+            (big.offset + big_end) / 2,
+            "half",
+        ),
+    ] {
+        truncated(
+            &src,
+            &big_data,
+            out,
+            len,
+            &format!("big-tool: {what}"),
+            &mut bad,
+        );
+    }
+    let t1 = tmp.join("type1.AppImage");
+    write_type1_app(&t1, true);
+    let t1 = std::fs::read(&t1).unwrap();
+    for (out, len, what) in [
+        ("trunc-type1-pvd.AppImage", 32768 + 1024, "half a PVD"),
+        ("trunc-type1-40k.AppImage", 40_000, "tree cut"),
+        ("trunc-type1-half.AppImage", t1.len() as u64 / 2, "data cut"),
+    ] {
+        truncated(&src, &t1, out, len, &format!("type 1: {what}"), &mut bad);
+    }
 
     // Things that are not AppImages at all.
     std::fs::write(src.join("empty.AppImage"), b"").unwrap();
     std::fs::create_dir(src.join("dir.AppImage")).unwrap();
-    copy_fixture(
-        "Echo-x86_64.AppImage",
-        &src.join("dir.AppImage"),
-        "inner.AppImage",
-    );
+    copy_sample_app("echo", &src.join("dir.AppImage"), "inner.AppImage");
     std::os::unix::fs::symlink("/etc/passwd", src.join("passwd.AppImage")).unwrap();
     std::os::unix::fs::symlink("loop.AppImage", src.join("loop.AppImage")).unwrap();
 
@@ -289,6 +261,7 @@ fn hostile_inputs_do_not_break_the_mount() {
     // Every bad app: full walk under a timeout; only allowed errnos.
     let passwd_hash = hash_file(Path::new("/etc/passwd")).ok();
     let mut hung = false;
+    let mut with_errors: Vec<String> = Vec::new();
     for b in &bad {
         let name = app_name(&b.file);
         if !root_names.iter().any(|r| r == name.as_bytes()) {
@@ -302,7 +275,7 @@ fn hostile_inputs_do_not_break_the_mount() {
         ) {
             Err(e) => {
                 fails.push(format!("{name} ({}): {e}", b.what));
-                if !crate::squashfs_tree::mount_responsive(&mnt) {
+                if !mount_responsive(&mnt) {
                     fails
                         .push("the mount stopped answering after that; remaining bad apps skipped");
                     hung = true;
@@ -310,10 +283,13 @@ fn hostile_inputs_do_not_break_the_mount() {
                 }
             }
             Ok(s) => {
+                if !s.errors().is_empty() {
+                    with_errors.push(name.clone());
+                }
                 for (p, err) in s.errors() {
-                    // pathtraversal.sqfs really holds two entries named
-                    // "DIR" (a symlink to /tmp and a directory; the kernel's
-                    // squashfs lists both): listing a name twice is
+                    // The path traversal image really holds two entries
+                    // named "DIR" (a symlink to /tmp and a directory; the
+                    // kernel's squashfs lists both): listing a name twice is
                     // tolerated for a malicious image.
                     let ok = matches!(err.errno, Some(e) if ALLOWED_ERRNOS.contains(&e))
                         || (err.errno.is_none() && err.msg.contains("listed twice"));
@@ -334,19 +310,32 @@ fn hostile_inputs_do_not_break_the_mount() {
         }
     }
 
+    // The images whose damage every reader must notice gave an error:
+    // rejected at scan time, or an error somewhere in their walk.
+    for (file, what) in [
+        ("evil-forbidden-names.AppImage", "forbidden names"),
+        ("evil-rockridge_ce_loop.AppImage", "CE loop"),
+        ("evil-zisofs_overflow.AppImage", "zisofs overflow"),
+        ("volrecords-wrapped.AppImage", "descriptors only"),
+    ] {
+        let name = app_name(file);
+        fails.check(
+            !root_names.iter().any(|r| r == name.as_bytes()) || with_errors.contains(&name),
+            || format!("{name} ({what}) was served without a single error"),
+        );
+    }
+
     // The daemon survived, the mount still answers.
     fails.check(mount.is_alive(), || {
         format!("the filesystem process died; output:\n{}", mount.log_text())
     });
     if !hung {
-        fails.check(crate::squashfs_tree::mount_responsive(&mnt), || {
+        fails.check(mount_responsive(&mnt), || {
             "the mount stopped answering".into()
         });
         // Good apps are byte-identical to unsquashfs's extraction.
-        for (app, fixture_name, offset) in &good {
-            let truth = tmp.join(format!("truth-{}", app.replace(['\n', '"', '\''], "_")));
-            unsquashfs_extract(&fixture(fixture_name), *offset, &truth)
-                .unwrap_or_else(|e| panic!("{e}"));
+        for (app, sample) in &good {
+            let truth = sample_app_extraction(sample);
             if !root_names.iter().any(|r| r == app.as_bytes()) {
                 fails.push(format!("good app {app:?} is missing from the mount root"));
                 continue;
@@ -412,7 +401,7 @@ fn fifo_in_source_dir_does_not_hang_the_mount() {
     let tmp = TempDir::new("hostile-fifo");
     let src = tmp.subdir("src");
     let mnt = tmp.subdir("mnt");
-    copy_fixture("Echo-x86_64.AppImage", &src, "Echo-x86_64.AppImage");
+    copy_sample_app("echo", &src, "Echo-x86_64.AppImage");
     let fifo =
         std::ffi::CString::new(src.join("fifo.AppImage").as_os_str().as_encoded_bytes()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
@@ -440,7 +429,10 @@ fn fifo_in_source_dir_does_not_hang_the_mount() {
     let len = must_finish("stat AppRun", Duration::from_secs(20), move || {
         std::fs::metadata(&m).map(|m| m.len())
     });
-    assert_eq!(len.expect("stat Echo AppRun"), 9352);
+    let want = std::fs::metadata(sample_app_extraction("echo").join("AppRun"))
+        .unwrap()
+        .len();
+    assert_eq!(len.expect("stat Echo AppRun"), want);
     drop(mount);
 }
 
@@ -594,8 +586,8 @@ fn corrupted_images_do_not_break_the_mount() {
     let mnt = tmp.subdir("mnt");
     let mut fails = Failures::new();
 
-    let echo = std::fs::read(fixture("Echo-x86_64.AppImage")).unwrap();
-    let echo_off = manifest_row("Echo-x86_64.AppImage").sqfs_offset().unwrap() as usize;
+    let echo = std::fs::read(&sample_app("echo").image).unwrap();
+    let echo_off = sample_app("echo").offset as usize;
     let rt = type2_runtime().len();
     let wrapped = |sqfs: &Path| {
         let mut d = type2_runtime().to_vec();
@@ -629,16 +621,14 @@ fn corrupted_images_do_not_break_the_mount() {
     let mut iso = type1_system_area().to_vec();
     iso.extend_from_slice(&std::fs::read(&zisofs.iso).unwrap()[32768..]);
     variants.extend(iso_variants("zisofs", &iso, 12));
-    variants.extend(iso_variants(
-        "extract6",
-        &std::fs::read(fixture("AppImageExtract_6-x86_64.AppImage")).unwrap(),
-        9,
-    ));
+    let t1 = tmp.join("type1.AppImage");
+    write_type1_app(&t1, true);
+    variants.extend(iso_variants("type1", &std::fs::read(&t1).unwrap(), 9));
     for v in &variants {
         std::fs::write(src.join(&v.file), &v.data).unwrap();
         set_mode(&src.join(&v.file), 0o755);
     }
-    copy_fixture("Echo-x86_64.AppImage", &src, "good-echo.AppImage");
+    copy_sample_app("echo", &src, "good-echo.AppImage");
 
     let mut mount = Mount::start(&src, &mnt, &[]);
     let m2 = mnt.clone();
@@ -674,7 +664,7 @@ fn corrupted_images_do_not_break_the_mount() {
         ) {
             Err(e) => {
                 fails.push(format!("{} ({}): {e}", name, v.what));
-                if !crate::squashfs_tree::mount_responsive(&mnt) {
+                if !mount_responsive(&mnt) {
                     fails.push("the mount stopped answering; remaining variants skipped");
                     let _ = std::fs::create_dir_all(&keep);
                     let _ = std::fs::write(keep.join(&v.file), &v.data);
@@ -732,9 +722,8 @@ fn corrupted_images_do_not_break_the_mount() {
             format!("daemon peak RSS {rss_kb} kB (> 1 GiB) after the corrupted images")
         });
     }
-    if mount.is_alive() && crate::squashfs_tree::mount_responsive(&mnt) {
-        let truth = tmp.join("truth-echo");
-        unsquashfs_extract(&fixture("Echo-x86_64.AppImage"), echo_off as u64, &truth).unwrap();
+    if mount.is_alive() && mount_responsive(&mnt) {
+        let truth = sample_app_extraction("echo");
         let expected = snapshot(&truth);
         let dir = mnt.join("good-echo");
         match with_timeout("walk good app", Duration::from_secs(60), move || {

@@ -14,13 +14,15 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
+/// Sample apps (see `common::sample_apps`): gzip, xz with 16K blocks,
+/// zstd, many files, multi-block files; `echo` is launched through bin/.
 const APPS: &[&str] = &[
-    "Echo-x86_64.AppImage",
-    "Hello_World-x86_64.xz.AppImage",
-    "Hello_World-x86_64.zstd.AppImage",
-    "Leafpad-0.8.18.1.glibc2.4-x86_64.AppImage",
-    "appimagetool-x86_64.AppImage",
-    "hello-x86_64.AppImage",
+    "echo",
+    "hello-xz",
+    "hello-zstd",
+    "many-files",
+    "big-tool",
+    "hello-gzip",
 ];
 
 /// Relative path → bytes of every regular file of every app.
@@ -30,9 +32,9 @@ fn ground_truth(tmp: &TempDir) -> Truth {
     let mut truth = Truth::new();
     for app in APPS {
         let out = tmp.subdir(&format!("x-{app}"));
-        let offset = manifest_row(app).sqfs_offset().expect("type 2 fixture");
-        unsquashfs_extract(&fixture(app), offset, &out).unwrap_or_else(|e| panic!("{e}"));
-        collect(&out, &PathBuf::from(app_name(app)), &mut truth);
+        let sample = sample_app(app);
+        unsquashfs_extract(&sample.image, sample.offset, &out).unwrap_or_else(|e| panic!("{e}"));
+        collect(&out, &PathBuf::from(app_name(sample.file_name)), &mut truth);
     }
     truth
 }
@@ -89,7 +91,7 @@ fn parallel_readers_walks_and_launches_stay_correct_and_bounded() {
     let tmp = TempDir::new("stress");
     let src = tmp.subdir("src");
     for app in APPS {
-        copy_fixture(app, &src, app);
+        copy_sample_app(app, &src, sample_app(app).file_name);
     }
     let truth = Arc::new(ground_truth(&tmp));
     let files: Arc<Vec<PathBuf>> = Arc::new(truth.keys().cloned().collect());
@@ -204,7 +206,7 @@ fn sigterm_during_heavy_reads_unmounts_without_hanging() {
     let tmp = TempDir::new("stress-sigterm");
     let src = tmp.subdir("src");
     for app in APPS {
-        copy_fixture(app, &src, app);
+        copy_sample_app(app, &src, sample_app(app).file_name);
     }
     let mnt = tmp.subdir("mnt");
     let mut mount = Mount::start(&src, &mnt, &[]);
@@ -218,7 +220,8 @@ fn sigterm_during_heavy_reads_unmounts_without_hanging() {
                         std::thread::sleep(Duration::from_millis(5));
                     }
                     for app in APPS {
-                        let _ = std::fs::read(mnt.join(app_name(app)).join("AppRun"));
+                        let dir = app_name(sample_app(app).file_name);
+                        let _ = std::fs::read(mnt.join(dir).join("AppRun"));
                     }
                 }
             })

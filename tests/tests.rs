@@ -3,15 +3,19 @@
 //! Everything runs as root (FUSE, loop mounts, unsquashfs restoring owners).
 //! Where new tests belong:
 //!
-//! - `common`: shared helpers only (no tests): fixtures + MANIFEST.tsv, temp
-//!   dirs, `Mount` guard, snapshots and tree diffs, image builders, wrapping,
-//!   ground-truth extractors.
+//! - `common`: shared helpers only (no tests): temp dirs, `Mount` guard,
+//!   snapshots and tree diffs, image builders (edge-case SquashFS and ISO
+//!   images, sample apps, hostile images), wrapping, ground-truth
+//!   extractors. Every image is built at test time; the real-world corpus
+//!   is the separate opt-in target `corpus` (tests/corpus).
 //! - `comparator`: self-tests of the snapshot/diff machinery against the
 //!   kernel's own squashfs driver; they do not need the binary, so a
 //!   comparator bug cannot hide a filesystem bug.
-//! - `squashfs_tree`: type 2 payloads (fixtures + built edge-case images),
-//!   one mount, every app folder vs unsquashfs; hard links, xattrs, reads.
-//! - `iso_tree`: type 1 payloads (fixtures + wrapped ISOs) vs xorriso.
+//! - `squashfs_tree`: type 2 payloads (built edge-case images + sample
+//!   apps), one mount, every app folder vs unsquashfs; hard links, xattrs,
+//!   reads.
+//! - `iso_tree`: type 1 payloads (a sample type 1 app + built ISOs) vs
+//!   xorriso.
 //! - `run_app`: executing `AppRun` through the mount vs
 //!   `--appimage-extract-and-run`.
 //! - `hostile`: malicious/broken inputs next to good ones: no crash, no hang,

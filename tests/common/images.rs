@@ -30,7 +30,13 @@ pub fn type1_system_area() -> &'static [u8] {
 
 /// Makes a type 2 AppImage: the stand-in runtime followed by `sqfs`.
 pub fn wrap_squashfs_as_appimage(sqfs: &Path, out: &Path) {
-    let mut data = type2_runtime().to_vec();
+    wrap_squashfs_with_runtime(type2_runtime(), sqfs, out);
+}
+
+/// Makes a type 2 AppImage from any runtime's bytes (e.g.
+/// `StubRuntime::type2_elf32()`) followed by `sqfs`.
+pub fn wrap_squashfs_with_runtime(runtime: &[u8], sqfs: &Path, out: &Path) {
+    let mut data = runtime.to_vec();
     data.extend_from_slice(&std::fs::read(sqfs).expect("read squashfs image"));
     std::fs::write(out, data).expect("write AppImage");
     set_mode(out, 0o755);
@@ -497,6 +503,17 @@ pub fn build_bigdir_tree(root: &Path) {
 /// Number of entries in `many/` of the bigdir image.
 pub const BIGDIR_ENTRIES: usize = 30_001;
 
+/// 300 small files in one directory (`file_001` ...): with 4K blocks its
+/// entries span several metadata blocks.
+pub fn build_dir300_tree(root: &Path) {
+    for i in 1..=300usize {
+        write(
+            &root.join(format!("file_{i:03}")),
+            format!("{i}\n").as_bytes(),
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Built images
 
@@ -514,10 +531,15 @@ pub struct BuiltImage {
 }
 
 /// Every edge-case image (built once per test process):
-/// `mixed-{gzip,xz,lzma,lzo,lz4,zstd}` (default 128K blocks),
-/// `mixed-gzip-b4k`, `mixed-xz-b1m`, `mixed-uncompressed` (`-noI -noD -noF
-/// -noX`), `edge` (gzip, `-always-use-fragments`, device pseudo files),
-/// `edge-zstd-nofrag` (`-no-fragments`), `bigdir` (30000 entries).
+/// `mixed-{gzip,xz,lzma,lzo,lz4,zstd}` (default 128K blocks; lzma and lzo
+/// with `-always-use-fragments`), `mixed-lz4-hc` (`-Xhc`: compressor
+/// options in the image), `mixed-gzip-b4k`, `mixed-xz-b16k`,
+/// `mixed-xz-b1m`, `mixed-uncompressed` (`-noI -noD -noF -noX`,
+/// `-always-use-fragments`), `edge` (gzip, `-always-use-fragments`, device
+/// pseudo files), `edge-zstd-nofrag` (`-no-fragments`, 64K blocks),
+/// `edge-lz4`, `edge-lzo`, `edge-xz` (the edge tree in the other
+/// compressors), `bigdir` (30000 entries), `dir300-zstd-b4k` (300 entries,
+/// 4K blocks, zstd level 19).
 pub fn built_images() -> &'static [BuiltImage] {
     static IMAGES: OnceLock<Vec<BuiltImage>> = OnceLock::new();
     IMAGES.get_or_init(|| {
@@ -526,6 +548,7 @@ pub fn built_images() -> &'static [BuiltImage] {
         build_mixed_tree(&trees.join("mixed"));
         build_edge_tree(&trees.join("edge"));
         build_bigdir_tree(&trees.join("bigdir"));
+        build_dir300_tree(&trees.join("dir300"));
         let mut pseudo: Vec<String> = Vec::new();
         for p in EDGE_PSEUDO {
             pseudo.push("-p".into());
@@ -540,15 +563,29 @@ pub fn built_images() -> &'static [BuiltImage] {
             ("mixed-lz4", "lz4"),
             ("mixed-zstd", "zstd"),
         ] {
-            specs.push((name, "mixed", vec!["-comp".into(), comp.into()]));
+            let mut args = vec!["-comp".to_string(), comp.to_string()];
+            if comp == "lzma" || comp == "lzo" {
+                args.push("-always-use-fragments".into());
+            }
+            specs.push((name, "mixed", args));
         }
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        specs.push(("mixed-lz4-hc", "mixed", s(&["-comp", "lz4", "-Xhc"])));
         specs.push(("mixed-gzip-b4k", "mixed", s(&["-comp", "gzip", "-b", "4K"])));
+        specs.push(("mixed-xz-b16k", "mixed", s(&["-comp", "xz", "-b", "16K"])));
         specs.push(("mixed-xz-b1m", "mixed", s(&["-comp", "xz", "-b", "1M"])));
         specs.push((
             "mixed-uncompressed",
             "mixed",
-            s(&["-comp", "gzip", "-noI", "-noD", "-noF", "-noX"]),
+            s(&[
+                "-comp",
+                "gzip",
+                "-noI",
+                "-noD",
+                "-noF",
+                "-noX",
+                "-always-use-fragments",
+            ]),
         ));
         let mut edge = s(&["-comp", "gzip", "-always-use-fragments"]);
         edge.extend(pseudo.iter().cloned());
@@ -556,7 +593,21 @@ pub fn built_images() -> &'static [BuiltImage] {
         let mut edge2 = s(&["-comp", "zstd", "-no-fragments", "-b", "64K"]);
         edge2.extend(pseudo.iter().cloned());
         specs.push(("edge-zstd-nofrag", "edge", edge2));
+        for (name, comp) in [
+            ("edge-lz4", &["-comp", "lz4", "-Xhc"][..]),
+            ("edge-lzo", &["-comp", "lzo"][..]),
+            ("edge-xz", &["-comp", "xz"][..]),
+        ] {
+            let mut args = s(comp);
+            args.extend(pseudo.iter().cloned());
+            specs.push((name, "edge", args));
+        }
         specs.push(("bigdir", "bigdir", s(&["-comp", "zstd"])));
+        specs.push((
+            "dir300-zstd-b4k",
+            "dir300",
+            s(&["-comp", "zstd", "-b", "4K", "-Xcompression-level", "19"]),
+        ));
         specs
             .into_iter()
             .map(|(name, tree, args)| {
@@ -674,10 +725,16 @@ pub struct BuiltIso {
 }
 
 /// ISO images of [`build_iso_tree`] (built once per process):
-/// `iso-rr-joliet` (`-as mkisofs -R -J`), `iso-rr-zisofs` (Rock Ridge,
-/// every file zisofs-compressed), `iso-plain` (no Rock Ridge, no Joliet),
-/// `iso-joliet-only` (Joliet, no Rock Ridge: xorriso, like the Linux kernel,
-/// then shows the Joliet names).
+/// `iso-rr-joliet` (`-as mkisofs -R -J -rr_reloc_dir RR_MOVED`:
+/// directories deeper than 8 levels are relocated, RE/CL entries; the
+/// native-mode images keep them deep in place), `iso-rr-zisofs` (Rock Ridge, every
+/// compressible file zisofs-compressed in 32 KiB blocks),
+/// `iso-rr-zisofs-64k` and `iso-rr-joliet-zisofs-128k` (64 and 128 KiB
+/// blocks), `iso-plain` (no Rock Ridge, no Joliet), `iso-joliet-only`
+/// (Joliet, no Rock Ridge: xorriso, like the Linux kernel, then shows the
+/// Joliet names), `iso-rr-empty` (Rock Ridge, empty root), and
+/// `iso-multi-extent` (a file stored as three extents, patched by
+/// [`super::iso_multi_extent`]).
 pub fn built_isos() -> &'static [BuiltIso] {
     static ISOS: OnceLock<Vec<BuiltIso>> = OnceLock::new();
     ISOS.get_or_init(|| {
@@ -688,7 +745,17 @@ pub fn built_isos() -> &'static [BuiltIso] {
             (
                 "iso-rr-joliet",
                 true,
-                vec!["-as", "mkisofs", "-R", "-J", "-o", "OUT", "TREE"],
+                vec![
+                    "-as",
+                    "mkisofs",
+                    "-R",
+                    "-J",
+                    "-rr_reloc_dir",
+                    "RR_MOVED",
+                    "-o",
+                    "OUT",
+                    "TREE",
+                ],
             ),
             (
                 "iso-rr-zisofs",
@@ -706,6 +773,47 @@ pub fn built_isos() -> &'static [BuiltIso] {
                     "/",
                     "--",
                 ],
+            ),
+            (
+                "iso-rr-zisofs-64k",
+                true,
+                vec![
+                    "-outdev",
+                    "OUT",
+                    "-zisofs",
+                    "level=6:block_size=64k",
+                    "-map",
+                    "TREE",
+                    "/",
+                    "-set_filter_r",
+                    "--zisofs",
+                    "/",
+                    "--",
+                ],
+            ),
+            (
+                "iso-rr-joliet-zisofs-128k",
+                true,
+                vec![
+                    "-outdev",
+                    "OUT",
+                    "-joliet",
+                    "on",
+                    "-zisofs",
+                    "level=9:block_size=128k",
+                    "-map",
+                    "TREE",
+                    "/",
+                    "-set_filter_r",
+                    "--zisofs",
+                    "/",
+                    "--",
+                ],
+            ),
+            (
+                "iso-rr-empty",
+                true,
+                vec!["-as", "mkisofs", "-R", "-V", "CDROM", "-o", "OUT", "EMPTY"],
             ),
             (
                 "iso-plain",
@@ -741,7 +849,9 @@ pub fn built_isos() -> &'static [BuiltIso] {
         .into_iter()
         .map(|(n, rr, v)| (n, rr, v.into_iter().map(String::from).collect()))
         .collect();
-        specs
+        let empty = dir.join("empty");
+        mkdir(&empty);
+        let mut isos: Vec<BuiltIso> = specs
             .into_iter()
             .map(|(name, rockridge, args)| {
                 let iso = dir.join(format!("{name}.iso"));
@@ -750,6 +860,7 @@ pub fn built_isos() -> &'static [BuiltIso] {
                     .map(|a| match a.as_str() {
                         "OUT" => iso.clone().into_os_string(),
                         "TREE" => tree.clone().into_os_string(),
+                        "EMPTY" => empty.clone().into_os_string(),
                         s => s.into(),
                     })
                     .collect();
@@ -768,8 +879,22 @@ pub fn built_isos() -> &'static [BuiltIso] {
                     rockridge,
                 }
             })
-            .collect()
+            .collect();
+        isos.push(BuiltIso {
+            name: "iso-multi-extent",
+            iso: super::iso_multi_extent().to_path_buf(),
+            rockridge: true,
+        });
+        isos
     })
+}
+
+/// One built ISO by name.
+pub fn built_iso(name: &str) -> &'static BuiltIso {
+    built_isos()
+        .iter()
+        .find(|b| b.name == name)
+        .unwrap_or_else(|| panic!("no built ISO {name}"))
 }
 
 // ---------------------------------------------------------------------------

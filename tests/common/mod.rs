@@ -1,17 +1,27 @@
-//! Helpers shared by every integration test module.
+//! Helpers shared by every integration test module (and by the opt-in
+//! corpus target, `tests/corpus`).
 //!
-//! - this file: fixtures and MANIFEST.tsv, the binary's path, unique temp
-//!   dirs, running commands and closures with a timeout.
+//! - this file: the binary's path, unique temp dirs, running commands and
+//!   closures with a timeout; `fixture()`/`manifest()` for the modules not
+//!   yet converted to built images (the default suite must not read
+//!   `../shared`).
 //! - [`mount`]: the `Mount` guard (FUSE mounts of the binary), `KernelMount`
 //!   (loop mounts used to validate the comparator), /proc/self/mountinfo.
 //! - [`snapshot`]: walking a tree into a comparable snapshot and diffing two.
 //! - [`images`]: turning bare images into AppImages, building edge-case
-//!   SquashFS images, ground-truth extraction with unsquashfs and xorriso.
+//!   SquashFS and ISO images, ground-truth extraction with unsquashfs and
+//!   xorriso.
+//! - [`sample_apps`]: small type 2 and type 1 AppImages shaped like real
+//!   ones, with an `AppRun` that runs.
+//! - [`hostile_images`]: malicious and broken images made by patching bytes,
+//!   ISO directory record helpers.
 #![allow(dead_code)]
 
+pub mod hostile_images;
 pub mod images;
 pub mod mount;
 pub mod runtime_stub;
+pub mod sample_apps;
 pub mod snapshot;
 
 use std::collections::BTreeMap;
@@ -24,8 +34,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub use hostile_images::*;
 pub use images::*;
 pub use mount::*;
+// The corpus target (tests/corpus) builds no sample apps.
+#[allow(unused_imports)]
+pub use sample_apps::*;
 pub use snapshot::*;
 
 /// The shared fixture folder (read-only; never copy it into the repo).
@@ -361,6 +375,17 @@ where
     let mut c = Command::new(program);
     c.args(args);
     c
+}
+
+/// True if the mount still answers a stat of its root within 5 s.
+pub fn mount_responsive(mnt: &Path) -> bool {
+    let m = mnt.to_path_buf();
+    matches!(
+        with_timeout("stat mount root", Duration::from_secs(5), move || {
+            std::fs::metadata(&m).is_ok()
+        }),
+        Ok(true)
+    )
 }
 
 /// Runs `f` on a helper thread and gives up after `timeout`.
