@@ -226,12 +226,17 @@ fn os(b: &[u8]) -> &OsStr {
 
 /// `[Desktop Entry]` keys of a desktop file (string-unescaped values).
 fn entry_keys(text: &str) -> BTreeMap<String, String> {
+    group_keys(text, "Desktop Entry")
+}
+
+/// The keys of group `[group]` of a desktop file (string-unescaped values).
+fn group_keys(text: &str, group: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut in_main = false;
     for line in text.lines() {
         let l = line.trim_end();
         if l.starts_with('[') {
-            in_main = l == "[Desktop Entry]";
+            in_main = l.strip_prefix('[').and_then(|g| g.strip_suffix(']')) == Some(group);
             continue;
         }
         if !in_main || l.starts_with('#') || l.is_empty() {
@@ -583,7 +588,14 @@ fn launchers_behave_like_the_runtime() {
             &src.join(file),
             &Spec {
                 desktop_name: Some(format!("{stem}.desktop").into_bytes()),
-                desktop: desktop("Env Dump", &format!("{stem} %F"), stem, ""),
+                desktop: desktop(
+                    "Env Dump",
+                    &format!("{stem} %F"),
+                    stem,
+                    &format!(
+                        "Actions=second;\n\n[Desktop Action second]\nName=Second window\nExec={stem} --second %f\n"
+                    ),
+                ),
                 marker: format!("marker of {file}"),
                 icon: Some(stem.into()),
                 wrap,
@@ -865,6 +877,52 @@ fn launchers_behave_like_the_runtime() {
     fails.check(entries.len() == 5, || {
         format!("expected 5 menu entries, got {:?}", entries.keys())
     });
+    // A desktop action's Exec runs the same app with the action's arguments.
+    let action_file = cwd.join("for the action.txt");
+    std::fs::write(&action_file, b"x").unwrap();
+    for (file, stem, _) in envdumps {
+        let n = format!("appimagefs-{stem}.desktop");
+        let text =
+            String::from_utf8_lossy(entries.get(&n).map(|v| v.as_slice()).unwrap_or_default())
+                .into_owned();
+        let keys = group_keys(&text, "Desktop Action second");
+        let Some(Ok(args)) = keys.get("Exec").map(|e| split_exec(e)) else {
+            fails.push(format!(
+                "{n}: no usable Exec in [Desktop Action second]:\n{text}"
+            ));
+            continue;
+        };
+        let af = action_file.to_str().unwrap();
+        let argv = expand_field_codes(&args, af, &keys);
+        let out = run_stdin(
+            &|| {
+                let mut c = Command::new(&argv[0]);
+                clean_env(&mut c);
+                c.args(&argv[1..]).current_dir(&cwd);
+                c
+            },
+            b"",
+            Duration::from_secs(30),
+        );
+        let want = vec![b"--second".to_vec(), af.as_bytes().to_vec()];
+        match parse_dump(&out.stdout) {
+            Ok(d) => fails.check(
+                out.success()
+                    && Path::new(&argv[0]).parent() == Some(mnt.join("bin").as_path())
+                    && d.var("MARKER") == format!("marker of {file}").as_bytes()
+                    && d.args == want,
+                || {
+                    format!(
+                        "{n}: the action's Exec {:?} ran marker {:?} with args {:?}; expected {file}'s app with {want:?}",
+                        keys["Exec"],
+                        show(d.var("MARKER")),
+                        d.args
+                    )
+                },
+            ),
+            Err(e) => fails.push(format!("{n}: action Exec {argv:?}: {e}: {}", out.describe())),
+        }
+    }
     fails.check(mount.is_alive(), || "the daemon died".into());
     eprintln!(
         "TIMING menu: launchers_behave_like_the_runtime {:.1}s",
