@@ -1,4 +1,4 @@
-//! Opening an image: detecting a type 2 AppImage (Echo's runtime in front
+//! Opening an image: detecting a type 2 AppImage (the tests' stand-in runtime in front
 //! of a SquashFS built here) and `image::open_tree` on it, then what the
 //! first launch needs (root listing, `AppRun` looked up and read), and
 //! `Union::new` over a folder of 100 AppImages (what the mount does before

@@ -16,6 +16,14 @@
 # repetition to the next) and prints medians and ratios to the plain
 # directory. Raw numbers: WORK/results.tsv; report: WORK/report.md.
 #
+# It needs nothing beside this checkout. Every benchmark AppImage starts
+# with a stand-in runtime (scripts/stub-runtime.sh: a 128-byte ELF header
+# with the type 2 magic): appimagefs, the kernel's squashfs, squashfuse_ll and unsquashfs
+# only read the payload after it. The "AppImage runtime" column (the
+# AppImage mounting itself) needs a real runtime: point BENCH_RUNTIME at one
+# (for example runtime-x86_64 from github.com/AppImage/type2-runtime
+# releases) to add it; without it that column is left out.
+#
 # Between cold runs only the FUSE/squashfs caches are dropped, by
 # unmounting; the AppImage file itself is read once beforehand
 # (cat > /dev/null) so it is in the page cache for every tool alike.
@@ -24,10 +32,7 @@ export LC_ALL=C
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HELPERS=$ROOT/scripts/bench
-FIXTURES=${APPIMAGEFS_FIXTURES:-$ROOT/../shared/fixtures}
 WORK=${BENCH_WORK:-/var/tmp/appimagefs-bench}
-RUNTIME_FIXTURE=$FIXTURES/hello-x86_64.AppImage
-RUNTIME_LEN=944632 # the static type2 runtime at the start of hello-x86_64.AppImage
 MANYFILES=40000
 APP_TIMEOUT=180
 # A measurement slower than this (seconds) in the first repetition is not
@@ -156,12 +161,27 @@ mkdir -p "$APPDIRS" "$IMAGES" "$WORK/sqfs"
 rm -rf "$RUN"
 mkdir -p "$RUN/mnt" "$RUN/tmp" "$RUN/hundred"
 
+# shellcheck source=scripts/stub-runtime.sh
+. "$ROOT/scripts/stub-runtime.sh"
+
 RUNTIME=$WORK/runtime-type2
-head -c "$RUNTIME_LEN" "$RUNTIME_FIXTURE" >"$RUNTIME.new" || die "cannot read $RUNTIME_FIXTURE"
-[[ $(tail -c +$((RUNTIME_LEN + 1)) "$RUNTIME_FIXTURE" | head -c 4) == hsqs ]] ||
-    die "$RUNTIME_FIXTURE has no SquashFS at $RUNTIME_LEN"
-mv "$RUNTIME.new" "$RUNTIME"
-OFFSET=$RUNTIME_LEN
+if [[ -n ${BENCH_RUNTIME:-} ]]; then
+    [[ -f $BENCH_RUNTIME ]] || die "BENCH_RUNTIME=$BENCH_RUNTIME is not a file"
+    cp "$BENCH_RUNTIME" "$RUNTIME.new"
+    chmod 0755 "$RUNTIME.new"
+    RUNTIME_TOOL=(runtime)
+else
+    write_stub_runtime "$RUNTIME.new" 2
+    RUNTIME_TOOL=()
+fi
+[[ $(head -c 4 "$RUNTIME.new") == $'\177ELF' ]] || die "$RUNTIME.new is not an ELF file"
+# Replaced only when it changed, so that the images are rebuilt only then.
+if cmp -s "$RUNTIME.new" "$RUNTIME"; then
+    rm "$RUNTIME.new"
+else
+    mv "$RUNTIME.new" "$RUNTIME"
+fi
+OFFSET=$(stat -c %s "$RUNTIME")
 
 pkg_version() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo unknown; }
 
@@ -262,7 +282,7 @@ for app in "${ALL_APPS[@]}"; do
     [[ $app == manyfiles ]] || comps=("${COLD_COMPS[@]}")
     for comp in "${comps[@]}"; do
         img=$IMAGES/$app-$comp.AppImage
-        if [[ $fresh == 0 || ! -s $img || $img -ot $APPDIRS/$app.stamp || $img -ot $RUNTIME_FIXTURE ]]; then
+        if [[ $fresh == 0 || ! -s $img || $img -ot $APPDIRS/$app.stamp || $img -ot $RUNTIME ]]; then
             log "packing $app as $comp ($(comp_opts "$comp"))"
             # shellcheck disable=SC2046
             mksquashfs "$APPDIRS/$app" "$WORK/sqfs/$app-$comp.sqfs" $(comp_opts "$comp") \
@@ -583,8 +603,13 @@ CONTENT_BYTES=$(find "$APPDIRS/$READ_APP" -type f -printf '%s\n' | awk '{ s += $
 echo "read-all: $READ_APP, $CONTENT_BYTES bytes in files; walk: manyfiles, $WALK_COUNT entries" >>"$WORK/run-info.txt"
 echo "content_bytes $READ_APP $CONTENT_BYTES" >>"$WORK/run-info.txt"
 
-COLD_TOOLS=(plain appimagefs kernel squashfuse extract runtime)
-FS_TOOLS=(plain appimagefs kernel squashfuse runtime)
+COLD_TOOLS=(plain appimagefs kernel squashfuse extract "${RUNTIME_TOOL[@]}")
+FS_TOOLS=(plain appimagefs kernel squashfuse "${RUNTIME_TOOL[@]}")
+if [[ ${#RUNTIME_TOOL[@]} == 0 ]]; then
+    echo "AppImage runtime: not measured (set BENCH_RUNTIME to a real type 2 runtime to add it)" >>"$WORK/run-info.txt"
+else
+    echo "AppImage runtime: $BENCH_RUNTIME" >>"$WORK/run-info.txt"
+fi
 start=$(now)
 for ((rep = 1; rep <= REPS; rep++)); do
     log "repetition $rep of $REPS"

@@ -14,13 +14,18 @@
 # RUSTC_BOOTSTRAP=1 (set here unless already set), which works with the one
 # stable toolchain this project is built with.
 #
-# The seed corpora are made at run time from the shared fixtures
-# ($APPIMAGEFS_FIXTURES, default ../shared/fixtures) into fuzz/corpus/
-# (ignored by git; never commit fixture copies): whole files for detect and
+# The seed corpora are made at run time into fuzz/corpus/ (ignored by git):
+# a small AppDir (desktop entry with an action, a symlink into
+# usr/share/applications, an icon, a script) packed here with mksquashfs
+# in every compressor and with xorriso (Rock Ridge + Joliet, and zisofs),
+# as bare images and as type 2 and type 1 AppImages with the stand-in
+# runtime of scripts/stub-runtime.sh; plus fuzz/seeds/desktop. With
+# APPIMAGEFS_FIXTURES=DIR, a folder of real-world files (the opt-in corpus
+# of the tests, with its MANIFEST.tsv) is added: whole files for detect and
 # appimage, bare SquashFS images and the SquashFS payloads cut out of type 2
 # AppImages for squashfs, ISO images and type 1 AppImages for iso9660, and
-# the desktop entries found inside the fixtures (plus fuzz/seeds/desktop)
-# for desktop. What the fuzzer finds is kept in the corpus between runs.
+# the desktop entries found inside them for desktop (never commit copies).
+# What the fuzzer finds is kept in the corpus between runs.
 #
 # Crashes, hangs (a run over FUZZ_TIMEOUT seconds, default 20) and inputs
 # that need more than FUZZ_RSS_MB of memory (default 2048) are saved under
@@ -37,7 +42,7 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(detect appimage squashfs squashfs-small iso9660 desktop)
 fi
-fixtures=${APPIMAGEFS_FIXTURES:-../../shared/fixtures}
+fixtures=${APPIMAGEFS_FIXTURES:-}
 timeout_s=${FUZZ_TIMEOUT:-20}
 rss_mb=${FUZZ_RSS_MB:-2048}
 jobs=${FUZZ_JOBS:-1}
@@ -47,10 +52,16 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "cargo-fuzz is missing: cargo install cargo-fuzz" >&2
   exit 2
 fi
-if [ ! -d "$fixtures" ]; then
-  echo "no fixtures at $fixtures (set APPIMAGEFS_FIXTURES)" >&2
+if [ -n "$fixtures" ] && [ ! -d "$fixtures" ]; then
+  echo "APPIMAGEFS_FIXTURES=$fixtures is not a folder" >&2
   exit 2
 fi
+for tool in mksquashfs xorriso; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "$tool is missing (bash scripts/setup.sh installs it)" >&2
+    exit 2
+  fi
+done
 
 # ---------------------------------------------------------------- corpora
 mkdir -p corpus/{detect,appimage,squashfs,squashfs-small,iso9660,desktop} artifacts logs
@@ -68,7 +79,46 @@ trimmed_copy() {
   fi
 }
 
-for f in "$fixtures"/*; do
+# shellcheck source=scripts/stub-runtime.sh
+. ../scripts/stub-runtime.sh
+
+# Seeds built here.
+seed=$scratch/seed
+mkdir -p "$seed/usr/bin" "$seed/usr/share/applications"
+printf '#!/bin/sh\nexec "$APPDIR/usr/bin/seed" "$@"\n' >"$seed/AppRun"
+printf '#!/bin/sh\necho seed "$@"\n' >"$seed/usr/bin/seed"
+chmod 0755 "$seed/AppRun" "$seed/usr/bin/seed"
+printf '[Desktop Entry]\nType=Application\nName=Seed\nName[de]=Saat\nExec=seed %%F\nIcon=seed\nCategories=Utility;\nX-AppImage-Version=1.0\nActions=new;\n\n[Desktop Action new]\nName=New\nExec=seed --new %%u\n' \
+  >"$seed/usr/share/applications/seed.desktop"
+ln -s usr/share/applications/seed.desktop "$seed/seed.desktop"
+printf '<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"/>\n' >"$seed/seed.svg"
+ln -s seed.svg "$seed/.DirIcon"
+seq 1 5000 >"$seed/usr/bin/numbers.txt"
+write_stub_runtime "$scratch/runtime2" 2
+write_stub_runtime "$scratch/runtime1" 1
+truncate -s 32768 "$scratch/runtime1"
+for comp in gzip xz lzma lzo lz4 zstd; do
+  if mksquashfs "$seed" "$scratch/seed-$comp.sqfs" -comp "$comp" -b 4K -all-root \
+    -noappend -quiet -no-progress >/dev/null 2>&1; then
+    cp -f "$scratch/seed-$comp.sqfs" "corpus/squashfs/seed-$comp.sqfs"
+    cat "$scratch/runtime2" "$scratch/seed-$comp.sqfs" >"corpus/appimage/seed-$comp.AppImage"
+    cp -f "corpus/appimage/seed-$comp.AppImage" corpus/detect/
+  fi
+done
+xorriso -as mkisofs -R -J -o "$scratch/seed.iso" "$seed" >/dev/null 2>&1
+xorriso -outdev "$scratch/seed-zisofs.iso" -zisofs level=6:block_size=32k -map "$seed" / \
+  -set_filter_r --zisofs / -- >/dev/null 2>&1
+for iso in seed seed-zisofs; do
+  [ -f "$scratch/$iso.iso" ] || continue
+  trimmed_copy "$scratch/$iso.iso" "corpus/iso9660/$iso.iso"
+  { cat "$scratch/runtime1"; tail -c +32769 "$scratch/$iso.iso"; } >"$scratch/$iso.AppImage"
+  trimmed_copy "$scratch/$iso.AppImage" "corpus/iso9660/$iso.AppImage"
+  cp -f "$scratch/$iso.AppImage" corpus/detect/
+  cp -f "$scratch/$iso.AppImage" corpus/appimage/
+done
+
+# The real-world corpus, when given.
+for f in ${fixtures:+"$fixtures"/*}; do
   name=$(basename "$f")
   [ "$name" = MANIFEST.tsv ] && continue
   cp -f "$f" "corpus/detect/$name"
@@ -80,7 +130,7 @@ for f in "$fixtures"/*; do
 done
 
 # Type 2 payloads (offset from the manifest) and type 1 images.
-if [ -f "$manifest" ]; then
+if [ -n "$fixtures" ] && [ -f "$manifest" ]; then
   while IFS=$'\t' read -r file _ _ _ _ _ kind details; do
     case "$kind" in
       appimage-type2)

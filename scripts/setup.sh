@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets a fresh Debian machine up for appimagefs: the Debian packages it and
-# its tests need, then a release build installed as /usr/local/bin/appimagefs.
+# its tests need, a release build installed as /usr/local/bin/appimagefs,
+# and the two folders of the README's first command (/share/AppImages, the
+# source, and /opt/apps, the mount point) when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,8 +13,7 @@ packages=(
   desktop-file-utils  # tests: desktop-file-validate
   attr              # tests: setfattr/getfattr
   xvfb              # tests (menu GUI check): virtual X server, -fbdir screenshots
-  x11-utils         # tests (menu GUI check): xwininfo lists the app's window
-  libgtk2.0-0       # tests (menu GUI check): GTK 2, which the Leafpad fixture needs from the host
+  x11-utils         # tests (menu GUI check): xmessage, the X11 app wrapped in a test AppImage; xwininfo finds its window
 )
 if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
@@ -22,3 +23,12 @@ fi
 cargo build --release --locked
 install -m 0755 target/release/appimagefs /usr/local/bin/appimagefs
 echo "installed /usr/local/bin/appimagefs"
+
+# The README's first command mounts /share/AppImages on /opt/apps. A folder
+# that exists already is left exactly as it is.
+for dir in /share/AppImages /opt/apps; do
+  if [[ ! -e $dir && ! -L $dir ]]; then
+    mkdir -p "$dir"
+    echo "created $dir"
+  fi
+done

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::apps::{app, copy_app, plain_program, App, GUI_UPDATE_INFO};
 use crate::common::*;
 
 /// A source dir holding Echo, and an empty mount point.
@@ -14,7 +15,7 @@ fn setup(tag: &str) -> (TempDir, PathBuf, PathBuf) {
     let tmp = TempDir::new(tag);
     let src = tmp.subdir("src");
     let mnt = tmp.subdir("mnt");
-    copy_fixture("Echo-x86_64.AppImage", &src, "Echo-x86_64.AppImage");
+    copy_app(App::Echo, &src, "Echo-x86_64.AppImage");
     (tmp, src, mnt)
 }
 
@@ -277,9 +278,9 @@ fn daemon_mode_returns_once_ready_and_exits_on_unmount() {
 #[test]
 fn allow_other_is_accepted() {
     let (_tmp, src, mnt) = setup("cli-allow-other");
-    // Echo's payload root is 0700 (as stored in the image), so read hello's
+    // Echo's payload root is 0700 (as stored in the image), so read Hello's
     // world-readable desktop file instead.
-    copy_fixture("hello-x86_64.AppImage", &src, "hello-x86_64.AppImage");
+    copy_app(App::Hello, &src, "hello-x86_64.AppImage");
     let m = Mount::start(&src, &mnt, &["-o", "allow_other"]);
     let info = mounts_at(&m.mountpoint);
     let info = info.last().expect("mountinfo entry");
@@ -441,8 +442,11 @@ fn mount_is_read_only_nosuid_nodev() {
 /// says the same.
 #[test]
 fn inspect_reports_facts_and_reasons() {
-    let good = fixture("Leafpad-0.8.18.1.glibc2.4-x86_64.AppImage");
-    let bad = fixture("elffile");
+    let tmp = TempDir::new("cli-inspect");
+    let good = copy_app(App::Gui, tmp.path(), "XMessage-x86_64.AppImage");
+    let bad = tmp.join("plain-program");
+    plain_program(&bad);
+    let offset = app(App::Gui).wrap.payload_offset().unwrap();
     let text = run_timeout(
         Command::new(appimagefs_bin()).arg("inspect").arg(&good),
         Duration::from_secs(30),
@@ -450,15 +454,15 @@ fn inspect_reports_facts_and_reasons() {
     assert!(text.success(), "{}", text.describe());
     let out = text.stdout_text();
     for fact in [
-        "type:           2",
-        "x86_64",
-        "offset 112632",
-        "gzip, block size 131072",
-        "Leafpad",
-        "bintray-zsync",
-        "signed:         yes",
+        "type:           2".to_string(),
+        "x86_64".to_string(),
+        format!("offset {offset}"),
+        "gzip, block size 131072".to_string(),
+        "XMessage".to_string(),
+        GUI_UPDATE_INFO.to_string(),
+        "signed:         yes".to_string(),
     ] {
-        assert!(out.contains(fact), "missing {fact:?} in:\n{out}");
+        assert!(out.contains(&fact), "missing {fact:?} in:\n{out}");
     }
     let json = run_timeout(
         Command::new(appimagefs_bin())
@@ -482,7 +486,10 @@ fn inspect_reports_facts_and_reasons() {
         out.contains("\"usable\": true") && out.contains("\"usable\": false"),
         "{out}"
     );
-    assert!(out.contains("\"payload_offset\": 112632"), "{out}");
+    assert!(
+        out.contains(&format!("\"payload_offset\": {offset}")),
+        "{out}"
+    );
     assert!(out.contains("a plain program, not an AppImage"), "{out}");
 }
 

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::common::apps::{copy_app, App};
 use crate::common::*;
 
 /// Number of versions of the test app.
@@ -1306,7 +1307,7 @@ fn cached_listings_follow_the_folder() {
     let tmp = TempDir::new("live-listings");
     let src = tmp.subdir("src");
     let mnt = tmp.subdir("mnt");
-    copy_fixture("Echo-x86_64.AppImage", &src, "Echo-x86_64.AppImage");
+    copy_app(App::Echo, &src, "Echo-x86_64.AppImage");
     let m = Mount::start(&src, &mnt, &[]);
     let names = |rel: &str| -> BTreeSet<String> {
         std::fs::read_dir(m.mountpoint.join(rel))
@@ -1344,11 +1345,15 @@ fn cached_listings_follow_the_folder() {
         }
     };
     let mut fails = Failures::new();
-    let leafpad = |present| {
+    let hello = |present| {
         [
-            (".", "Leafpad", present),
-            ("bin", "leafpad", present),
-            ("share/applications", "appimagefs-leafpad.desktop", present),
+            (".", "Hello", present),
+            ("bin", "hello-world", present),
+            (
+                "share/applications",
+                "appimagefs-hello-world.desktop",
+                present,
+            ),
         ]
     };
     let echo = |present| {
@@ -1359,15 +1364,11 @@ fn cached_listings_follow_the_folder() {
         ]
     };
     expect("initial", echo(true), &mut fails);
-    expect("initial", leafpad(false), &mut fails);
-    copy_fixture(
-        "Leafpad-0.8.18.1.glibc2.4-x86_64.AppImage",
-        &src,
-        "Leafpad.AppImage",
-    );
-    expect("add Leafpad", leafpad(true), &mut fails);
+    expect("initial", hello(false), &mut fails);
+    copy_app(App::Hello, &src, "Hello.AppImage");
+    expect("add Hello", hello(true), &mut fails);
     std::fs::remove_file(src.join("Echo-x86_64.AppImage")).unwrap();
     expect("remove Echo", echo(false), &mut fails);
-    expect("remove Echo", leafpad(true), &mut fails);
+    expect("remove Echo", hello(true), &mut fails);
     fails.finish("cached listings");
 }

@@ -1,16 +1,19 @@
 //! Desktop integration (issue 5): the launchers in `MNT/bin/`, the menu
 //! entries in `MNT/share/applications/` and their icons.
 //!
-//! - Launchers are compared with the AppImage run by its own runtime
-//!   (`--appimage-extract-and-run` / `APPIMAGE_EXTRACT_AND_RUN=1`): stdout,
-//!   exit status, stdin, and the environment the app sees (with `envdump`,
-//!   an AppImage built here whose AppRun prints it).
+//! - Launchers are compared with the app's payload extracted by `unsquashfs`
+//!   and run with the variables an AppImage runtime sets (`APPIMAGE`,
+//!   `APPDIR`, `ARGV0`, `OWD`): stdout, exit status, stdin, and the
+//!   environment the app sees (with `envdump`, an AppImage built here whose
+//!   AppRun prints it). The apps are built at test time
+//!   (`common::apps`); the real runtimes are exercised by the opt-in corpus.
 //! - Every generated menu entry passes `desktop-file-validate`, its
 //!   `Exec`/`TryExec` program and `Icon` resolve inside the mount.
 //! - Hostile AppImage file names and desktop entries run nothing but the app.
 //! - Versions: `bin/` follows the newest; opt-outs get no menu entry.
-//! - A GUI app (Leafpad, GTK 2) started from its menu entry's `Exec` line
-//!   under Xvfb; the screenshot is saved as `target/tmp/leafpad-gui.png`.
+//! - A GUI app (the host's `xmessage` in an AppImage built here) started
+//!   from its menu entry's `Exec` line under Xvfb; the screenshot is saved
+//!   as `target/tmp/gui-app.png`.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -23,19 +26,11 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::apps::{app, copy_app, png_icon, png_rgb, App, Wrap};
 use crate::common::*;
 
 // ---------------------------------------------------------------------------
 // Building small AppImages
-
-/// The static type2-runtime of `hello-x86_64.AppImage` (supports
-/// `APPIMAGE_EXTRACT_AND_RUN=1`).
-fn modern_runtime() -> Vec<u8> {
-    let off = manifest_row("hello-x86_64.AppImage").sqfs_offset().unwrap() as usize;
-    let data = std::fs::read(fixture("hello-x86_64.AppImage")).unwrap();
-    assert_eq!(&data[off..off + 4], b"hsqs");
-    data[..off].to_vec()
-}
 
 /// Prints, NUL-separated, what the AppImage runtime sets, its own path, the
 /// physical working directory, the `marker` file next to it, its arguments
@@ -61,8 +56,8 @@ struct Spec {
     marker: String,
     /// Ship `<icon>.png` at the AppDir root.
     icon: Option<String>,
-    /// Modern (type2-runtime) or old (AppImageKit, Echo's) runtime.
-    modern: bool,
+    /// The stand-in runtime it is wrapped with (type 2 only).
+    wrap: Wrap,
 }
 
 fn desktop(name: &str, exec: &str, icon: &str, extra: &str) -> Vec<u8> {
@@ -70,59 +65,6 @@ fn desktop(name: &str, exec: &str, icon: &str, extra: &str) -> Vec<u8> {
         "[Desktop Entry]\nType=Application\nName={name}\nExec={exec}\nIcon={icon}\nCategories=Utility;\n{extra}"
     )
     .into_bytes()
-}
-
-/// A valid `w`x`h` RGB PNG (stored, uncompressed deflate).
-fn png_rgb(w: u32, h: u32, rgb: &[u8]) -> Vec<u8> {
-    fn crc32(data: &[u8]) -> u32 {
-        let mut c = 0xffff_ffffu32;
-        for &b in data {
-            c ^= b as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xedb8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-        }
-        !c
-    }
-    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-    }
-    let mut raw = Vec::with_capacity((w * 3 + 1) as usize * h as usize);
-    for y in 0..h as usize {
-        raw.push(0);
-        raw.extend_from_slice(&rgb[y * w as usize * 3..(y + 1) * w as usize * 3]);
-    }
-    let mut z = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
-    for (i, b) in blocks.iter().enumerate() {
-        z.push(u8::from(i + 1 == blocks.len()));
-        z.extend_from_slice(&(b.len() as u16).to_le_bytes());
-        z.extend_from_slice(&(!(b.len() as u16)).to_le_bytes());
-        z.extend_from_slice(b);
-    }
-    let (mut a, mut b) = (1u32, 0u32);
-    for &x in &raw {
-        a = (a + x as u32) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    z.extend_from_slice(&((b << 16) | a).to_be_bytes());
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(&mut out, b"IDAT", &z);
-    chunk(&mut out, b"IEND", &[]);
-    out
 }
 
 fn build_envdump(out: &Path, spec: &Spec) {
@@ -138,16 +80,11 @@ fn build_envdump(out: &Path, spec: &Spec) {
         std::fs::write(root.join(OsStr::from_bytes(d)), &spec.desktop).unwrap();
     }
     if let Some(icon) = &spec.icon {
-        let px: Vec<u8> = (0..16 * 16).flat_map(|i| [i as u8, 80, 200]).collect();
-        std::fs::write(root.join(format!("{icon}.png")), png_rgb(16, 16, &px)).unwrap();
+        std::fs::write(root.join(format!("{icon}.png")), png_icon(80)).unwrap();
     }
     let sqfs = build_dir().join(format!("menu-{n}.sqfs"));
     mksquashfs(&root, &sqfs, &["-comp", "gzip", "-all-root"]);
-    let mut data = if spec.modern {
-        modern_runtime()
-    } else {
-        type2_runtime().to_vec()
-    };
+    let mut data = spec.wrap.runtime().expect("envdump apps are type 2");
     data.extend_from_slice(&std::fs::read(&sqfs).unwrap());
     std::fs::write(out, data).unwrap();
     set_mode(out, 0o755);
@@ -221,18 +158,6 @@ fn clean_env(cmd: &mut Command) {
     }
 }
 
-/// The old AppImageKit runtime lists every extracted file on stdout.
-fn drop_extraction_lines(stdout: &[u8], tmpdir: &Path) -> Vec<u8> {
-    let prefix = format!("{}/appimage_extracted_", tmpdir.display());
-    let mut out = Vec::new();
-    for line in stdout.split_inclusive(|&b| b == b'\n') {
-        if !line.starts_with(prefix.as_bytes()) {
-            out.extend_from_slice(line);
-        }
-    }
-    out
-}
-
 /// What envdump printed.
 #[derive(Debug, Default)]
 struct Dump {
@@ -301,12 +226,17 @@ fn os(b: &[u8]) -> &OsStr {
 
 /// `[Desktop Entry]` keys of a desktop file (string-unescaped values).
 fn entry_keys(text: &str) -> BTreeMap<String, String> {
+    group_keys(text, "Desktop Entry")
+}
+
+/// The keys of group `[group]` of a desktop file (string-unescaped values).
+fn group_keys(text: &str, group: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut in_main = false;
     for line in text.lines() {
         let l = line.trim_end();
         if l.starts_with('[') {
-            in_main = l == "[Desktop Entry]";
+            in_main = l.strip_prefix('[').and_then(|g| g.strip_suffix(']')) == Some(group);
             continue;
         }
         if !in_main || l.starts_with('#') || l.is_empty() {
@@ -554,69 +484,66 @@ fn check_entry(mnt: &Path, name: &str, fails: &mut Failures) -> Option<BTreeMap<
 // 1. launchers vs the runtime
 
 struct Fx {
-    file: &'static str,
-    launcher: &'static str,
+    app: App,
     args: &'static [&'static str],
     expect: &'static str,
-    /// The runtime knows `APPIMAGE_EXTRACT_AND_RUN=1` (else the argument).
-    env_var: bool,
 }
 
-const FIXTURE_APPS: &[Fx] = &[
+const RUN_APPS: &[Fx] = &[
     Fx {
-        file: "Echo-x86_64.AppImage",
-        launcher: "echo",
+        app: App::Echo,
         args: &["foo", "bar  baz", "\u{fc}n\u{ef}"],
         expect: "foo bar  baz",
-        env_var: false,
     },
     Fx {
-        file: "hello-x86_64.AppImage",
-        launcher: "hello-world",
+        app: App::Hello,
         args: &["a", "b c"],
-        expect: "Hello, Firejail!",
-        env_var: true,
+        expect: "Hello from hello-world!",
     },
     Fx {
-        file: "Hello_World-x86_64.gzip.AppImage",
-        launcher: "helloworld",
+        app: App::HelloWorld,
         args: &[],
         expect: "Hello world.",
-        env_var: false,
     },
 ];
 
-/// Runs the AppImage `image` by its own runtime (extract and run).
-fn run_by_runtime(
+/// The reference a launcher is compared with: the AppImage `image`'s
+/// payload (SquashFS at `offset`) extracted by unsquashfs into
+/// `tmpdir/extracted`, its AppRun run in `cwd` with what an AppImage
+/// runtime sets: `APPIMAGE` and `ARGV0` the file, `APPDIR` the extracted
+/// folder, `OWD` the physical working directory.
+fn reference_run(
     image: &Path,
-    env_var: bool,
+    offset: u64,
     args: &[&OsStr],
     cwd: &Path,
     tmpdir: &Path,
     stdin: &[u8],
     exit: Option<i32>,
 ) -> Output {
+    let dir = tmpdir.join("extracted");
+    if !dir.exists() {
+        unsquashfs_extract(image, offset, &dir).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let owd = cwd.canonicalize().expect("canonicalize cwd");
     let make = || {
-        let mut c = Command::new(image);
+        let mut c = Command::new(dir.join("AppRun"));
         clean_env(&mut c);
-        if env_var {
-            c.env("APPIMAGE_EXTRACT_AND_RUN", "1");
-        } else {
-            c.arg("--appimage-extract-and-run");
-        }
         if let Some(x) = exit {
             c.env("ENVDUMP_EXIT", x.to_string());
         }
         // PWD as a shell started there (maybe through a symlink) has it.
         c.args(args)
+            .env("APPIMAGE", image)
+            .env("APPDIR", &dir)
+            .env("ARGV0", image)
+            .env("OWD", &owd)
             .env("TMPDIR", tmpdir)
             .env("PWD", cwd)
             .current_dir(cwd);
         c
     };
-    let mut o = run_stdin(&make, stdin, Duration::from_secs(60));
-    o.stdout = drop_extraction_lines(&o.stdout, tmpdir);
-    o
+    run_stdin(&make, stdin, Duration::from_secs(60))
 }
 
 fn run_launcher(
@@ -649,22 +576,29 @@ fn launchers_behave_like_the_runtime() {
     let tmp = TempDir::new("menu-launch");
     let src = tmp.subdir("src");
     let mnt = tmp.subdir("mnt");
-    for f in FIXTURE_APPS {
-        copy_fixture(f.file, &src, f.file);
+    for f in RUN_APPS {
+        copy_app(f.app, &src, f.app.file_name());
     }
-    let envdumps: [(&str, &str, bool); 2] = [
-        ("EnvDump-x86_64.AppImage", "envdump", true),
-        ("EnvDumpOld-x86_64.AppImage", "envdump-old", false),
+    let envdumps: [(&str, &str, Wrap); 2] = [
+        ("EnvDump-x86_64.AppImage", "envdump", Wrap::Type2),
+        ("EnvDump-i386.AppImage", "envdump-i386", Wrap::Type2Elf32),
     ];
-    for (file, stem, modern) in envdumps {
+    for (file, stem, wrap) in envdumps {
         build_envdump(
             &src.join(file),
             &Spec {
                 desktop_name: Some(format!("{stem}.desktop").into_bytes()),
-                desktop: desktop("Env Dump", &format!("{stem} %F"), stem, ""),
+                desktop: desktop(
+                    "Env Dump",
+                    &format!("{stem} %F"),
+                    stem,
+                    &format!(
+                        "Actions=second;\n\n[Desktop Action second]\nName=Second window\nExec={stem} --second %f\n"
+                    ),
+                ),
                 marker: format!("marker of {file}"),
                 icon: Some(stem.into()),
-                modern,
+                wrap,
             },
         );
     }
@@ -673,29 +607,29 @@ fn launchers_behave_like_the_runtime() {
     let cwd = tmp.subdir("work dir");
     let stdin_data: &[u8] = b"line one\n\xff\xfe binary \x01 end";
 
-    // Fixture apps: stdout and exit status.
-    for (i, f) in FIXTURE_APPS.iter().enumerate() {
+    // Built apps: stdout and exit status.
+    for (i, f) in RUN_APPS.iter().enumerate() {
         let args: Vec<&OsStr> = f.args.iter().map(OsStr::new).collect();
         let t1 = tmp.subdir(&format!("rt-{i}"));
-        let reference = run_by_runtime(&src.join(f.file), f.env_var, &args, &cwd, &t1, b"", None);
+        let file = f.app.file_name();
+        let offset = app(f.app).wrap.payload_offset().unwrap();
+        let reference = reference_run(&src.join(file), offset, &args, &cwd, &t1, b"", None);
         if !reference.success() || !reference.stdout_text().contains(f.expect) {
             fails.push(format!(
-                "{}: the runtime's own run did not work, cannot compare: {}",
-                f.file,
+                "{file}: the extracted payload's run did not work, cannot compare: {}",
                 reference.describe()
             ));
             continue;
         }
         let t2 = tmp.subdir(&format!("ln-{i}"));
-        let launcher = mnt.join("bin").join(f.launcher);
+        let launcher = mnt.join("bin").join(f.app.launcher());
         let through = run_launcher(&launcher, &args, &cwd, &t2, b"", None);
         fails.check(
             through.status.map(|s| s.code()) == reference.status.map(|s| s.code())
                 && through.stdout == reference.stdout,
             || {
                 format!(
-                    "{}: {} {:?} differs from the runtime's run\n=== runtime stdout ===\n{}\n=== launcher ===\n{}",
-                    f.file,
+                    "{file}: {} {:?} differs from the extracted payload's run\n=== reference stdout ===\n{}\n=== launcher ===\n{}",
                     launcher.display(),
                     f.args,
                     reference.stdout_text(),
@@ -719,15 +653,15 @@ fn launchers_behave_like_the_runtime() {
         os(b"\xff\xfe"),
         os(b"%f"),
     ];
-    for (file, stem, modern) in envdumps {
+    for (file, stem, wrap) in envdumps {
         let app = mnt.join(app_name(file));
         let launcher = mnt.join("bin").join(stem);
         for exit in [0, 42] {
             let t1 = tmp.subdir(&format!("rt-{stem}-{exit}"));
             let image = src.join(file);
-            let r = run_by_runtime(
+            let r = reference_run(
                 &image,
-                modern,
+                wrap.payload_offset().unwrap(),
                 &hostile_args,
                 &link,
                 &t1,
@@ -740,7 +674,7 @@ fn launchers_behave_like_the_runtime() {
                 (Ok(a), Ok(b)) => (a, b),
                 (a, b) => {
                     fails.push(format!(
-                        "{file}: envdump output unusable: runtime {:?} / launcher {:?}\nruntime: {}\nlauncher: {}",
+                        "{file}: envdump output unusable: reference {:?} / launcher {:?}\nreference: {}\nlauncher: {}",
                         a.err(),
                         b.err(),
                         r.describe(),
@@ -753,19 +687,19 @@ fn launchers_behave_like_the_runtime() {
             // Exit status and stdin pass through, like the runtime's.
             fails.check(l.status.and_then(|s| s.code()) == Some(exit), || {
                 format!(
-                    "{what}: exit status {:?}, expected {exit} (runtime: {:?})",
+                    "{what}: exit status {:?}, expected {exit} (reference: {:?})",
                     l.status, r.status
                 )
             });
             fails.check(r.status.and_then(|s| s.code()) == Some(exit), || {
                 format!(
-                    "{what}: the runtime's own run exited {:?} (reference broken)",
+                    "{what}: the reference run exited {:?} (reference broken)",
                     r.status
                 )
             });
             fails.check(ld.stdin == stdin_data && rd.stdin == stdin_data, || {
                 format!(
-                    "{what}: stdin not passed through: launcher {:?}, runtime {:?}",
+                    "{what}: stdin not passed through: launcher {:?}, reference {:?}",
                     show(&ld.stdin),
                     show(&rd.stdin)
                 )
@@ -775,7 +709,7 @@ fn launchers_behave_like_the_runtime() {
             fails.check(ld.args == want && rd.args == want, || {
                 let sh = |v: &Vec<Vec<u8>>| v.iter().map(|a| show(a)).collect::<Vec<_>>();
                 format!(
-                    "{what}: args: launcher {:?}, runtime {:?}, given {:?}",
+                    "{what}: args: launcher {:?}, reference {:?}, given {:?}",
                     sh(&ld.args),
                     sh(&rd.args),
                     sh(&want)
@@ -786,7 +720,7 @@ fn launchers_behave_like_the_runtime() {
                 ld.var("APPIMAGE") == bytes(&image) && rd.var("APPIMAGE") == bytes(&image),
                 || {
                     format!(
-                        "{what}: APPIMAGE: launcher {:?}, runtime {:?}, expected {:?}",
+                        "{what}: APPIMAGE: launcher {:?}, reference {:?}, expected {:?}",
                         show(ld.var("APPIMAGE")),
                         show(rd.var("APPIMAGE")),
                         image
@@ -802,7 +736,7 @@ fn launchers_behave_like_the_runtime() {
                     app.display()
                 )
             });
-            for (who, d) in [("launcher", &ld), ("runtime", &rd)] {
+            for (who, d) in [("launcher", &ld), ("reference", &rd)] {
                 let self_dir = Path::new(os(d.var("SELF")))
                     .parent()
                     .map(|p| p.as_os_str().as_bytes().to_vec());
@@ -825,7 +759,7 @@ fn launchers_behave_like_the_runtime() {
                 ld.var("ARGV0") == bytes(&launcher) && rd.var("ARGV0") == bytes(&image),
                 || {
                     format!(
-                    "{what}: ARGV0: launcher {:?} (expected {:?}), runtime {:?} (expected {:?})",
+                    "{what}: ARGV0: launcher {:?} (expected {:?}), reference {:?} (expected {:?})",
                     show(ld.var("ARGV0")),
                     launcher,
                     show(rd.var("ARGV0")),
@@ -845,7 +779,7 @@ fn launchers_behave_like_the_runtime() {
             });
             fails.check(ld.var("CWD") == rd.var("CWD"), || {
                 format!(
-                    "{what}: the app's cwd differs: launcher {:?}, runtime {:?}",
+                    "{what}: the app's cwd differs: launcher {:?}, reference {:?}",
                     show(ld.var("CWD")),
                     show(rd.var("CWD"))
                 )
@@ -874,12 +808,12 @@ fn launchers_behave_like_the_runtime() {
             }
             fails.check(diff.is_empty(), || {
                 format!(
-                    "{what}: environment variables differ between launcher and runtime: {diff:?}"
+                    "{what}: environment variables differ between launcher and reference: {diff:?}"
                 )
             });
             if exit == 0 {
                 eprintln!(
-                    "INFO menu: {file}: runtime APPDIR={} OWD={}; launcher APPDIR={} OWD={}",
+                    "INFO menu: {file}: reference APPDIR={} OWD={}; launcher APPDIR={} OWD={}",
                     show(rd.var("APPDIR")),
                     show(rd.var("OWD")),
                     show(ld.var("APPDIR")),
@@ -931,7 +865,7 @@ fn launchers_behave_like_the_runtime() {
         "hello-world",
         "helloworld",
         "envdump",
-        "envdump-old",
+        "envdump-i386",
     ] {
         let n = format!("appimagefs-{want}.desktop");
         if entries.contains_key(&n) {
@@ -943,6 +877,52 @@ fn launchers_behave_like_the_runtime() {
     fails.check(entries.len() == 5, || {
         format!("expected 5 menu entries, got {:?}", entries.keys())
     });
+    // A desktop action's Exec runs the same app with the action's arguments.
+    let action_file = cwd.join("for the action.txt");
+    std::fs::write(&action_file, b"x").unwrap();
+    for (file, stem, _) in envdumps {
+        let n = format!("appimagefs-{stem}.desktop");
+        let text =
+            String::from_utf8_lossy(entries.get(&n).map(|v| v.as_slice()).unwrap_or_default())
+                .into_owned();
+        let keys = group_keys(&text, "Desktop Action second");
+        let Some(Ok(args)) = keys.get("Exec").map(|e| split_exec(e)) else {
+            fails.push(format!(
+                "{n}: no usable Exec in [Desktop Action second]:\n{text}"
+            ));
+            continue;
+        };
+        let af = action_file.to_str().unwrap();
+        let argv = expand_field_codes(&args, af, &keys);
+        let out = run_stdin(
+            &|| {
+                let mut c = Command::new(&argv[0]);
+                clean_env(&mut c);
+                c.args(&argv[1..]).current_dir(&cwd);
+                c
+            },
+            b"",
+            Duration::from_secs(30),
+        );
+        let want = vec![b"--second".to_vec(), af.as_bytes().to_vec()];
+        match parse_dump(&out.stdout) {
+            Ok(d) => fails.check(
+                out.success()
+                    && Path::new(&argv[0]).parent() == Some(mnt.join("bin").as_path())
+                    && d.var("MARKER") == format!("marker of {file}").as_bytes()
+                    && d.args == want,
+                || {
+                    format!(
+                        "{n}: the action's Exec {:?} ran marker {:?} with args {:?}; expected {file}'s app with {want:?}",
+                        keys["Exec"],
+                        show(d.var("MARKER")),
+                        d.args
+                    )
+                },
+            ),
+            Err(e) => fails.push(format!("{n}: action Exec {argv:?}: {e}: {}", out.describe())),
+        }
+    }
     fails.check(mount.is_alive(), || "the daemon died".into());
     eprintln!(
         "TIMING menu: launchers_behave_like_the_runtime {:.1}s",
@@ -1085,7 +1065,7 @@ fn hostile_names_run_nothing_else() {
                 desktop: d.into_bytes(),
                 marker: format!("marker {i}"),
                 icon: (stem != "hentry8").then(|| stem.clone()),
-                modern: true,
+                wrap: Wrap::Type2,
             },
         );
     }
@@ -1320,7 +1300,7 @@ fn bin_points_at_the_newest_version() {
                 desktop: desktop(stem, &format!("{stem} %f"), stem, &extra),
                 marker: format!("marker {file}"),
                 icon: Some(stem.to_string()),
-                modern: true,
+                wrap: Wrap::Type2,
             },
         );
         set_mtime(&src.join(file), *mtime);
@@ -1379,7 +1359,7 @@ fn bin_points_at_the_newest_version() {
             desktop: desktop("verapp", "verapp %f", "verapp", "X-AppImage-Version=1.11\n"),
             marker: "marker verapp-1.11.AppImage".into(),
             icon: Some("verapp".into()),
-            modern: true,
+            wrap: Wrap::Type2,
         },
     );
     set_mtime(&newer, old - 1000);
@@ -1424,72 +1404,24 @@ fn bin_points_at_the_newest_version() {
 // ---------------------------------------------------------------------------
 // 4. opt-outs and broken entries
 
-/// The AppImage run by its own runtime (`--appimage-extract-and-run`); for
-/// runtimes too old to know it, the payload extracted with unsquashfs and its
-/// AppRun run with the variables the runtime would set.
-fn reference_run(fx: &str, image: &Path, args: &[&OsStr], cwd: &Path, tmpdir: &Path) -> Output {
-    let r = run_by_runtime(image, false, args, cwd, tmpdir, b"", None);
-    if !r.stderr_text().contains("not yet implemented") {
-        return r;
-    }
-    let dir = tmpdir.join("extracted");
-    let offset = manifest_row(fx).sqfs_offset().unwrap();
-    unsquashfs_extract(image, offset, &dir).unwrap_or_else(|e| panic!("{e}"));
-    let make = || {
-        let mut c = Command::new(dir.join("AppRun"));
-        clean_env(&mut c);
-        c.args(args)
-            .env("APPIMAGE", image)
-            .env("APPDIR", &dir)
-            .env("ARGV0", image)
-            .env("OWD", cwd)
-            .current_dir(cwd);
-        c
-    };
-    run_stdin(&make, b"", Duration::from_secs(60))
-}
-
 #[test]
 fn opted_out_and_broken_apps_get_a_launcher_but_no_menu_entry() {
     let mut fails = Failures::new();
-    // (fixture, launcher, reason in the log, run it)
+    // (app, reason in the log, run it)
     let cases = [
-        (
-            "Echo-no-integrate-x86_64.AppImage",
-            "echo",
-            "X-AppImage-Integrate=false",
-            true,
-        ),
-        (
-            "Echo-x86_64-no_display.AppImage",
-            "echo",
-            "NoDisplay=true",
-            true,
-        ),
-        (
-            "appimaged-x86_64.AppImage",
-            "appimaged",
-            "NoDisplay=true",
-            false,
-        ),
-        (
-            "broken-desktop-file-x86_64.AppImage",
-            "echo",
-            "broken desktop entry",
-            true,
-        ),
+        (App::EchoNoIntegrate, "X-AppImage-Integrate=false", true),
+        (App::EchoNoDisplay, "NoDisplay=true", true),
+        (App::HiddenTool, "NoDisplay=true", false),
+        (App::EchoBrokenDesktop, "broken desktop entry", true),
     ];
-    for (fx, launcher, reason, run) in cases {
+    for (which, reason, run) in cases {
+        let (fx, launcher) = (which.file_name(), which.launcher());
         let tmp = TempDir::new("menu-optout");
         let src = tmp.subdir("src");
         let mnt = tmp.subdir("mnt");
-        copy_fixture(fx, &src, fx);
+        copy_app(which, &src, fx);
         // A positive control: this one must get its entry.
-        copy_fixture(
-            "Hello_World-x86_64.gzip.AppImage",
-            &src,
-            "Hello_World-x86_64.gzip.AppImage",
-        );
+        copy_app(App::HelloWorld, &src, App::HelloWorld.file_name());
         let mut mount = Mount::start(&src, &mnt, &[]);
         let folder = app_name(fx);
         fails.check(mnt.join(&folder).join("AppRun").exists(), || {
@@ -1510,7 +1442,8 @@ fn opted_out_and_broken_apps_get_a_launcher_but_no_menu_entry() {
         if run {
             let t1 = tmp.subdir("rt");
             let args = [OsStr::new("a"), OsStr::new("b  c")];
-            let r = reference_run(fx, &src.join(fx), &args, tmp.path(), &t1);
+            let offset = app(which).wrap.payload_offset().unwrap();
+            let r = reference_run(&src.join(fx), offset, &args, tmp.path(), &t1, b"", None);
             let o = run_launcher(&l, &args, tmp.path(), &t1, b"", None);
             // The app's own last error line (if any) must show the launcher
             // reached the same AppRun.
@@ -1549,7 +1482,7 @@ fn opted_out_and_broken_apps_get_a_launcher_but_no_menu_entry() {
         fails.check(lines.len() == 1 && lines[0].contains(reason), || {
             format!("{fx}: expected one log line \"{folder}: no menu entry: ...{reason}...\", got {lines:?}")
         });
-        if fx.starts_with("broken") {
+        if which == App::EchoBrokenDesktop {
             let n = log
                 .lines()
                 .filter(|l| l.contains("broken desktop entry"))
@@ -1651,17 +1584,21 @@ impl Shot {
     }
 }
 
-/// The mapped top-level window of class Leafpad: (id, x, y, w, h).
-fn leafpad_window(display: &str) -> Option<(String, usize, usize, usize, usize)> {
+/// Distinct colours a drawn xmessage window shows at least (its text, the
+/// background, the button's border); an undrawn one shows one.
+const MIN_COLOURS: usize = 2;
+
+/// The mapped top-level window of class Xmessage: (id, x, y, w, h).
+fn app_window(display: &str) -> Option<(String, usize, usize, usize, usize)> {
     let out = run_timeout(
         &mut command("xwininfo", ["-display", display, "-root", "-tree"]),
         Duration::from_secs(10),
     );
     for line in out.stdout_text().lines() {
-        if !line.contains("(\"leafpad\" \"Leafpad\")") {
+        if !line.contains("(\"xmessage\" \"Xmessage\")") {
             continue;
         }
-        // 0x200003 "(Untitled)": ("leafpad" "Leafpad")  600x400+0+0  +0+0
+        // 0x200003 "xmessage": ("xmessage" "Xmessage")  480x240+20+20  +20+20
         let id = line.split_whitespace().next()?.to_string();
         let geo = line.rsplit("  ").nth(1)?.trim();
         let (wh, pos) = geo.split_once('+')?;
@@ -1688,14 +1625,14 @@ fn leafpad_window(display: &str) -> Option<(String, usize, usize, usize, usize)>
 #[test]
 fn gui_app_starts_from_its_menu_entry() {
     let t0 = Instant::now();
-    let fx = "Leafpad-0.8.18.1.glibc2.4-x86_64.AppImage";
+    let fx = App::Gui.file_name();
     let tmp = TempDir::new("menu-gui");
     let src = tmp.subdir("src");
     let mnt = tmp.subdir("mnt");
-    copy_fixture(fx, &src, fx);
+    copy_app(App::Gui, &src, fx);
     let mut mount = Mount::start(&src, &mnt, &[]);
     let mut fails = Failures::new();
-    let entry = "appimagefs-leafpad.desktop";
+    let entry = "appimagefs-xmessage.desktop";
     let Some(keys) = check_entry(&mnt, entry, &mut fails) else {
         fails.push(format!(
             "no menu entry {entry}: {:?}",
@@ -1746,8 +1683,14 @@ fn gui_app_starts_from_its_menu_entry() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(sock.exists(), "Xvfb {display} did not come up within 10 s");
+    // The frame buffer file may be written just after the socket appears.
     let fb = fbdir.join("Xvfb_screen0");
-    let before = read_xwd(&fb).expect("screenshot before");
+    let mut before = read_xwd(&fb);
+    while before.is_err() && Instant::now() < ready {
+        std::thread::sleep(Duration::from_millis(50));
+        before = read_xwd(&fb);
+    }
+    let before = before.expect("screenshot before");
     fails.check(before.colours(0, 0, before.w, before.h) == 1, || {
         "the empty Xvfb screen is not one flat colour; the screenshot check would prove nothing"
             .into()
@@ -1759,9 +1702,6 @@ fn gui_app_starts_from_its_menu_entry() {
         .env("DISPLAY", &display)
         .env("HOME", &home)
         .env("NO_AT_BRIDGE", "1")
-        // The app's own leafpad.wrapper would offer to install menu entries
-        // into the host; this variable (read by that script) says no.
-        .env("DESKTOPINTEGRATION", "1")
         .current_dir(&home)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(tmp.join("app.log")).unwrap())
@@ -1774,17 +1714,17 @@ fn gui_app_starts_from_its_menu_entry() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut win = None;
     while Instant::now() < deadline {
-        win = leafpad_window(&display);
+        win = app_window(&display);
         if win.is_some() {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     let started = t0.elapsed();
-    let png_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("leafpad-gui.png");
+    let png_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gui-app.png");
     match win {
         None => fails.push(format!(
-            "no mapped Leafpad window on {display} within 20 s; xwininfo:\n{}\napp stderr:\n{}",
+            "no mapped xmessage window on {display} within 20 s; xwininfo:\n{}\napp stderr:\n{}",
             run_timeout(
                 &mut command("xwininfo", ["-display", display.as_str(), "-root", "-tree"]),
                 Duration::from_secs(10)
@@ -1794,13 +1734,13 @@ fn gui_app_starts_from_its_menu_entry() {
         )),
         Some((id, x, y, w, h)) => {
             eprintln!(
-                "INFO menu: GUI: Leafpad window {id} {w}x{h}+{x}+{y} after {:.1}s",
+                "INFO menu: GUI: xmessage window {id} {w}x{h}+{x}+{y} after {:.1}s",
                 started.as_secs_f64()
             );
             // Wait for it to be drawn.
             let mut shot = read_xwd(&fb).unwrap();
             let until = Instant::now() + Duration::from_secs(5);
-            while shot.colours(x, y, w, h) < 8 && Instant::now() < until {
+            while shot.colours(x, y, w, h) < MIN_COLOURS && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(200));
                 shot = read_xwd(&fb).unwrap();
             }
@@ -1811,8 +1751,8 @@ fn gui_app_starts_from_its_menu_entry() {
                 "INFO menu: GUI: screenshot {} ({inside} colours in the window)",
                 png_path.display()
             );
-            fails.check(inside >= 8, || {
-                format!("the Leafpad window area has only {inside} colour(s): nothing drawn (screenshot {})", png_path.display())
+            fails.check(inside >= MIN_COLOURS, || {
+                format!("the xmessage window area has only {inside} colour(s): nothing drawn (screenshot {})", png_path.display())
             });
             // The process is the app from the mount.
             let exe = std::fs::read_link(format!("/proc/{app_pid}/exe")).unwrap_or_default();

@@ -1,60 +1,116 @@
 //! Running apps through the mount: `MOUNT/<Name>/AppRun ARGS` must print the
-//! same stdout and exit with the same status as the AppImage itself run with
-//! `--appimage-extract-and-run` (the runtime's own extraction, no FUSE).
+//! same stdout and exit with the same status as the app's payload extracted
+//! by an independent tool (`unsquashfs`, `xorriso`) and run from there with
+//! the variables an AppImage runtime sets (`APPDIR`, `APPIMAGE`, `ARGV0`,
+//! `OWD`). Every way of wrapping is run: ELF64 and ELF32 runtimes, no magic
+//! bytes, type 1, a file without the `.AppImage` extension.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::apps::{
+    app_with, copy_built, make_iso, App, BuiltApp, Comp, Wrap, DESKTOP_EXEC_APPRUN,
+};
 use crate::common::*;
 
 struct Case {
-    fixture: &'static str,
+    app: App,
+    comp: Comp,
+    wrap: Wrap,
+    /// The file name in the source folder.
+    file: &'static str,
     args: &'static [&'static str],
     /// Must appear in the reference run's stdout (so two equally broken runs
     /// cannot pass).
     expect: &'static str,
 }
 
+const ECHO_ARGS: &[&str] = &["foo", "bar  baz", "\u{fc}n\u{ef}"];
+const ECHO_OUT: &str = "foo bar  baz \u{fc}n\u{ef}";
+
 const CASES: &[Case] = &[
     Case {
-        fixture: "Echo-x86_64.AppImage",
-        args: &["foo", "bar  baz", "\u{fc}n\u{ef}"],
-        expect: "foo bar  baz \u{fc}n\u{ef}",
+        app: App::Echo,
+        comp: Comp::Gzip,
+        wrap: Wrap::Type2,
+        file: "Echo-x86_64.AppImage",
+        args: ECHO_ARGS,
+        expect: ECHO_OUT,
     },
     Case {
-        fixture: "Hello_World-x86_64.gzip.AppImage",
+        app: App::HelloWorld,
+        comp: Comp::Gzip,
+        wrap: Wrap::Type2,
+        file: "Hello_World-x86_64.gzip.AppImage",
         args: &[],
         expect: "Hello world.",
     },
     Case {
-        fixture: "Hello_World-x86_64.xz.AppImage",
+        app: App::HelloWorld,
+        comp: Comp::Xz16K,
+        wrap: Wrap::Type2,
+        file: "Hello_World-x86_64.xz.AppImage",
         args: &[],
         expect: "Hello world.",
     },
     Case {
-        fixture: "Hello_World-x86_64.zstd.AppImage",
+        app: App::HelloWorld,
+        comp: Comp::Zstd,
+        wrap: Wrap::Type2,
+        file: "Hello_World-x86_64.zstd.AppImage",
         args: &["x"],
         expect: "Hello world.",
     },
     Case {
-        fixture: "hello-x86_64.AppImage",
+        app: App::Hello,
+        comp: Comp::Zstd,
+        wrap: Wrap::Type2,
+        file: "Hello-x86_64.AppImage",
         args: &["a", "b c"],
-        expect: "Hello, Firejail!",
+        expect: "Hello from hello-world!\narg: a\narg: b c",
+    },
+    Case {
+        app: App::Hello,
+        comp: Comp::Gzip,
+        wrap: Wrap::Type2Elf32,
+        file: "Hello-i386.AppImage",
+        args: &["32"],
+        expect: "arg: 32",
+    },
+    Case {
+        app: App::Hello,
+        comp: Comp::Xz16K,
+        wrap: Wrap::Type2NoMagic,
+        file: "Hello-no-magic-bytes.AppImage",
+        args: &["no magic"],
+        expect: "arg: no magic",
+    },
+    Case {
+        app: App::Hello,
+        comp: Comp::Gzip,
+        wrap: Wrap::Type2,
+        file: "hello-without-extension",
+        args: &["bare"],
+        expect: "arg: bare",
+    },
+    Case {
+        app: App::Echo,
+        comp: Comp::Gzip,
+        wrap: Wrap::Type1,
+        file: "Echo-type1.AppImage",
+        args: ECHO_ARGS,
+        expect: ECHO_OUT,
+    },
+    Case {
+        app: App::Echo,
+        comp: Comp::Gzip,
+        wrap: Wrap::Type1NoMagic,
+        file: "Echo-type1-no-magic-bytes.AppImage",
+        args: ECHO_ARGS,
+        expect: ECHO_OUT,
     },
 ];
-
-/// The old AppImageKit runtime lists every extracted file on stdout during
-/// `--appimage-extract-and-run`; those lines (paths under TMPDIR) are not the
-/// app's output and are dropped.
-fn normalize(stdout: &[u8], tmpdir: &Path) -> String {
-    let prefix = format!("{}/appimage_extracted_", tmpdir.display());
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter(|l| !l.starts_with(&prefix))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 fn clean_env(cmd: &mut Command) {
     for v in [
@@ -68,63 +124,65 @@ fn clean_env(cmd: &mut Command) {
     }
 }
 
+/// Runs `appdir/AppRun args` in `cwd` with what an AppImage runtime sets
+/// before it runs `AppRun`.
+fn run_apprun(appdir: &Path, image: &Path, args: &[&str], cwd: &Path) -> Output {
+    let mut cmd = Command::new(appdir.join("AppRun"));
+    clean_env(&mut cmd);
+    cmd.args(args)
+        .env("APPDIR", appdir)
+        .env("APPIMAGE", image)
+        .env("ARGV0", image)
+        .env("OWD", cwd)
+        .env("TMPDIR", cwd)
+        .current_dir(cwd);
+    run_timeout(&mut cmd, Duration::from_secs(60))
+}
+
 #[test]
 fn apprun_through_mount_matches_extract_and_run() {
     let tmp = TempDir::new("run-app");
     let src = tmp.subdir("src");
     let mnt = tmp.subdir("mnt");
-    for c in CASES {
-        copy_fixture(c.fixture, &src, c.fixture);
+    let built: Vec<&BuiltApp> = CASES
+        .iter()
+        .map(|c| app_with(c.app, c.comp, c.wrap))
+        .collect();
+    for (c, b) in CASES.iter().zip(&built) {
+        copy_built(b, &src, c.file);
     }
     let mut mount = Mount::start(&src, &mnt, &[]);
     let mut fails = Failures::new();
-    for (i, c) in CASES.iter().enumerate() {
-        // Reference: a private copy (runs may write next to the AppImage).
-        let refdir = tmp.subdir(&format!("ref-{i}"));
-        let ref_tmp = tmp.subdir(&format!("ref-tmp-{i}"));
-        let copy = copy_fixture(c.fixture, &refdir, c.fixture);
-        let mut cmd = Command::new(&copy);
-        clean_env(&mut cmd);
-        cmd.arg("--appimage-extract-and-run")
-            .args(c.args)
-            .env("APPIMAGE_EXTRACT_AND_RUN", "1")
-            .env("TMPDIR", &ref_tmp)
-            .current_dir(&refdir);
-        let reference = run_timeout(&mut cmd, Duration::from_secs(60));
-        let ref_out = normalize(&reference.stdout, &ref_tmp);
-        if !reference.success() || !ref_out.contains(c.expect) {
+    for (i, (c, b)) in CASES.iter().zip(&built).enumerate() {
+        let what = format!("{} ({:?}, {:?}, {:?})", c.file, c.app, c.comp, c.wrap);
+        // Reference: the payload extracted by unsquashfs or xorriso.
+        let extracted = tmp.join(format!("ref-{i}"));
+        if let Err(e) = b.extract(&extracted) {
+            fails.push(format!("{what}: {e}"));
+            continue;
+        }
+        let ref_cwd = tmp.subdir(&format!("ref-cwd-{i}"));
+        let reference = run_apprun(&extracted, &src.join(c.file), c.args, &ref_cwd);
+        if !reference.success() || !reference.stdout_text().contains(c.expect) {
             fails.push(format!(
-                "{}: the reference run (--appimage-extract-and-run) did not work, cannot compare: {}",
-                c.fixture,
+                "{what}: the reference run (extracted payload) did not work, cannot compare: {}",
                 reference.describe()
             ));
             continue;
         }
 
         // Through the mount.
-        let app = mnt.join(app_name(c.fixture)).join("AppRun");
-        let run_tmp = tmp.subdir(&format!("mnt-tmp-{i}"));
-        let mut cmd = Command::new(&app);
-        clean_env(&mut cmd);
-        // What the AppImage runtime sets before it execs AppRun (some AppRun
-        // scripts, e.g. hello's, rely on $APPDIR).
-        cmd.args(c.args)
-            .env("APPDIR", mnt.join(app_name(c.fixture)))
-            .env("APPIMAGE", src.join(c.fixture))
-            .env("ARGV0", src.join(c.fixture))
-            .env("OWD", &run_tmp)
-            .env("TMPDIR", &run_tmp)
-            .current_dir(&run_tmp);
-        let through = run_timeout(&mut cmd, Duration::from_secs(60));
-        let out = normalize(&through.stdout, &run_tmp);
-        if through.status.map(|s| s.code()) != reference.status.map(|s| s.code()) || out != ref_out
+        let appdir = mnt.join(app_name(c.file));
+        let run_cwd = tmp.subdir(&format!("mnt-cwd-{i}"));
+        let through = run_apprun(&appdir, &src.join(c.file), c.args, &run_cwd);
+        if through.status.map(|s| s.code()) != reference.status.map(|s| s.code())
+            || through.stdout != reference.stdout
         {
             fails.push(format!(
-                "{}: {} {:?} differs from --appimage-extract-and-run\n=== reference stdout ===\n{}\n=== through the mount ===\n{}",
-                c.fixture,
-                app.display(),
+                "{what}: {}/AppRun {:?} differs from the extracted payload's run\n=== reference stdout ===\n{}\n=== through the mount ===\n{}",
+                appdir.display(),
                 c.args,
-                ref_out,
+                reference.stdout_text(),
                 through.describe()
             ));
         }
@@ -139,19 +197,16 @@ fn apprun_through_mount_matches_extract_and_run() {
     fails.finish("run_app");
 }
 
-/// A type 1 AppImage's own `AppRun` (the AppImageKit C launcher, taken from
-/// a type 1 fixture) runs through the mount: it finds its AppDir, reads the
-/// desktop entry there and executes the program it names. The same AppDir
-/// run from a plain directory is the reference.
+/// A type 1 AppImage's own `AppRun` (AppImageKit's launcher logic: it finds
+/// its AppDir, reads the desktop entry there and executes the program it
+/// names) runs through the mount. The same AppDir run from a plain
+/// directory is the reference.
 #[test]
 fn type1_apprun_runs_from_the_mount() {
     let tmp = TempDir::new("run-type1");
-    let fixture_tree = tmp.subdir("fixture-tree");
-    xorriso_extract(&fixture("AppImageExtract_6-x86_64.AppImage"), &fixture_tree)
-        .unwrap_or_else(|e| panic!("xorriso extract of the type 1 fixture: {e}"));
     let appdir = tmp.subdir("appdir");
     std::fs::create_dir_all(appdir.join("usr/bin")).unwrap();
-    std::fs::copy(fixture_tree.join("AppRun"), appdir.join("AppRun")).unwrap();
+    std::fs::write(appdir.join("AppRun"), DESKTOP_EXEC_APPRUN).unwrap();
     std::fs::write(
         appdir.join("t1.desktop"),
         "[Desktop Entry]\nType=Application\nName=T1\nExec=hello %F\nIcon=t1\n",
@@ -163,19 +218,10 @@ fn type1_apprun_runs_from_the_mount() {
     )
     .unwrap();
     for f in ["AppRun", "usr/bin/hello"] {
-        let p = appdir.join(f);
-        let mut perm = std::fs::metadata(&p).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-        std::fs::set_permissions(&p, perm).unwrap();
+        set_mode(&appdir.join(f), 0o755);
     }
     let iso = tmp.join("t1.iso");
-    let made = run_timeout(
-        command("xorriso", ["-as", "mkisofs", "-R", "-J", "-o"])
-            .arg(&iso)
-            .arg(&appdir),
-        Duration::from_secs(60),
-    );
-    assert!(made.success(), "xorriso: {}", made.describe());
+    make_iso(&appdir, &iso);
     let src = tmp.subdir("src");
     wrap_iso_as_appimage(&iso, &src.join("T1.AppImage"));
 

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::apps::{copy_app, App};
 use crate::common::*;
 
 const NOBODY: &str = "65534";
@@ -154,7 +155,7 @@ fn a_mount_made_by_a_normal_user_is_private() {
     let tmp = TempDir::new("security-user");
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let src = tmp.subdir("src");
-    copy_fixture("hello-x86_64.AppImage", &src, "hello.AppImage");
+    copy_app(App::Hello, &src, "hello.AppImage");
     let mnt = tmp.subdir("mnt");
     for p in [&src, &mnt] {
         std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
@@ -244,9 +245,9 @@ fn an_app_whose_file_is_private_is_only_open_to_its_readers() {
     let tmp = TempDir::new("security-private-app");
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let src = tmp.subdir("src");
-    let private = copy_fixture("hello-x86_64.AppImage", &src, "private.AppImage");
+    let private = copy_app(App::Hello, &src, "private.AppImage");
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let public = copy_fixture("Echo-x86_64.AppImage", &src, "public.AppImage");
+    let public = copy_app(App::Echo, &src, "public.AppImage");
     std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mnt = tmp.subdir("mnt");
     let mount = Mount::start(&src, &mnt, &[]);
@@ -293,7 +294,7 @@ fn a_group_readable_app_is_open_to_supplementary_members() {
     let tmp = TempDir::new("security-group-app");
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let src = tmp.subdir("src");
-    let app = copy_fixture("hello-x86_64.AppImage", &src, "grouped.AppImage");
+    let app = copy_app(App::Hello, &src, "grouped.AppImage");
     std::os::unix::fs::chown(&app, Some(0), Some(4242)).unwrap();
     std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o640)).unwrap();
     let mnt = tmp.subdir("mnt");

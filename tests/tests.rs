@@ -16,8 +16,8 @@
 //!   reads.
 //! - `iso_tree`: type 1 payloads (a sample type 1 app + built ISOs) vs
 //!   xorriso.
-//! - `run_app`: executing `AppRun` through the mount vs
-//!   `--appimage-extract-and-run`.
+//! - `run_app`: executing `AppRun` through the mount vs the payload
+//!   extracted by unsquashfs/xorriso, for every way of wrapping an app.
 //! - `hostile`: malicious/broken inputs next to good ones: no crash, no hang,
 //!   no escape.
 //! - `admin`: what an admin sees from outside: the mount type in
@@ -25,8 +25,9 @@
 //! - `cli`: command line, mount lifecycle, mount options, read-only-ness.
 //! - `live`: the source folder changing under a mount (add/rm/mv/overwrite
 //!   under concurrent readers, slow copies, running apps, bursts).
-//! - `menu`: bin/ launchers and share/ menu entries vs the AppImage runtime,
-//!   hostile names, versions, opt-outs, and a GUI app under Xvfb.
+//! - `menu`: bin/ launchers and share/ menu entries vs the extracted payload
+//!   run as a runtime would, hostile names, versions, opt-outs, actions, and
+//!   a GUI app under Xvfb (apps built by `common::apps`).
 //! - `faults`: the source folder on a failing or slow device (a test FUSE
 //!   file system injecting EIO and delays under appimagefs).
 //! - `security`: setuid bits and device nodes in images never take effect;

@@ -1,6 +1,6 @@
 //! Helpers shared by the benchmarks: a temporary folder removed on drop,
 //! building SquashFS images with `mksquashfs`, wrapping them as type 2
-//! AppImages with the Echo fixture's ELF runtime, opening images, and a
+//! AppImages with the tests' stand-in runtime, opening images, and a
 //! small deterministic random generator (no extra dependencies).
 #![allow(dead_code)]
 
@@ -16,16 +16,10 @@ use appimagefs::squashfs::superblock::{Superblock, SUPERBLOCK_SIZE};
 use appimagefs::tree::ImageTree;
 use criterion::Criterion;
 
-/// Length of the ELF runtime at the start of `Echo-x86_64.AppImage`.
-pub const ECHO_RUNTIME_LEN: usize = 187_784;
-
-/// The shared fixture folder.
-pub fn fixtures() -> PathBuf {
-    match std::env::var_os("APPIMAGEFS_FIXTURES") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures")),
-    }
-}
+/// The tests' stand-in AppImage runtime (an ELF written byte by byte):
+/// appimagefs only reads a runtime, so any valid one measures the same.
+#[path = "../../tests/common/runtime_stub.rs"]
+mod runtime_stub;
 
 /// Criterion settings for every group: few samples and short measurement
 /// so the whole `cargo bench` stays within a few minutes.
@@ -82,16 +76,9 @@ pub fn mksquashfs(src: &Path, out: &Path, comp: &str, block: &str) {
     assert!(status.success(), "mksquashfs {} failed", src.display());
 }
 
-/// Writes a type 2 AppImage: Echo's ELF runtime followed by `sqfs`.
+/// Writes a type 2 AppImage: the stand-in runtime followed by `sqfs`.
 pub fn wrap_appimage(sqfs: &Path, out: &Path) {
-    let echo = std::fs::read(fixtures().join("Echo-x86_64.AppImage"))
-        .expect("read ../shared/fixtures/Echo-x86_64.AppImage");
-    assert_eq!(
-        &echo[ECHO_RUNTIME_LEN..ECHO_RUNTIME_LEN + 4],
-        b"hsqs",
-        "Echo's runtime is not {ECHO_RUNTIME_LEN} bytes long"
-    );
-    let mut data = echo[..ECHO_RUNTIME_LEN].to_vec();
+    let mut data = runtime_stub::StubRuntime::type2().bytes();
     data.extend_from_slice(&std::fs::read(sqfs).expect("read squashfs"));
     std::fs::write(out, data).expect("write AppImage");
 }

@@ -2,9 +2,8 @@
 //! corpus target, `tests/corpus`).
 //!
 //! - this file: the binary's path, unique temp dirs, running commands and
-//!   closures with a timeout; `fixture()`/`manifest()` for the modules not
-//!   yet converted to built images (the default suite must not read
-//!   `../shared`).
+//!   closures with a timeout. Every image is built at test time: the
+//!   default suite never reads `../shared`.
 //! - [`mount`]: the `Mount` guard (FUSE mounts of the binary), `KernelMount`
 //!   (loop mounts used to validate the comparator), /proc/self/mountinfo.
 //! - [`snapshot`]: walking a tree into a comparable snapshot and diffing two.
@@ -17,6 +16,7 @@
 //!   ISO directory record helpers.
 #![allow(dead_code)]
 
+pub mod apps;
 pub mod hostile_images;
 pub mod images;
 pub mod mount;
@@ -31,7 +31,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use hostile_images::*;
@@ -41,18 +41,6 @@ pub use mount::*;
 #[allow(unused_imports)]
 pub use sample_apps::*;
 pub use snapshot::*;
-
-/// The shared fixture folder (read-only; never copy it into the repo).
-pub fn fixtures() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures"))
-}
-
-/// One fixture by file name; panics if it is missing.
-pub fn fixture(name: &str) -> PathBuf {
-    let p = fixtures().join(name);
-    assert!(p.exists(), "fixture {} is missing", p.display());
-    p
-}
 
 /// The path of the binary under test.
 ///
@@ -73,91 +61,7 @@ pub fn appimagefs_bin() -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------
-// MANIFEST.tsv
-
-/// One row of the fixtures' MANIFEST.tsv.
-#[derive(Clone, Debug)]
-pub struct ManifestRow {
-    /// File name inside the fixtures folder.
-    pub file: String,
-    /// `appimage-type1`, `appimage-type2`, `squashfs`, `iso9660` or `other`.
-    pub kind: String,
-    /// The free-form `details` column (`key=value; key=value; ...`).
-    pub details: String,
-}
-
-impl ManifestRow {
-    /// The value of `key=` in the details column, if present.
-    pub fn detail(&self, key: &str) -> Option<&str> {
-        // Items are separated by "; ", and some items hold several
-        // space-separated `key=value` pairs (`sqfs_v=4.0 block=131072 ...`).
-        self.details
-            .split(';')
-            .flat_map(|item| item.split_whitespace())
-            .find_map(|tok| {
-                tok.strip_prefix(key)
-                    .and_then(|rest| rest.strip_prefix('='))
-            })
-    }
-
-    /// Byte offset of the SquashFS payload of a type 2 AppImage.
-    pub fn sqfs_offset(&self) -> Option<u64> {
-        self.detail("sqfs_offset")
-            .map(|v| v.parse().expect("sqfs_offset is a number"))
-    }
-
-    /// True when the row is marked MALICIOUS or a NEGATIVE test.
-    pub fn is_hostile(&self) -> bool {
-        self.details.starts_with("MALICIOUS") || self.details.starts_with("NEGATIVE: plain")
-    }
-
-    /// True when the ISO carries Rock Ridge metadata.
-    pub fn rockridge(&self) -> bool {
-        self.detail("rockridge") == Some("yes")
-    }
-
-    /// Path of the fixture.
-    pub fn path(&self) -> PathBuf {
-        fixture(&self.file)
-    }
-}
-
-/// All rows of MANIFEST.tsv (parsed once).
-pub fn manifest() -> &'static [ManifestRow] {
-    static ROWS: OnceLock<Vec<ManifestRow>> = OnceLock::new();
-    ROWS.get_or_init(|| {
-        let text = std::fs::read_to_string(fixtures().join("MANIFEST.tsv"))
-            .expect("read fixtures/MANIFEST.tsv");
-        let mut lines = text.lines();
-        let header: Vec<&str> = lines.next().expect("header").split('\t').collect();
-        let col = |name: &str| {
-            header
-                .iter()
-                .position(|h| *h == name)
-                .unwrap_or_else(|| panic!("no column {name}"))
-        };
-        let (c_file, c_kind, c_details) = (col("file"), col("kind"), col("details"));
-        lines
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                let cols: Vec<&str> = l.split('\t').collect();
-                ManifestRow {
-                    file: cols[c_file].to_string(),
-                    kind: cols[c_kind].to_string(),
-                    details: cols.get(c_details).unwrap_or(&"").to_string(),
-                }
-            })
-            .collect()
-    })
-}
-
-/// The manifest row of one fixture.
-pub fn manifest_row(file: &str) -> &'static ManifestRow {
-    manifest()
-        .iter()
-        .find(|r| r.file == file)
-        .unwrap_or_else(|| panic!("{file} is not in MANIFEST.tsv"))
-}
+// Names
 
 /// The app folder name the filesystem must show for an AppImage file name:
 /// the name without a case-insensitive `.AppImage` suffix.
@@ -545,14 +449,6 @@ pub fn group_by<K: Ord, V>(items: impl IntoIterator<Item = (K, V)>) -> BTreeMap<
         m.entry(k).or_default().push(v);
     }
     m
-}
-
-/// Copies a fixture into `dir` under `name` and makes it executable.
-pub fn copy_fixture(fixture_name: &str, dir: &Path, name: &str) -> PathBuf {
-    let dst = dir.join(name);
-    std::fs::copy(fixture(fixture_name), &dst).expect("copy fixture");
-    set_mode(&dst, 0o755);
-    dst
 }
 
 /// chmod.
