@@ -14,6 +14,8 @@ packages=(
   attr              # tests: setfattr/getfattr
   xvfb              # tests (menu GUI check): virtual X server, -fbdir screenshots
   x11-utils         # tests (menu GUI check): xmessage, the X11 app wrapped in a test AppImage; xwininfo finds its window
+  debootstrap       # scripts/test-package.sh: Debian 11 and 12 roots for the portable binary and the .deb
+  binutils          # scripts/package.sh: objdump, readelf, objcopy check and strip the portable binary
 )
 if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive

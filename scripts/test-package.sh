@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 
 cache=${APPIMAGEFS_TEST_CACHE:-/var/cache/appimagefs-test}
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+mirror=${DEBIAN_MIRROR:-} # empty: debootstrap's default Debian mirror
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
 bin=dist/appimagefs-$version-x86_64-linux
 deb=dist/appimagefs_${version}_amd64.deb
@@ -60,7 +60,7 @@ cached_root() {
     mkdir -p "$cache"
     rm -rf "$cache/$name.tmp"
     debootstrap --variant=minbase ${include:+--include=$include} "$suite" \
-      "$cache/$name.tmp" "$mirror" > "$cache/$name.log" 2>&1 ||
+      "$cache/$name.tmp" ${mirror:+"$mirror"} > "$cache/$name.log" 2>&1 ||
       { tail -20 "$cache/$name.log" >&2; fail "debootstrap $suite"; }
     mv "$cache/$name.tmp" "$cache/$name"
   fi
