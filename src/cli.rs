@@ -47,7 +47,8 @@ pub struct Args {
     /// Mount options, comma separated, as in fstab: allow_other, allow_root,
     /// default_permissions (enforce the owners and modes stored in the
     /// images; by default every user of the mount may read every app, as
-    /// when an AppImage mounts itself), fsname=NAME, cache_size=SIZE, threads=N, rescan_interval=SECS,
+    /// when an AppImage mounts itself), fsname=NAME, cache_size=SIZE,
+    /// cache_dir=DIR, cache_dir_size=SIZE, threads=N, rescan_interval=SECS,
     /// log_file=PATH, verbose.
     /// ro, nosuid, nodev are always in force; rw, suid, dev, defaults, auto,
     /// noauto, user, users, nofail, _netdev, exec, noexec, atime, noatime
@@ -60,6 +61,21 @@ pub struct Args {
     /// at most 2G.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub cache_size: Option<u64>,
+
+    /// Keep decompressed blocks in this local folder (created private,
+    /// mode 0700) and read them back instead of decoding them again, also
+    /// in later daemons: after a restart, or in another container mapping
+    /// the same host folder. Worth it where apps are launched in new
+    /// daemons again and again and CPU is short (xz images most of all).
+    /// Off by default. Several daemons may share one folder; it must belong
+    /// to the user running the mount.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Disk space the --cache-dir folder may use, e.g. 500M or 8G; the least
+    /// recently used blocks are deleted beyond it. Default: 2G.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub cache_dir_size: Option<u64>,
 
     /// Request-handling threads. Default: twice the number of CPUs, from 4
     /// to 16.
@@ -125,6 +141,10 @@ pub struct Settings {
     pub fsname: String,
     /// Cache budget in bytes.
     pub cache_size: u64,
+    /// Folder of the on-disk block cache, if any.
+    pub cache_dir: Option<PathBuf>,
+    /// Size limit of the on-disk block cache, bytes.
+    pub cache_dir_size: u64,
     /// Request threads.
     pub threads: usize,
     /// Periodic rescan of the source folder, seconds (0: events only).
@@ -184,6 +204,9 @@ pub fn default_cache_size() -> u64 {
     (total / 16).clamp(64 << 20, 2 << 30)
 }
 
+/// The default size limit of the `--cache-dir` folder (2G).
+pub const DEFAULT_CACHE_DIR_SIZE: u64 = 2 << 30;
+
 /// The default number of request threads: twice the CPUs, 4 to 16.
 pub fn default_threads() -> usize {
     (crate::prefetch::cores() * 2).clamp(4, 16)
@@ -201,6 +224,8 @@ impl Args {
             default_permissions: false,
             fsname: self.source.display().to_string(),
             cache_size: self.cache_size.unwrap_or_else(default_cache_size),
+            cache_dir: self.cache_dir.clone(),
+            cache_dir_size: self.cache_dir_size.unwrap_or(DEFAULT_CACHE_DIR_SIZE),
             threads: self
                 .threads
                 .map(usize::from)
@@ -226,6 +251,8 @@ impl Args {
                 ("verbose", None) => s.verbose = true,
                 ("fsname", Some(v)) => s.fsname = v.to_string(),
                 ("cache_size", Some(v)) => s.cache_size = parse_size(v)?,
+                ("cache_dir", Some(v)) if !v.is_empty() => s.cache_dir = Some(PathBuf::from(v)),
+                ("cache_dir_size", Some(v)) => s.cache_dir_size = parse_size(v)?,
                 ("threads", Some(v)) => {
                     s.threads = v
                         .parse()
@@ -242,7 +269,7 @@ impl Args {
                 (k, None) if COMPAT_OPTIONS.contains(&k) => {}
                 _ => {
                     return Err(format!(
-                        "unknown mount option '{opt}' (known: allow_other, allow_root, default_permissions, fsname=, cache_size=, threads=, rescan_interval=, log_file=, verbose, and the fstab options {})",
+                        "unknown mount option '{opt}' (known: allow_other, allow_root, default_permissions, fsname=, cache_size=, cache_dir=, cache_dir_size=, threads=, rescan_interval=, log_file=, verbose, and the fstab options {})",
                         COMPAT_OPTIONS.join(", ")
                     ))
                 }
@@ -252,6 +279,12 @@ impl Args {
             return Err(format!(
                 "cache size {} is below the minimum of 1M",
                 s.cache_size
+            ));
+        }
+        if s.cache_dir.is_some() && s.cache_dir_size < 1 << 20 {
+            return Err(format!(
+                "cache folder size {} is below the minimum of 1M",
+                s.cache_dir_size
             ));
         }
         Ok(s)
@@ -308,5 +341,31 @@ mod tests {
         assert!(args(&["-o", "bogus"]).settings(false).is_err());
         assert!(args(&["-o", "threads=0"]).settings(false).is_err());
         assert!(args(&["-o", "cache_size=10"]).settings(false).is_err());
+    }
+
+    #[test]
+    fn cache_dir_is_off_by_default_and_set_by_flag_or_option() {
+        let s = args(&[]).settings(false).unwrap();
+        assert_eq!(
+            (s.cache_dir, s.cache_dir_size),
+            (None, DEFAULT_CACHE_DIR_SIZE)
+        );
+        let s = args(&["-o", "cache_dir=/var/cache/a,cache_dir_size=3G"])
+            .settings(false)
+            .unwrap();
+        assert_eq!(
+            (s.cache_dir, s.cache_dir_size),
+            (Some(PathBuf::from("/var/cache/a")), 3 << 30)
+        );
+        let s = args(&["--cache-dir", "/c", "--cache-dir-size", "500M"])
+            .settings(false)
+            .unwrap();
+        assert_eq!(
+            (s.cache_dir, s.cache_dir_size),
+            (Some(PathBuf::from("/c")), 500 << 20)
+        );
+        assert!(args(&["--cache-dir", "/c", "--cache-dir-size", "10"])
+            .settings(false)
+            .is_err());
     }
 }

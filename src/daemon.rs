@@ -14,6 +14,7 @@ use fuser::{Config, MountOption, Session, SessionACL};
 
 use crate::cache::BlockCache;
 use crate::cli::Settings;
+use crate::disk_cache::{DiskCache, OpenError};
 use crate::fuse_adapter::FuseAdapter;
 use crate::union::Union;
 use crate::warm::Warmer;
@@ -288,8 +289,10 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
     let source = check_source(&settings.source)?;
     let mnt = check_mountpoint(&settings.mountpoint)?;
     check_fuse_device()?;
-    let cache = Arc::new(BlockCache::new(
+    let disk = open_cache_dir(&settings)?;
+    let cache = Arc::new(BlockCache::with_disk(
         usize::try_from(settings.cache_size).unwrap_or(usize::MAX),
+        disk,
     ));
     let union = Arc::new(Union::new(&source, &mnt, cache.clone())?);
     let mut readiness = if settings.foreground {
@@ -299,10 +302,33 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
     };
     let result = serve(&settings, &mnt, union, &mut readiness);
     crate::log::debug(format_args!("block cache at exit: {:?}", cache.stats()));
+    if let Some(disk) = cache.disk() {
+        disk.flush(Duration::from_secs(5));
+        crate::log::debug(format_args!(
+            "cache folder at exit: {:?}",
+            disk.store().stats()
+        ));
+    }
     if let Err(e) = &result {
         readiness.report(&e.0);
     }
     result
+}
+
+/// Opens the `--cache-dir` folder: refusing to start when it is unsafe to
+/// use, going on without it (one log line) when it cannot be created.
+fn open_cache_dir(settings: &Settings) -> Result<Option<DiskCache>, StartError> {
+    let Some(dir) = &settings.cache_dir else {
+        return Ok(None);
+    };
+    match DiskCache::open(dir, settings.cache_dir_size) {
+        Ok(d) => Ok(Some(d)),
+        Err(OpenError::Refused(m)) => Err(StartError(m)),
+        Err(OpenError::Unavailable(m)) => {
+            crate::log::warn(format_args!("{m}; running without a cache folder"));
+            Ok(None)
+        }
+    }
 }
 
 fn serve(

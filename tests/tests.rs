@@ -16,6 +16,8 @@
 //!   `--appimage-extract-and-run`.
 //! - `hostile`: malicious/broken inputs next to good ones: no crash, no hang,
 //!   no escape.
+//! - `cache_dir`: `--cache-dir`, blocks decoded by one daemon read back by
+//!   the next, never for a replaced AppImage.
 //! - `cli`: command line, mount lifecycle, mount options, read-only-ness.
 //! - `live`: the source folder changing under a mount (add/rm/mv/overwrite
 //!   under concurrent readers, slow copies, running apps, bursts).
@@ -32,6 +34,7 @@
 
 mod common;
 
+mod cache_dir; // issue 18: decoded blocks kept on disk across daemons
 mod cli;
 mod comparator;
 mod faults; // issue 7: I/O errors and slow reads in the backing file
