@@ -16,6 +16,7 @@ use crate::cache::BlockCache;
 use crate::cli::Settings;
 use crate::disk_cache::{DiskCache, OpenError};
 use crate::fuse_adapter::FuseAdapter;
+use crate::profile::Profiles;
 use crate::union::Union;
 use crate::warm::Warmer;
 
@@ -340,7 +341,8 @@ fn serve(
     let signals = block_signals();
     let apps = union.apps().len();
     let warmer = Arc::new(Warmer::new(union.clone(), crate::prefetch::cores()));
-    let adapter = FuseAdapter::new(union.clone(), warmer.clone());
+    let profiles = Profiles::new(union.clone(), warmer.clone());
+    let adapter = FuseAdapter::new(union.clone(), warmer.clone()).with_profiles(profiles.clone());
     let mut session = Session::new(adapter, mnt, &fuse_config(settings)).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
             " (as a normal user, -o allow_other needs user_allow_other in /etc/fuse.conf)"
@@ -383,6 +385,13 @@ fn serve(
         detach_stdio(settings.log_file.as_deref())?;
     }
     session.run()?;
+    if let Some(p) = &profiles {
+        p.finish_all();
+        crate::log::debug(format_args!(
+            "start-up profiles: {} bytes replayed",
+            p.replayed_bytes()
+        ));
+    }
     crate::log::info(format_args!("{} unmounted", mnt.display()));
     Ok(())
 }

@@ -12,7 +12,8 @@
 //!   picks the reader for a detected payload.
 //! - [`cache`], [`prefetch`] and [`disk_cache`]: the decompression cache
 //!   shared by every image, its read-ahead pool, and the blocks it keeps on
-//!   disk across daemons (`--cache-dir`).
+//!   disk across daemons (`--cache-dir`); [`profile`]: start-up profiles
+//!   kept there and replayed through [`warm`].
 //! - [`union`]: the namespace across images (inode numbers, app folders,
 //!   synthesized `bin/` and `share/`, rescans of the source folder).
 //! - [`fuse_adapter`]: a thin `fuser::Filesystem` over [`union`] ([`caller`]
@@ -39,6 +40,7 @@ pub mod inspect;
 pub mod iso9660;
 pub mod log;
 pub mod prefetch;
+pub mod profile;
 pub mod squashfs;
 pub mod tree;
 pub mod union;

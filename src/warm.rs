@@ -308,6 +308,29 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
         }
     }
 
+    /// Stores the pieces `(ino, offset, len)` into the page cache on every
+    /// worker, in order (a replayed start-up profile, see
+    /// [`crate::profile`]), reading them for `intent`. A piece that cannot
+    /// be read or stored is passed to `failed` (the kernel refuses pages of
+    /// a file it has not looked up yet); nothing waits for the result.
+    pub fn replay(&self, pieces: Vec<Piece>, intent: ReadIntent, failed: Option<OnFailed>) {
+        let Some(sink) = self.sink.get() else { return };
+        if pieces.is_empty() {
+            return;
+        }
+        let replay = Arc::new(Replay {
+            workers: self.workers.min(pieces.len()),
+            pieces,
+            next: AtomicUsize::new(0),
+            intent,
+            failed,
+        });
+        for _ in 0..replay.workers {
+            let (mine, source, sink) = (replay.clone(), self.source.clone(), sink.clone());
+            self.pool.submit(move || mine.work(&*source, &*sink));
+        }
+    }
+
     fn job(&self, ino: u64, f: &FileState, first: u64, todo: u64) -> Job {
         Job {
             ino,
@@ -341,6 +364,39 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
             }
         }
         job.leave();
+    }
+}
+
+/// A range of a file to store: inode, offset, length.
+pub type Piece = (u64, u64, u32);
+
+/// Told of each replayed piece that could not be stored.
+pub type OnFailed = Arc<dyn Fn(Piece) + Send + Sync>;
+
+/// The pieces of a replayed profile, taken in turn by the workers.
+struct Replay {
+    pieces: Vec<Piece>,
+    next: AtomicUsize,
+    workers: usize,
+    intent: ReadIntent,
+    failed: Option<OnFailed>,
+}
+
+impl Replay {
+    fn work(&self, source: &dyn WarmSource, sink: &dyn PageSink) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(&(ino, offset, len)) = self.pieces.get(i) else {
+                return;
+            };
+            let stored = source
+                .read(ino, offset, len, self.intent)
+                .map_err(|e| io::Error::other(e.to_string()))
+                .and_then(|data| sink.store(ino, offset, &data));
+            if let (Err(_), Some(failed)) = (stored, &self.failed) {
+                failed((ino, offset, len));
+            }
+        }
     }
 }
 

@@ -177,3 +177,87 @@ fn a_cache_folder_of_another_user_stops_the_mount() {
     };
     assert!(err.contains("belongs to uid 4242"), "{err}");
 }
+
+/// (resident pages, all pages) of `path`, from mincore(2) on a read-only
+/// shared mapping (which faults nothing in).
+fn residency(path: &Path) -> (usize, usize) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).expect("open for mincore");
+    let len = f.metadata().expect("stat").len() as usize;
+    let mut vec = vec![0u8; len.div_ceil(4096)];
+    // SAFETY: a fresh read-only mapping of an open file, unmapped before
+    // return; mincore writes one byte per page into `vec`.
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(addr, libc::MAP_FAILED, "mmap {}", path.display());
+        let rc = libc::mincore(addr, len, vec.as_mut_ptr());
+        libc::munmap(addr, len);
+        assert_eq!(rc, 0, "mincore {}", path.display());
+    }
+    (vec.iter().filter(|&&b| b & 1 != 0).count(), vec.len())
+}
+
+#[test]
+fn a_new_daemon_replays_what_the_app_read_at_start_into_the_page_cache() {
+    use std::os::unix::fs::FileExt;
+    let tmp = TempDir::new("cachedir-profile");
+    let src = tmp.subdir("src");
+    let mnt = tmp.subdir("mnt");
+    let cache = tmp.join("cache");
+    let tree = tmp.subdir("tree");
+    std::fs::write(tree.join("AppRun"), b"#!/bin/sh\n").unwrap();
+    for name in ["liba.so", "libb.so", "unread.so"] {
+        std::fs::write(tree.join(name), text(1 << 20, name.len())).unwrap();
+    }
+    let sqfs = tmp.join("app.sqfs");
+    mksquashfs(&tree, &sqfs, &["-comp", "zstd", "-b", "128K"]);
+    wrap_squashfs_as_appimage(&sqfs, &src.join("App.AppImage"));
+    let args = ["--cache-dir", cache.to_str().unwrap(), "-v"];
+
+    // First daemon: the app reads all of liba and a page of libb.
+    let mut m = Mount::start(&src, &mnt, &args);
+    let app = m.mountpoint.join("App");
+    assert_eq!(std::fs::read(app.join("liba.so")).unwrap().len(), 1 << 20);
+    let mut head = vec![0u8; 4096];
+    std::fs::File::open(app.join("libb.so"))
+        .unwrap()
+        .read_exact_at(&mut head, 0)
+        .unwrap();
+    m.unmount().expect("unmount");
+    let profiles: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("profile-"))
+        .collect();
+    assert_eq!(profiles.len(), 1, "one profile for one app");
+
+    // Second daemon: touching the app replays the profile; nothing reads.
+    let mut m = Mount::start(&src, &mnt, &args);
+    let app = m.mountpoint.join("App");
+    std::fs::metadata(app.join("AppRun")).unwrap();
+    let (liba, libb, unread) = (
+        app.join("liba.so"),
+        app.join("libb.so"),
+        app.join("unread.so"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (mut a, mut b) = (residency(&liba), residency(&libb));
+    while (a.0 < a.1 || b.0 == 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        (a, b) = (residency(&liba), residency(&libb));
+    }
+    let u = residency(&unread);
+    m.unmount().expect("unmount");
+    let log = m.log_text();
+    assert_eq!(a.0, a.1, "all of liba is in the page cache ({a:?})\n{log}");
+    assert!(b.0 > 0, "the start of libb ({b:?})\n{log}");
+    assert_eq!(u.0, 0, "a file the app did not read is not warmed ({u:?})");
+    assert!(log.contains("replaying the start-up profile"), "{log}");
+}

@@ -437,6 +437,44 @@ impl Store {
         Ok(())
     }
 
+    /// The bytes of the auxiliary file `name` (start-up profiles) if it is
+    /// ours, a regular file and at most `max` bytes.
+    pub fn read_aux(&self, name: &str, max: u64) -> Option<Vec<u8>> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(self.dir.join(name))
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.uid() != self.uid || meta.len() > max {
+            return None;
+        }
+        let mut data = Vec::with_capacity(meta.len() as usize);
+        Read::by_ref(&mut file)
+            .take(max)
+            .read_to_end(&mut data)
+            .ok()?;
+        Some(data)
+    }
+
+    /// Replaces the auxiliary file `name` with `data`, atomically. Does
+    /// nothing once storing has stopped.
+    pub fn write_aux(&self, name: &str, data: &[u8]) -> std::io::Result<()> {
+        if !self.writable.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let (tmp, mut file) = self.create_tmp()?;
+        let written = file
+            .write_all(data)
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join(name)));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            self.stop_writing(&e);
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// A new private temporary file in the folder, named after this
     /// process and a counter shared by every cache it opens. A name left by
     /// a dead process of the same pid is skipped.
