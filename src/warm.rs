@@ -634,6 +634,49 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_stores_every_piece_and_reports_the_refused_ones() {
+        let pieces = vec![(1, 0, 4096), (1, 128 * KIB, 1000), (2, 8192, 4096)];
+        let (w, sink) = setup(
+            &[(1, 256 * KIB), (2, 64 * KIB)],
+            4096,
+            None,
+            Recorder::default(),
+        );
+        w.replay(pieces.clone(), ReadIntent::Rewarm, None);
+        settle(|| sink.stores().len() == 3);
+        let mut want: Vec<(u64, u64, u64)> = pieces
+            .iter()
+            .map(|&(i, o, l)| (i, o, u64::from(l)))
+            .collect();
+        want.sort();
+        assert_eq!(sink.stores(), want);
+        assert!(sink.wrong.lock().unwrap().is_empty(), "{:?}", sink.wrong);
+        assert!(w
+            .source
+            .intents
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|&i| i == ReadIntent::Rewarm));
+        let failing = Recorder {
+            fail: true,
+            ..Recorder::default()
+        };
+        let (w, _) = setup(&[(1, 256 * KIB), (2, 64 * KIB)], 4096, None, failing);
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let log = refused.clone();
+        w.replay(
+            pieces.clone(),
+            ReadIntent::Warm,
+            Some(Arc::new(move |p| log.lock().unwrap().push(p))),
+        );
+        settle(|| refused.lock().unwrap().len() == 3);
+        let mut got = refused.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, pieces);
+    }
+
+    #[test]
     fn a_first_read_inside_a_big_block_stores_that_block() {
         let size = 3 * 1024 * KIB;
         let (w, sink) = setup(&[(3, size)], 1 << 20, None, Recorder::default());
