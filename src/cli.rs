@@ -67,8 +67,10 @@ pub struct Args {
     /// in later daemons: after a restart, or in another container mapping
     /// the same host folder. Worth it where apps are launched in new
     /// daemons again and again and CPU is short (xz images most of all).
-    /// Off by default. Several daemons may share one folder; it must belong
-    /// to the user running the mount.
+    /// What each app reads as it starts is kept there too and stored into
+    /// the page cache ahead of it on its next start. Off by default.
+    /// Several daemons may share one folder; it must belong to the user
+    /// running the mount.
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
