@@ -7,6 +7,7 @@
 #   bash scripts/bench-cold-start.sh            # full run: Chromium, Python, 5 reps
 #   bash scripts/bench-cold-start.sh --quick    # smoke check: Python only, 3 reps
 #   bash scripts/bench-cold-start.sh --reps 9   # more repetitions
+#   bash scripts/bench-cold-start.sh --cache-dir-only  # only the --cache-dir rows
 #
 # Runs as root on Debian: installs what it needs with apt, builds appimagefs
 # with `cargo build --release`, builds the benchmark AppImages once (kept in
@@ -44,6 +45,7 @@ REPS=
 QUICK=0
 REBUILD=0
 ONLY_BUILD=0
+CACHE_DIR_ONLY=0
 usage() {
     sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     cat <<EOF
@@ -52,6 +54,9 @@ Options:
   --quick      Python app only, 3 repetitions (smoke check)
   --rebuild    rebuild the benchmark AppImages
   --build-only build everything, measure nothing
+  --cache-dir-only
+               measure only first launches: plain directory, appimagefs, and
+               appimagefs with a warm --cache-dir folder (fresh daemon)
   --work DIR   work folder (default \$BENCH_WORK or /var/tmp/appimagefs-bench)
 EOF
 }
@@ -62,6 +67,7 @@ while [[ $# -gt 0 ]]; do
     --quick) QUICK=1 ;;
     --rebuild) REBUILD=1 ;;
     --build-only) ONLY_BUILD=1 ;;
+    --cache-dir-only) CACHE_DIR_ONLY=1 ;;
     --work) WORK=$2; shift ;;
     --work=*) WORK=${1#*=} ;;
     -h | --help) usage; exit 0 ;;
@@ -269,6 +275,8 @@ comp_opts() {
 }
 
 ALL_APPS=("${APPS[@]}" manyfiles)
+# The --cache-dir rows need no metadata-walk image.
+[[ $CACHE_DIR_ONLY == 0 ]] || ALL_APPS=("${APPS[@]}")
 for app in "${ALL_APPS[@]}"; do
     stamp=$(stamp_of "$app")
     fresh=1
@@ -417,6 +425,13 @@ mount_tool() {
         PID=$(pgrep -xf "$BIN $APPS_DIR $MNT" | head -1)
         MPID=$PID
         ;;
+    cachedir)
+        # A new daemon with the app's cache folder, filled by prime_cache_dir.
+        "$BIN" "$APPS_DIR" "$MNT" --cache-dir "$CACHE_DIRS/$app-$comp" 2>>"$WORK/appimagefs.log" || { LAST_ERROR="appimagefs --cache-dir did not mount (see $WORK/appimagefs.log)"; return 1; }
+        DIR=$MNT/$app-$comp
+        PID=$(pgrep -xf "$BIN $APPS_DIR $MNT --cache-dir $CACHE_DIRS/$app-$comp" | head -1)
+        MPID=$PID
+        ;;
     runtime)
         # The runtime mounts itself and waits until killed.
         : >"$OUT"
@@ -444,7 +459,7 @@ mount_tool() {
 umount_tool() {
     local tool=$1
     case $tool in
-    kernel | squashfuse | appimagefs)
+    kernel | squashfuse | appimagefs | cachedir)
         unmount "$MNT"
         [[ -z $PID ]] || wait_gone "$PID"
         ;;
@@ -523,6 +538,27 @@ cold_start() {
     fi
 }
 
+# The --cache-dir rows: each app and packing gets its own cache folder,
+# filled by one unmeasured launch in a daemon of its own (blocks and the
+# start-up profile); the measured launches then each start a new daemon
+# on it, as a new container mapping the host's folder would. The folder's
+# files stay in the page cache, as they would on a host that ran the app
+# recently. Disk used is recorded as cachedir_kb.
+CACHE_DIRS=$RUN/cache-dirs
+prime_cache_dir() {
+    local app=$1 comp=$2
+    rm -rf "${CACHE_DIRS:?}/$app-$comp"
+    mkdir -p "$CACHE_DIRS"
+    mount_tool cachedir "$app" "$comp" || { fail cachedir "$app" "$comp" cachedir 0 "$LAST_ERROR"; return 1; }
+    if ! run_app "$DIR/AppRun"; then
+        fail cachedir "$app" "$comp" cachedir 0 "priming: $LAST_ERROR"
+        umount_tool cachedir
+        return 1
+    fi
+    umount_tool cachedir
+    rec cold "$app" "$comp" cachedir 0 cachedir_kb "$(du -sk "$CACHE_DIRS/$app-$comp" | cut -f1)" ""
+}
+
 # A fresh mount, then one command over the whole AppDir.
 walk_or_read() {
     local scenario=$1 tool=$2 app=$3 comp=$4 rep=$5 img=$IMAGES/$3-$4.AppImage t0 t1 got want hwm cpu
@@ -597,7 +633,7 @@ rotate() {
     for ((i = 0; i < n; i++)); do echo "${a[$(((i + k) % n))]}"; done
 }
 
-WALK_COUNT=$(find "$APPDIRS/manyfiles/" -printf '%s\n' | wc -l)
+WALK_COUNT=$([[ $CACHE_DIR_ONLY == 1 ]] || find "$APPDIRS/manyfiles/" -printf '%s\n' | wc -l)
 TAR_BYTES=$(tar cf - -C "$APPDIRS/$READ_APP" . | wc -c)
 CONTENT_BYTES=$(find "$APPDIRS/$READ_APP" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
 echo "read-all: $READ_APP, $CONTENT_BYTES bytes in files; walk: manyfiles, $WALK_COUNT entries" >>"$WORK/run-info.txt"
@@ -610,12 +646,33 @@ if [[ ${#RUNTIME_TOOL[@]} == 0 ]]; then
 else
     echo "AppImage runtime: $BENCH_RUNTIME" >>"$WORK/run-info.txt"
 fi
+declare -A PRIMED=()
+for app in "${APPS[@]}"; do
+    for comp in "${COMPS[@]}"; do
+        log "filling the cache folder of $app/$comp"
+        prime_cache_dir "$app" "$comp" && PRIMED[$app/$comp]=1
+    done
+done
 start=$(now)
 for ((rep = 1; rep <= REPS; rep++)); do
     log "repetition $rep of $REPS"
+    if [[ $CACHE_DIR_ONLY == 1 ]]; then
+        for app in "${APPS[@]}"; do
+            for comp in "${COMPS[@]}"; do
+                [[ -n ${PRIMED[$app/$comp]:-} ]] || continue
+                for tool in $(rotate "$rep" plain appimagefs cachedir); do
+                    cold_start "$tool" "$app" "$comp" "$rep"
+                done
+            done
+        done
+        log "  $(((($(now) - start) / 1000000))) s so far"
+        continue
+    fi
     for app in "${APPS[@]}"; do
         for comp in "${COLD_COMPS[@]}"; do
-            for tool in $(rotate "$rep" "${COLD_TOOLS[@]}"); do
+            tools_now=("${COLD_TOOLS[@]}")
+            [[ -z ${PRIMED[$app/$comp]:-} ]] || tools_now+=(cachedir)
+            for tool in $(rotate "$rep" "${tools_now[@]}"); do
                 cold_start "$tool" "$app" "$comp" "$rep"
             done
         done

@@ -12,6 +12,10 @@
 //! be kept ([`BlockCache::get_or_load_with`]); it is kept anyway when a
 //! caller that wants it kept waited for the same load.
 //!
+//! Blocks are decoded through [`BlockCache::decompress`], which consults
+//! the on-disk cache of `--cache-dir` (when there is one) before decoding
+//! and hands it what it decoded.
+//!
 //! The cache is split into shards, each behind its own mutex, so readers of
 //! different blocks rarely contend; the lock is never held while a block is
 //! decompressed.
@@ -23,6 +27,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use lru::LruCache;
 
+use crate::decompress::Codec;
+use crate::disk_cache::{DiskCache, Key};
 use crate::error::{Error, Result};
 use crate::prefetch::Prefetcher;
 
@@ -90,11 +96,18 @@ pub struct BlockCache {
     waits: AtomicU64,
     evictions: AtomicU64,
     prefetcher: Prefetcher,
+    disk: Option<DiskCache>,
 }
 
 impl BlockCache {
     /// Creates a cache that holds at most about `budget` bytes.
     pub fn new(budget: usize) -> BlockCache {
+        Self::with_disk(budget, None)
+    }
+
+    /// As [`new`](Self::new), with decoded blocks also kept in (and read
+    /// back from) `disk`.
+    pub fn with_disk(budget: usize, disk: Option<DiskCache>) -> BlockCache {
         BlockCache {
             shards: (0..SHARDS)
                 .map(|_| {
@@ -113,7 +126,31 @@ impl BlockCache {
             waits: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             prefetcher: Prefetcher::new(crate::prefetch::cores()),
+            disk,
         }
+    }
+
+    /// The on-disk cache, if `--cache-dir` gave one.
+    pub fn disk(&self) -> Option<&DiskCache> {
+        self.disk.as_ref()
+    }
+
+    /// Decompresses the stored block `stored` (at most `max_out` bytes out):
+    /// from the on-disk cache when it holds the block, else by decoding it
+    /// and queuing the result to be stored there. Loaders call this instead
+    /// of [`crate::decompress::decompress`].
+    pub fn decompress(&self, codec: Codec, stored: &[u8], max_out: usize) -> Result<Vec<u8>> {
+        let disk = match &self.disk {
+            Some(d) if DiskCache::worth(codec, max_out) => d,
+            _ => return crate::decompress::decompress(codec, stored, max_out),
+        };
+        let key = Key::of(codec, max_out, stored);
+        if let Some(data) = disk.store().get(&key, max_out) {
+            return Ok(data);
+        }
+        let data = crate::decompress::decompress(codec, stored, max_out)?;
+        disk.put(key, &data);
+        Ok(data)
     }
 
     /// Hands out a fresh image id. Each opening of an image gets its own, so

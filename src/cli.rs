@@ -56,6 +56,23 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub cache_size: Option<u64>,
 
+    /// Keep decompressed blocks in this local folder (created private,
+    /// mode 0700) and read them back instead of decoding them again, also
+    /// in later daemons: after a restart, or in another container mapping
+    /// the same host folder. Worth it where apps are launched in new
+    /// daemons again and again and CPU is short (xz images most of all).
+    /// What each app reads as it starts is kept there too and stored into
+    /// the page cache ahead of it on its next start. Off by default.
+    /// Several daemons may share one folder; it must belong to the user
+    /// running the mount.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Disk space the --cache-dir folder may use, e.g. 500M or 8G; the least
+    /// recently used blocks are deleted beyond it. Default: 2G.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub cache_dir_size: Option<u64>,
+
     /// Request-handling threads. Default: twice the number of CPUs, from 4
     /// to 16.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -87,7 +104,7 @@ const O_HELP: &str = "Mount options, comma separated, as in fstab; -o may be rep
   allow_root: root may use it as well as the mounting user
   default_permissions: enforce the owners and modes stored in the images (by default whoever may use the mount may read every app, as when an AppImage mounts itself)
   fsname=NAME: the source shown in /proc/mounts (default: SOURCE_DIR)
-  cache_size=SIZE, threads=N, rescan_interval=SECS, log_file=PATH, verbose: as --cache-size, --threads, --rescan-interval, --log-file, --verbose
+  cache_size=SIZE, cache_dir=DIR, cache_dir_size=SIZE, threads=N, rescan_interval=SECS, log_file=PATH, verbose: as --cache-size, --cache-dir, --cache-dir-size, --threads, --rescan-interval, --log-file, --verbose
 
 ro, nosuid and nodev are always in force; rw, suid, dev, defaults, auto, noauto, user, users, nofail, _netdev, exec, noexec, atime, noatime, relatime and nonempty are accepted (and ignored) for fstab and mount(8).";
 
@@ -143,6 +160,10 @@ pub struct Settings {
     pub fsname: String,
     /// Cache budget in bytes.
     pub cache_size: u64,
+    /// Folder of the on-disk block cache, if any.
+    pub cache_dir: Option<PathBuf>,
+    /// Size limit of the on-disk block cache, bytes.
+    pub cache_dir_size: u64,
     /// Request threads.
     pub threads: usize,
     /// Periodic rescan of the source folder, seconds (0: events only).
@@ -202,6 +223,9 @@ pub fn default_cache_size() -> u64 {
     (total / 16).clamp(64 << 20, 2 << 30)
 }
 
+/// The default size limit of the `--cache-dir` folder (2G).
+pub const DEFAULT_CACHE_DIR_SIZE: u64 = 2 << 30;
+
 /// The default number of request threads: twice the CPUs, 4 to 16.
 pub fn default_threads() -> usize {
     (crate::prefetch::cores() * 2).clamp(4, 16)
@@ -219,6 +243,8 @@ impl Args {
             default_permissions: false,
             fsname: self.source.display().to_string(),
             cache_size: self.cache_size.unwrap_or_else(default_cache_size),
+            cache_dir: self.cache_dir.clone(),
+            cache_dir_size: self.cache_dir_size.unwrap_or(DEFAULT_CACHE_DIR_SIZE),
             threads: self
                 .threads
                 .map(usize::from)
@@ -244,6 +270,8 @@ impl Args {
                 ("verbose", None) => s.verbose = true,
                 ("fsname", Some(v)) => s.fsname = v.to_string(),
                 ("cache_size", Some(v)) => s.cache_size = parse_size(v)?,
+                ("cache_dir", Some(v)) if !v.is_empty() => s.cache_dir = Some(PathBuf::from(v)),
+                ("cache_dir_size", Some(v)) => s.cache_dir_size = parse_size(v)?,
                 ("threads", Some(v)) => {
                     s.threads = v
                         .parse()
@@ -260,7 +288,7 @@ impl Args {
                 (k, None) if COMPAT_OPTIONS.contains(&k) => {}
                 _ => {
                     return Err(format!(
-                        "unknown mount option '{opt}' (known: allow_other, allow_root, default_permissions, fsname=, cache_size=, threads=, rescan_interval=, log_file=, verbose, and the fstab options {})",
+                        "unknown mount option '{opt}' (known: allow_other, allow_root, default_permissions, fsname=, cache_size=, cache_dir=, cache_dir_size=, threads=, rescan_interval=, log_file=, verbose, and the fstab options {})",
                         COMPAT_OPTIONS.join(", ")
                     ))
                 }
@@ -270,6 +298,12 @@ impl Args {
             return Err(format!(
                 "cache size {} is below the minimum of 1M",
                 s.cache_size
+            ));
+        }
+        if s.cache_dir.is_some() && s.cache_dir_size < 1 << 20 {
+            return Err(format!(
+                "cache folder size {} is below the minimum of 1M",
+                s.cache_dir_size
             ));
         }
         Ok(s)
@@ -335,5 +369,31 @@ mod tests {
         assert!(args(&["-o", "bogus"]).settings(false).is_err());
         assert!(args(&["-o", "threads=0"]).settings(false).is_err());
         assert!(args(&["-o", "cache_size=10"]).settings(false).is_err());
+    }
+
+    #[test]
+    fn cache_dir_is_off_by_default_and_set_by_flag_or_option() {
+        let s = args(&[]).settings(false).unwrap();
+        assert_eq!(
+            (s.cache_dir, s.cache_dir_size),
+            (None, DEFAULT_CACHE_DIR_SIZE)
+        );
+        let s = args(&["-o", "cache_dir=/var/cache/a,cache_dir_size=3G"])
+            .settings(false)
+            .unwrap();
+        assert_eq!(
+            (s.cache_dir, s.cache_dir_size),
+            (Some(PathBuf::from("/var/cache/a")), 3 << 30)
+        );
+        let s = args(&["--cache-dir", "/c", "--cache-dir-size", "500M"])
+            .settings(false)
+            .unwrap();
+        assert_eq!(
+            (s.cache_dir, s.cache_dir_size),
+            (Some(PathBuf::from("/c")), 500 << 20)
+        );
+        assert!(args(&["--cache-dir", "/c", "--cache-dir-size", "10"])
+            .settings(false)
+            .is_err());
     }
 }

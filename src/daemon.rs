@@ -14,8 +14,10 @@ use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 
 use crate::cache::BlockCache;
 use crate::cli::Settings;
+use crate::disk_cache::{DiskCache, OpenError};
 use crate::fuse_adapter::FuseAdapter;
 use crate::kernel_mount;
+use crate::profile::Profiles;
 use crate::union::Union;
 use crate::warm::Warmer;
 
@@ -320,8 +322,10 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
     let source = check_source(&settings.source)?;
     let mnt = check_mountpoint(&settings.mountpoint)?;
     check_fuse_device()?;
-    let cache = Arc::new(BlockCache::new(
+    let disk = open_cache_dir(&settings)?;
+    let cache = Arc::new(BlockCache::with_disk(
         usize::try_from(settings.cache_size).unwrap_or(usize::MAX),
+        disk,
     ));
     let union = Arc::new(Union::new(&source, &mnt, cache.clone())?);
     let mut readiness = if settings.foreground {
@@ -331,10 +335,33 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
     };
     let result = serve(&settings, &mnt, union, &mut readiness);
     crate::log::debug(format_args!("block cache at exit: {:?}", cache.stats()));
+    if let Some(disk) = cache.disk() {
+        disk.flush(Duration::from_secs(5));
+        crate::log::debug(format_args!(
+            "cache folder at exit: {:?}",
+            disk.store().stats()
+        ));
+    }
     if let Err(e) = &result {
         readiness.report(&e.0);
     }
     result
+}
+
+/// Opens the `--cache-dir` folder: refusing to start when it is unsafe to
+/// use, going on without it (one log line) when it cannot be created.
+fn open_cache_dir(settings: &Settings) -> Result<Option<DiskCache>, StartError> {
+    let Some(dir) = &settings.cache_dir else {
+        return Ok(None);
+    };
+    match DiskCache::open(dir, settings.cache_dir_size) {
+        Ok(d) => Ok(Some(d)),
+        Err(OpenError::Refused(m)) => Err(StartError(m)),
+        Err(OpenError::Unavailable(m)) => {
+            crate::log::warn(format_args!("{m}; running without a cache folder"));
+            Ok(None)
+        }
+    }
 }
 
 fn serve(
@@ -346,7 +373,8 @@ fn serve(
     let signals = block_signals();
     let (apps, skipped) = (union.apps().len(), union.skipped());
     let warmer = Arc::new(Warmer::new(union.clone(), crate::prefetch::cores()));
-    let adapter = FuseAdapter::new(union.clone(), warmer.clone());
+    let profiles = Profiles::new(union.clone(), warmer.clone());
+    let adapter = FuseAdapter::new(union.clone(), warmer.clone()).with_profiles(profiles.clone());
     let config = fuse_config(settings);
     let mount_error = |e: std::io::Error| {
         let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
@@ -415,6 +443,13 @@ fn serve(
     }
     session.run()?;
     guard.0 = None;
+    if let Some(p) = &profiles {
+        p.finish_all();
+        crate::log::debug(format_args!(
+            "start-up profiles: {} bytes replayed",
+            p.replayed_bytes()
+        ));
+    }
     crate::log::info(format_args!("{} unmounted", mnt.display()));
     Ok(())
 }

@@ -15,6 +15,7 @@ use fuser::{
 };
 
 use crate::error::Error;
+use crate::profile::Profiles;
 use crate::tree::{Attr, Kind};
 use crate::union::{inode, Union};
 use crate::warm::KernelWarmer;
@@ -38,12 +39,23 @@ const MAX_BACKGROUND: u16 = 64;
 pub struct FuseAdapter {
     union: Arc<Union>,
     warmer: Arc<KernelWarmer>,
+    profiles: Option<Arc<Profiles>>,
 }
 
 impl FuseAdapter {
     /// Serves `union` to the kernel; `warmer` is told of every file read.
     pub fn new(union: Arc<Union>, warmer: Arc<KernelWarmer>) -> FuseAdapter {
-        FuseAdapter { union, warmer }
+        FuseAdapter {
+            union,
+            warmer,
+            profiles: None,
+        }
+    }
+
+    /// Also records start-up profiles and replays them (`--cache-dir`).
+    pub fn with_profiles(mut self, profiles: Option<Arc<Profiles>>) -> FuseAdapter {
+        self.profiles = profiles;
+        self
     }
 
     /// Whether the caller behind `req` may enter `ino` (see
@@ -161,7 +173,10 @@ impl Filesystem for FuseAdapter {
             Ok(e) => {
                 self.union.remember(e.ino);
                 let generation = Generation(self.union.generation(e.ino));
-                reply.entry(&self.ttl(e.ino), &file_attr(e.ino, &e.attr), generation)
+                reply.entry(&self.ttl(e.ino), &file_attr(e.ino, &e.attr), generation);
+                if let Some(p) = &self.profiles {
+                    p.on_lookup(e.ino);
+                }
             }
             // A name that is not there is cached as a negative entry: the
             // programs an AppImage runs probe many missing paths (library
@@ -213,6 +228,9 @@ impl Filesystem for FuseAdapter {
             Ok(data) => {
                 reply.data(&data);
                 self.warmer.on_read(ino.0, offset, data.len() as u32);
+                if let Some(p) = &self.profiles {
+                    p.on_read(ino.0, offset, data.len() as u32);
+                }
             }
             Err(e) => {
                 crate::log::debug(format_args!("read of inode {:#x} at {offset}: {e}", ino.0));
@@ -330,6 +348,9 @@ impl Filesystem for FuseAdapter {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
+        if let Some(p) = &self.profiles {
+            p.on_open(ino.0);
+        }
         self.warmer.on_open(ino.0);
         reply.error(Errno::from_i32(libc::ENOTTY))
     }

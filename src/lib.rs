@@ -10,8 +10,10 @@
 //!   read-only tree; [`backing`] (bounded, version-pinned reads) and
 //!   [`decompress`] (bounded codecs) are its building blocks, [`image`]
 //!   picks the reader for a detected payload.
-//! - [`cache`] and [`prefetch`]: the decompression cache shared by every
-//!   image, and its read-ahead pool.
+//! - [`cache`], [`prefetch`] and [`disk_cache`]: the decompression cache
+//!   shared by every image, its read-ahead pool, and the blocks it keeps on
+//!   disk across daemons (`--cache-dir`); [`profile`]: start-up profiles
+//!   kept there and replayed through [`warm`].
 //! - [`union`]: the namespace across images (inode numbers, app folders,
 //!   synthesized `bin/` and `share/`, rescans of the source folder).
 //! - [`fuse_adapter`]: a thin `fuser::Filesystem` over [`union`] ([`caller`]
@@ -30,6 +32,7 @@ pub mod daemon;
 pub mod decompress;
 pub mod desktop;
 pub mod detect;
+pub mod disk_cache;
 pub mod error;
 pub mod fuse_adapter;
 pub mod image;
@@ -38,6 +41,7 @@ pub mod iso9660;
 pub mod kernel_mount;
 pub mod log;
 pub mod prefetch;
+pub mod profile;
 pub mod squashfs;
 pub mod tree;
 pub mod union;

@@ -308,6 +308,29 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
         }
     }
 
+    /// Stores the pieces `(ino, offset, len)` into the page cache on every
+    /// worker, in order (a replayed start-up profile, see
+    /// [`crate::profile`]), reading them for `intent`. A piece that cannot
+    /// be read or stored is passed to `failed` (the kernel refuses pages of
+    /// a file it has not looked up yet); nothing waits for the result.
+    pub fn replay(&self, pieces: Vec<Piece>, intent: ReadIntent, failed: Option<OnFailed>) {
+        let Some(sink) = self.sink.get() else { return };
+        if pieces.is_empty() {
+            return;
+        }
+        let replay = Arc::new(Replay {
+            workers: self.workers.min(pieces.len()),
+            pieces,
+            next: AtomicUsize::new(0),
+            intent,
+            failed,
+        });
+        for _ in 0..replay.workers {
+            let (mine, source, sink) = (replay.clone(), self.source.clone(), sink.clone());
+            self.pool.submit(move || mine.work(&*source, &*sink));
+        }
+    }
+
     fn job(&self, ino: u64, f: &FileState, first: u64, todo: u64) -> Job {
         Job {
             ino,
@@ -341,6 +364,39 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
             }
         }
         job.leave();
+    }
+}
+
+/// A range of a file to store: inode, offset, length.
+pub type Piece = (u64, u64, u32);
+
+/// Told of each replayed piece that could not be stored.
+pub type OnFailed = Arc<dyn Fn(Piece) + Send + Sync>;
+
+/// The pieces of a replayed profile, taken in turn by the workers.
+struct Replay {
+    pieces: Vec<Piece>,
+    next: AtomicUsize,
+    workers: usize,
+    intent: ReadIntent,
+    failed: Option<OnFailed>,
+}
+
+impl Replay {
+    fn work(&self, source: &dyn WarmSource, sink: &dyn PageSink) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(&(ino, offset, len)) = self.pieces.get(i) else {
+                return;
+            };
+            let stored = source
+                .read(ino, offset, len, self.intent)
+                .map_err(|e| io::Error::other(e.to_string()))
+                .and_then(|data| sink.store(ino, offset, &data));
+            if let (Err(_), Some(failed)) = (stored, &self.failed) {
+                failed((ino, offset, len));
+            }
+        }
     }
 }
 
@@ -575,6 +631,49 @@ mod tests {
         let (w, sink) = setup(&[(1, small)], 4096, None, failing);
         w.on_open(1);
         assert!(sink.stores().is_empty());
+    }
+
+    #[test]
+    fn a_replay_stores_every_piece_and_reports_the_refused_ones() {
+        let pieces = vec![(1, 0, 4096), (1, 128 * KIB, 1000), (2, 8192, 4096)];
+        let (w, sink) = setup(
+            &[(1, 256 * KIB), (2, 64 * KIB)],
+            4096,
+            None,
+            Recorder::default(),
+        );
+        w.replay(pieces.clone(), ReadIntent::Rewarm, None);
+        settle(|| sink.stores().len() == 3);
+        let mut want: Vec<(u64, u64, u64)> = pieces
+            .iter()
+            .map(|&(i, o, l)| (i, o, u64::from(l)))
+            .collect();
+        want.sort();
+        assert_eq!(sink.stores(), want);
+        assert!(sink.wrong.lock().unwrap().is_empty(), "{:?}", sink.wrong);
+        assert!(w
+            .source
+            .intents
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|&i| i == ReadIntent::Rewarm));
+        let failing = Recorder {
+            fail: true,
+            ..Recorder::default()
+        };
+        let (w, _) = setup(&[(1, 256 * KIB), (2, 64 * KIB)], 4096, None, failing);
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let log = refused.clone();
+        w.replay(
+            pieces.clone(),
+            ReadIntent::Warm,
+            Some(Arc::new(move |p| log.lock().unwrap().push(p))),
+        );
+        settle(|| refused.lock().unwrap().len() == 3);
+        let mut got = refused.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, pieces);
     }
 
     #[test]

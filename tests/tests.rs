@@ -22,6 +22,8 @@
 //!   no escape.
 //! - `admin`: what an admin sees from outside: the mount type in
 //!   /proc/mounts, the log lines of a start.
+//! - `cache_dir`: `--cache-dir`, blocks decoded by one daemon read back by
+//!   the next, never for a replaced AppImage.
 //! - `cli`: command line, mount lifecycle, mount options, read-only-ness.
 //! - `live`: the source folder changing under a mount (add/rm/mv/overwrite
 //!   under concurrent readers, slow copies, running apps, bursts).
@@ -40,6 +42,7 @@
 mod common;
 
 mod admin; // issue 19: mount type, start-up log lines
+mod cache_dir; // issue 18: decoded blocks kept on disk across daemons
 mod cli;
 mod comparator;
 mod faults; // issue 7: I/O errors and slow reads in the backing file

@@ -17,6 +17,7 @@ NAMES = {
     "squashfuse": "squashfuse_ll",
     "extract": "extract+run",
     "runtime": "AppImage runtime",
+    "cachedir": "appimagefs, warm --cache-dir",
 }
 COMP_LABEL = {"xz": "xz 1M", "zstd": "zstd 128K", "gzip": "gzip 128K",
               "none": "uncompressed", "mixed": "mixed"}
@@ -254,6 +255,32 @@ m = med("mount100", "all", "mixed", "appimagefs")
 target(None if m is None else m < 100_000, f"mount readiness with 100 AppImages < 100 ms: {ms(m)} ms")
 out.extend(verdicts)
 p("")
+
+# The --cache-dir rows: a new daemon on a cache folder filled by an
+# earlier launch, against the plain directory and a fresh daemon without it.
+cache_rows = sorted({(a, c) for (s, a, c, t, m) in values if t == "cachedir" and s == "cold"})
+if cache_rows:
+    p("## First launch from a new daemon with a warm cache folder")
+    p("")
+    p("Cold start (mount + first launch), medians in ms; ratios to the plain directory "
+      "measured in the same run; disk used by the app's cache folder after one launch.")
+    p("")
+    p("| app | image | plain dir | appimagefs | appimagefs, warm --cache-dir | ratio without | ratio with | target | disk used |")
+    p("|---|---|---|---|---|---|---|---|---|")
+    cache_limits = {("chromium", "xz"): 1.3, ("chromium", "zstd"): 1.2, ("chromium", "gzip"): 1.2}
+    for app, comp in cache_rows:
+        plain_ms, fresh, cached = (med("cold", app, comp, t) for t in ["plain", "appimagefs", "cachedir"])
+        if cached is None:
+            continue
+        kb = med("cold", app, comp, "cachedir", "cachedir_kb")
+        limit = cache_limits.get((app, comp), 1.3)
+        without = f"{fresh / plain_ms:.2f}x" if fresh and plain_ms else "n/a"
+        with_r = cached / plain_ms if plain_ms else None
+        verdict = "n/a" if with_r is None else ("PASS" if with_r <= limit else "MISS")
+        p(f"| {app} | {COMP_LABEL[comp]} | {ms(plain_ms)} | {ms(fresh)} | {ms(cached)} | {without} | "
+          f"{'n/a' if with_r is None else f'{with_r:.2f}x'} | ≤ {limit}x: {verdict} | "
+          f"{'n/a' if kb is None else f'{kb / 1024:.0f} MiB'} |")
+    p("")
 
 # What could not run.
 p("## Could not run")

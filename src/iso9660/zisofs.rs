@@ -30,7 +30,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::backing::Backing;
 use crate::cache::{Block, BlockCache, BlockKey};
-use crate::decompress::{decompress, Codec};
+use crate::decompress::Codec;
 use crate::error::{Error, Result};
 use crate::prefetch::Sequential;
 use crate::tree::ReadIntent;
@@ -237,11 +237,11 @@ impl ZisofsFile {
         if p0 == p1 {
             return Ok(Block::new(vec![0u8; want]));
         }
-        let (backing, bs) = (at.backing, self.block_size() as usize);
+        let (backing, cache, bs) = (at.backing, at.cache, self.block_size() as usize);
         let pos = self.pos + p0;
         let block = at.cache.get_or_load_with(self.key(at, p0), keep, || {
             backing.with_bytes(pos, (p1 - p0) as usize, |stored| {
-                decompress(Codec::Zlib, stored, bs)
+                cache.decompress(Codec::Zlib, stored, bs)
             })
         })?;
         if block.len() < want {
@@ -259,11 +259,15 @@ impl ZisofsFile {
         if p0 == p1 || self.check_pointers(i, p0, p1).is_err() {
             return;
         }
-        let (backing, bs) = (at.backing.clone(), self.block_size() as usize);
+        let (backing, cache, bs) = (
+            at.backing.clone(),
+            at.cache.clone(),
+            self.block_size() as usize,
+        );
         let pos = self.pos + p0;
         at.cache.prefetch(self.key(at, p0), move || {
             backing.with_bytes(pos, (p1 - p0) as usize, |stored| {
-                decompress(Codec::Zlib, stored, bs)
+                cache.decompress(Codec::Zlib, stored, bs)
             })
         });
     }

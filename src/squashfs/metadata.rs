@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::backing::Backing;
 use crate::cache::{Block, BlockCache, BlockKey};
-use crate::decompress::{decompress, Codec};
+use crate::decompress::Codec;
 use crate::error::{Error, Result};
 
 /// Largest decompressed size of one metadata block.
@@ -100,7 +100,7 @@ impl Reader {
             let data = if word & META_UNCOMPRESSED != 0 {
                 stored
             } else {
-                decompress(self.codec, &stored, METADATA_SIZE)?
+                self.cache.decompress(self.codec, &stored, METADATA_SIZE)?
             };
             // squashfs-tools never writes an empty block. Refusing one means
             // every block a cursor crosses yields a byte, so the work of a
@@ -156,8 +156,9 @@ impl Reader {
             image: self.image,
             pos,
         };
+        let cache = self.cache.clone();
         self.cache.prefetch(key, move || {
-            load_data_block(&backing, codec, block_size, pos, len, word)
+            load_data_block(&cache, &backing, codec, block_size, pos, len, word)
         });
     }
 
@@ -188,7 +189,15 @@ impl Reader {
             pos,
         };
         let block = self.cache.get_or_load_with(key, keep, || {
-            load_data_block(&self.backing, self.codec, self.block_size, pos, len, word)
+            load_data_block(
+                &self.cache,
+                &self.backing,
+                self.codec,
+                self.block_size,
+                pos,
+                len,
+                word,
+            )
         })?;
         if block.len() > self.block_size as usize {
             return Err(Error::corrupt(format!(
@@ -384,6 +393,7 @@ pub fn le_u64(b: &[u8], at: usize) -> Option<u64> {
 /// Reads the `len` stored bytes of a data block at `pos` and decompresses
 /// them (unless the size word says they are stored raw).
 fn load_data_block(
+    cache: &BlockCache,
     backing: &Backing,
     codec: Codec,
     block_size: u32,
@@ -395,7 +405,7 @@ fn load_data_block(
         backing.read_vec(pos, len as usize)
     } else {
         backing.with_bytes(pos, len as usize, |stored| {
-            decompress(codec, stored, block_size as usize)
+            cache.decompress(codec, stored, block_size as usize)
         })
     }
 }

@@ -317,7 +317,8 @@ impl Union {
         self.synth(node != synth::ROOT)
     }
 
-    fn app(&self, slot: Slot) -> Result<Arc<App>> {
+    /// The app in `slot` (start-up profiles name their image by it).
+    pub fn app(&self, slot: Slot) -> Result<Arc<App>> {
         self.read_state()
             .apps
             .get(usize::from(slot))

@@ -1,0 +1,263 @@
+//! `--cache-dir` (issue 18): a new daemon reads the blocks an earlier one
+//! decoded from the cache folder, serves the same bytes, and never serves a
+//! replaced AppImage the old one's bytes.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::common::images::{mksquashfs, pseudo_random, text, wrap_squashfs_as_appimage};
+use crate::common::mount::Mount;
+use crate::common::TempDir;
+
+/// Every regular file under `root`, by relative path, with its bytes.
+fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+            let path = e.path();
+            let ft = e.file_type().expect("file type");
+            if ft.is_dir() {
+                walk(root, &path, out);
+            } else if ft.is_file() {
+                let rel = path.strip_prefix(root).unwrap().to_path_buf();
+                out.insert(rel, std::fs::read(&path).expect("read"));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// An app tree whose file names and sizes do not depend on `salt`, but
+/// whose bytes do: big files over several blocks, small ones packed into
+/// fragments.
+fn build_tree(root: &Path, salt: usize) {
+    let write = |rel: &str, data: Vec<u8>| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    };
+    write("AppRun", format!("#!/bin/sh\necho {salt}\n").into_bytes());
+    write("usr/lib/libbig.so", text(700_000, salt));
+    write("usr/lib/libmixed.so", {
+        let mut v = text(200_000, salt + 1);
+        v.extend(pseudo_random(salt as u64 + 1, 1000));
+        v
+    });
+    for i in 0..40 {
+        write(
+            &format!("usr/share/app/res{i:02}.txt"),
+            text(300 + i * 97, salt * 31 + i),
+        );
+    }
+}
+
+/// Builds the tree for `salt` into an AppImage at `out`, padded to `size`
+/// bytes when given (the bytes after a SquashFS image are ignored).
+fn build_appimage(tmp: &TempDir, salt: usize, out: &Path) -> PathBuf {
+    let tree = tmp.subdir(&format!("tree{salt}"));
+    build_tree(&tree, salt);
+    let sqfs = tmp.join(format!("app{salt}.sqfs"));
+    mksquashfs(&tree, &sqfs, &["-comp", "xz", "-b", "128K"]);
+    wrap_squashfs_as_appimage(&sqfs, out);
+    tree
+}
+
+fn pad_to(path: &Path, size: u64) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(size).unwrap();
+}
+
+/// `(hits, stored)` of the cache folder, from the `-v` line the daemon logs
+/// at exit.
+fn disk_counters(log: &str) -> (u64, u64) {
+    let line = log
+        .lines()
+        .find(|l| l.contains("cache folder at exit"))
+        .unwrap_or_else(|| panic!("no cache folder counters in the log:\n{log}"));
+    let field = |name: &str| -> u64 {
+        let at = line.find(&format!("{name}: ")).expect(name) + name.len() + 2;
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (field("hits"), field("stored"))
+}
+
+/// Mounts `src` with the cache folder, reads every file of the app, checks
+/// them against `tree`, unmounts, and returns the folder's counters.
+fn mount_and_read(src: &Path, mnt: &Path, cache: &Path, tree: &Path) -> (u64, u64) {
+    let cache_arg = cache.to_str().unwrap();
+    let mut m = Mount::start(src, mnt, &["--cache-dir", cache_arg, "-v"]);
+    let expected = files(tree);
+    let got = files(&m.mountpoint.join("App"));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (rel, bytes) in &expected {
+        assert!(
+            got[rel] == *bytes,
+            "{} differs from the image's own bytes",
+            rel.display()
+        );
+    }
+    m.unmount().expect("unmount");
+    disk_counters(&m.log_text())
+}
+
+#[test]
+fn a_new_daemon_reads_decoded_blocks_from_the_folder_and_never_stale_ones() {
+    let tmp = TempDir::new("cachedir");
+    let src = tmp.subdir("src");
+    let mnt = tmp.subdir("mnt");
+    let cache = tmp.join("cache");
+    let app = src.join("App.AppImage");
+    let tree = build_appimage(&tmp, 1, &app);
+
+    let (hits, stored) = mount_and_read(&src, &mnt, &cache, &tree);
+    assert_eq!(hits, 0, "the folder starts empty");
+    assert!(stored > 5, "decoded blocks are stored ({stored})");
+    let meta = std::fs::metadata(&cache).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o700, "the folder is private");
+    for e in std::fs::read_dir(&cache).unwrap().flatten() {
+        assert_eq!(
+            e.metadata().unwrap().mode() & 0o777,
+            0o600,
+            "{:?} is private",
+            e.file_name()
+        );
+    }
+
+    // A new daemon: same bytes, decoded by nobody.
+    let (hits, stored_again) = mount_and_read(&src, &mnt, &cache, &tree);
+    assert!(
+        hits >= stored,
+        "every block stored by the first daemon is read back ({hits} hits, {stored} stored)"
+    );
+    assert_eq!(stored_again, 0, "nothing had to be decoded again");
+
+    // The AppImage replaced by one with other bytes, the same size and the
+    // same modification time: the new bytes are served.
+    let other = tmp.join("other.AppImage");
+    let tree2 = build_appimage(&tmp, 2, &other);
+    let size = std::fs::metadata(&app)
+        .unwrap()
+        .len()
+        .max(std::fs::metadata(&other).unwrap().len());
+    pad_to(&app, size);
+    pad_to(&other, size);
+    let mtime = std::fs::metadata(&app).unwrap().modified().unwrap();
+    std::fs::rename(&other, &app).unwrap();
+    std::fs::File::open(&app)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert!(mtime <= SystemTime::now() + Duration::from_secs(1));
+    let (_, stored) = mount_and_read(&src, &mnt, &cache, &tree2);
+    assert!(stored > 5, "the new image's blocks are decoded ({stored})");
+}
+
+#[test]
+fn a_cache_folder_of_another_user_stops_the_mount() {
+    let tmp = TempDir::new("cachedir-owner");
+    let src = tmp.subdir("src");
+    let mnt = tmp.subdir("mnt");
+    build_appimage(&tmp, 3, &src.join("App.AppImage"));
+    let cache = tmp.subdir("cache");
+    std::os::unix::fs::chown(&cache, Some(4242), Some(4242)).unwrap();
+    let err = match Mount::try_start(&src, &mnt, &["--cache-dir", cache.to_str().unwrap()]) {
+        Ok(_) => panic!("mounted with another user's cache folder"),
+        Err(e) => e,
+    };
+    assert!(err.contains("belongs to uid 4242"), "{err}");
+}
+
+/// (resident pages, all pages) of `path`, from mincore(2) on a read-only
+/// shared mapping (which faults nothing in).
+fn residency(path: &Path) -> (usize, usize) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).expect("open for mincore");
+    let len = f.metadata().expect("stat").len() as usize;
+    let mut vec = vec![0u8; len.div_ceil(4096)];
+    // SAFETY: a fresh read-only mapping of an open file, unmapped before
+    // return; mincore writes one byte per page into `vec`.
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(addr, libc::MAP_FAILED, "mmap {}", path.display());
+        let rc = libc::mincore(addr, len, vec.as_mut_ptr());
+        libc::munmap(addr, len);
+        assert_eq!(rc, 0, "mincore {}", path.display());
+    }
+    (vec.iter().filter(|&&b| b & 1 != 0).count(), vec.len())
+}
+
+#[test]
+fn a_new_daemon_replays_what_the_app_read_at_start_into_the_page_cache() {
+    use std::os::unix::fs::FileExt;
+    let tmp = TempDir::new("cachedir-profile");
+    let src = tmp.subdir("src");
+    let mnt = tmp.subdir("mnt");
+    let cache = tmp.join("cache");
+    let tree = tmp.subdir("tree");
+    std::fs::write(tree.join("AppRun"), b"#!/bin/sh\n").unwrap();
+    for name in ["liba.so", "libb.so", "unread.so"] {
+        std::fs::write(tree.join(name), text(1 << 20, name.len())).unwrap();
+    }
+    let sqfs = tmp.join("app.sqfs");
+    mksquashfs(&tree, &sqfs, &["-comp", "zstd", "-b", "128K"]);
+    wrap_squashfs_as_appimage(&sqfs, &src.join("App.AppImage"));
+    let args = ["--cache-dir", cache.to_str().unwrap(), "-v"];
+
+    // First daemon: the app reads all of liba and a page of libb.
+    let mut m = Mount::start(&src, &mnt, &args);
+    let app = m.mountpoint.join("App");
+    assert_eq!(std::fs::read(app.join("liba.so")).unwrap().len(), 1 << 20);
+    let mut head = vec![0u8; 4096];
+    std::fs::File::open(app.join("libb.so"))
+        .unwrap()
+        .read_exact_at(&mut head, 0)
+        .unwrap();
+    m.unmount().expect("unmount");
+    let profiles: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("profile-"))
+        .collect();
+    assert_eq!(profiles.len(), 1, "one profile for one app");
+
+    // Second daemon: touching the app replays the profile; nothing reads.
+    let mut m = Mount::start(&src, &mnt, &args);
+    let app = m.mountpoint.join("App");
+    std::fs::metadata(app.join("AppRun")).unwrap();
+    let (liba, libb, unread) = (
+        app.join("liba.so"),
+        app.join("libb.so"),
+        app.join("unread.so"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (mut a, mut b) = (residency(&liba), residency(&libb));
+    while (a.0 < a.1 || b.0 == 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        (a, b) = (residency(&liba), residency(&libb));
+    }
+    let u = residency(&unread);
+    m.unmount().expect("unmount");
+    let log = m.log_text();
+    assert_eq!(a.0, a.1, "all of liba is in the page cache ({a:?})\n{log}");
+    assert!(b.0 > 0, "the start of libb ({b:?})\n{log}");
+    assert_eq!(u.0, 0, "a file the app did not read is not warmed ({u:?})");
+    assert!(log.contains("replaying the start-up profile"), "{log}");
+}
