@@ -80,6 +80,8 @@ struct RealApp {
     ok: bool,
     /// The runtime reads APPIMAGE_EXTRACT_AND_RUN=1.
     env_var: bool,
+    /// It gets a menu entry (false: opted out or a broken desktop entry).
+    menu: bool,
 }
 
 const APPS: &[RealApp] = &[
@@ -90,6 +92,7 @@ const APPS: &[RealApp] = &[
         want: "foo bar  baz \u{fc}n\u{ef}",
         ok: true,
         env_var: false,
+        menu: true,
     },
     RealApp {
         file: "Echo-no-integrate-x86_64.AppImage",
@@ -98,6 +101,7 @@ const APPS: &[RealApp] = &[
         want: "a b  c",
         ok: true,
         env_var: false,
+        menu: false,
     },
     RealApp {
         file: "broken-desktop-file-x86_64.AppImage",
@@ -106,6 +110,7 @@ const APPS: &[RealApp] = &[
         want: "",
         ok: false,
         env_var: false,
+        menu: false,
     },
     RealApp {
         file: "hello-x86_64.AppImage",
@@ -114,6 +119,7 @@ const APPS: &[RealApp] = &[
         want: "Hello, Firejail!",
         ok: true,
         env_var: true,
+        menu: true,
     },
     RealApp {
         file: "Hello_World-x86_64.gzip.AppImage",
@@ -122,6 +128,7 @@ const APPS: &[RealApp] = &[
         want: "Hello world.",
         ok: true,
         env_var: false,
+        menu: true,
     },
     RealApp {
         file: "Hello_World-x86_64.xz.AppImage",
@@ -130,6 +137,7 @@ const APPS: &[RealApp] = &[
         want: "Hello world.",
         ok: true,
         env_var: true,
+        menu: true,
     },
     RealApp {
         file: "Hello_World-x86_64.zstd.AppImage",
@@ -138,13 +146,15 @@ const APPS: &[RealApp] = &[
         want: "Hello world.",
         ok: true,
         env_var: false,
+        menu: true,
     },
 ];
 
 /// Each real app: `MNT/<app>/AppRun` (with the variables the runtime sets)
 /// and `bin/<launcher>` print the same stdout and exit with the same status
-/// as the AppImage run by its own runtime. Apps sharing a launcher name get
-/// a mount each.
+/// as the AppImage run by its own runtime, and only the apps that do not
+/// opt out (or carry a broken desktop entry) get a menu entry. Apps sharing
+/// a launcher name get a mount each.
 pub fn apps_match_extract_and_run(corpus: &Corpus) {
     let apps: Vec<_> = APPS.iter().filter(|a| corpus.has(a.file)).collect();
     assert!(!apps.is_empty(), "the corpus has none of the apps to run");
@@ -157,6 +167,7 @@ pub fn apps_match_extract_and_run(corpus: &Corpus) {
             want,
             ok,
             env_var,
+            menu,
         } = **a;
         let tmp = TempDir::new("corpus-runtime");
         let (src, mnt, cwd) = (tmp.subdir("src"), tmp.subdir("mnt"), tmp.subdir("cwd"));
@@ -208,6 +219,21 @@ pub fn apps_match_extract_and_run(corpus: &Corpus) {
                 },
             );
         }
+        let entries: Vec<String> = std::fs::read_dir(mnt.join("share/applications"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let expected: Vec<String> = if menu {
+            vec![format!("appimagefs-{launcher}.desktop")]
+        } else {
+            Vec::new()
+        };
+        fails.check(entries == expected, || {
+            format!("{file}: menu entries {entries:?}, expected {expected:?}")
+        });
         fails.check(mount.is_alive(), || {
             format!("{file}: the daemon died:\n{}", mount.log_text())
         });
