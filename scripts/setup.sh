@@ -14,6 +14,7 @@ packages=(
   attr              # tests: setfattr/getfattr
   xvfb              # tests (menu GUI check): virtual X server, -fbdir screenshots
   x11-utils         # tests (menu GUI check): xmessage, the X11 app wrapped in a test AppImage; xwininfo finds its window
+  libgtk2.0-0       # tests/corpus (gui check): the real Leafpad AppImage is GTK 2 and expects the host's libgtk2
   debootstrap       # scripts/test-package.sh: Debian 11 and 12 roots for the portable binary and the .deb
   binutils          # scripts/package.sh: objdump, readelf, objcopy check and strip the portable binary
 )

@@ -10,7 +10,10 @@
 //! - Otherwise: every AppImage / SquashFS / ISO row is mounted and compared
 //!   with unsquashfs or xorriso (`trees`), every hostile row fails alone in
 //!   bounded time while the mount and the good apps keep working
-//!   (`hostile`), and the real apps' launchers run (`launch`).
+//!   (`hostile`), the real apps' launchers run (`launch`), and what needs
+//!   the real runtimes and apps (`runtimes`): each app through the mount
+//!   against its runtime's extract-and-run, the environment the launcher
+//!   sets against the runtimes', Leafpad (GTK 2) under Xvfb, `inspect`.
 //!
 //! A custom harness (`harness = false`), so the skip notice is printed even
 //! though the run passes; arguments that do not start with `-` select the
@@ -23,6 +26,7 @@ mod common;
 mod hostile;
 mod launch;
 mod manifest;
+mod runtimes;
 mod sha256;
 mod trees;
 
@@ -52,6 +56,19 @@ const TESTS: &[Test] = &[
         "launch::real_apps_run_through_bin",
         launch::real_apps_run_through_bin,
     ),
+    (
+        "runtimes::apps_match_extract_and_run",
+        runtimes::apps_match_extract_and_run,
+    ),
+    (
+        "runtimes::launcher_env_matches_real_runtimes",
+        runtimes::launcher_env_matches_real_runtimes,
+    ),
+    (
+        "runtimes::leafpad_starts_from_its_menu_entry",
+        runtimes::leafpad_starts_from_its_menu_entry,
+    ),
+    ("runtimes::inspect_real_files", runtimes::inspect_real_files),
 ];
 
 fn main() {
