@@ -31,6 +31,7 @@ pub mod decompress;
 pub mod desktop;
 pub mod detect;
 pub mod error;
+pub mod fd_pool;
 pub mod fuse_adapter;
 pub mod image;
 pub mod inspect;

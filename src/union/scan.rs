@@ -1,7 +1,7 @@
 //! Reading the source folder: which files are there, which of them are
 //! AppImages, and why the others are not.
 
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -32,9 +32,6 @@ pub struct Found {
     pub file_name: Vec<u8>,
     /// Absolute path.
     pub path: PathBuf,
-    /// The open file (kept open, so a later rename or delete of the file
-    /// does not take the data away from running apps).
-    pub file: File,
     /// Detection result (including the file version it describes).
     pub detected: AppImage,
     /// Modification time (seconds).
@@ -124,7 +121,8 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<Listed>> {
 /// Examines one path: `Ok` for a usable AppImage, `Err` with a one-line
 /// reason otherwise. The file is opened without blocking (a fifo swapped in
 /// under the name cannot stall the scan) and judged by what was opened, not
-/// by a separate `stat` of the name. Symlinks are followed, so an admin may
+/// by a separate `stat` of the name; it is closed again (the mount opens it
+/// on use through [`crate::fd_pool`], checking it is the same version). Symlinks are followed, so an admin may
 /// link AppImages kept elsewhere into the folder.
 pub fn examine(path: &Path) -> std::result::Result<Found, String> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -150,7 +148,6 @@ pub fn examine(path: &Path) -> std::result::Result<Found, String> {
             .map(|n| n.as_bytes().to_vec())
             .unwrap_or_default(),
         path: path.to_path_buf(),
-        file,
         detected,
         mtime: meta.mtime(),
         access: Access::from_metadata(&meta),
