@@ -12,6 +12,10 @@
 //!   running app keeps working from the version it started with) until the
 //!   kernel forgets them. A renamed file reappears under its new name as a
 //!   new app; a changed file reappears with new inode numbers.
+//! - What cannot be seen is not taken as gone: when listing the folder
+//!   fails (other than because the folder itself is gone) or one file's
+//!   `stat` fails, what is mounted stays as it is and the rescan is tried
+//!   again a second later.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -20,10 +24,14 @@ use std::time::{Duration, Instant};
 
 use super::app::App;
 use super::inode::Slot;
-use super::scan::{self, Found};
+use super::scan::{self, Found, Listed, Stat};
 use super::synth::SynthTree;
 use super::{integrate, naming, State, Union, Waiting};
 use crate::backing::FileVersion;
+
+/// How soon a rescan that could not see everything (a failed listing, a
+/// failed `stat`) is tried again.
+pub const RETRY: Duration = Duration::from_secs(1);
 
 /// What a rescan changed, so the kernel's caches can be told.
 #[derive(Default)]
@@ -42,11 +50,36 @@ impl Union {
     /// start-up, when nothing is being copied as far as we can know).
     pub fn rescan(&self, settle: Duration) -> Changes {
         let _one_at_a_time = self.rescanning.lock().unwrap_or_else(|p| p.into_inner());
-        let listing = match scan::list(&self.source) {
-            Ok(l) => l,
-            Err(e) => {
-                crate::log::warn(format_args!("cannot list {}: {e}", self.source.display()));
+        self.rescan_from(scan::list(&self.source), settle)
+    }
+
+    /// [`rescan`](Self::rescan) with the folder's listing given: a listing
+    /// that failed because the folder is gone empties the tree; any other
+    /// failure (an I/O error, no descriptor free, a network filesystem's
+    /// hiccup) keeps what is mounted and asks to be called again in
+    /// [`RETRY`]. So does a file whose `stat` failed, for that file.
+    fn rescan_from(&self, listing: std::io::Result<Vec<Listed>>, settle: Duration) -> Changes {
+        let listing = match listing {
+            Ok(l) => {
+                self.note_listing_error(None);
+                l
+            }
+            Err(e) if scan::is_absent(&e) => {
+                self.note_listing_error(Some(format!(
+                    "cannot list {}: {e}",
+                    self.source.display()
+                )));
                 Vec::new()
+            }
+            Err(e) => {
+                self.note_listing_error(Some(format!(
+                    "cannot list {}: {e}; keeping the mounted apps and trying again",
+                    self.source.display()
+                )));
+                return Changes {
+                    recheck_in: Some(RETRY),
+                    ..Changes::default()
+                };
             }
         };
         let mut changes = Changes::default();
@@ -55,15 +88,32 @@ impl Union {
             let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
             let present: HashMap<&PathBuf, FileVersion> = listing
                 .iter()
-                .filter_map(|l| Some((&l.path, l.version?)))
+                .filter_map(|l| Some((&l.path, l.stat.version()?)))
                 .collect();
+            let unsure: HashSet<&PathBuf> = listing
+                .iter()
+                .filter(|l| matches!(l.stat, Stat::Failed(_)))
+                .map(|l| &l.path)
+                .collect();
+            for l in &listing {
+                if let Stat::Failed(why) = &l.stat {
+                    crate::log::debug(format_args!(
+                        "cannot stat {} ({why}); keeping it as it was",
+                        l.path.display()
+                    ));
+                    soonest(&mut changes.recheck_in, RETRY);
+                }
+            }
             let gone: Vec<Slot> = s
                 .listed
                 .values()
                 .copied()
                 .filter(
                     |&slot| match s.apps.get(usize::from(slot)).and_then(|a| a.as_ref()) {
-                        Some(app) => present.get(&app.source) != Some(&app.detected.version),
+                        Some(app) => {
+                            !unsure.contains(&app.source)
+                                && present.get(&app.source) != Some(&app.detected.version)
+                        }
                         None => true,
                     },
                 )
@@ -78,7 +128,9 @@ impl Union {
                 .collect();
             let now = Instant::now();
             for l in &listing {
-                let Some(version) = l.version else { continue };
+                let Some(version) = l.stat.version() else {
+                    continue;
+                };
                 if shown.contains(&l.path) {
                     continue;
                 }
@@ -105,7 +157,8 @@ impl Union {
                     }
                 }
             }
-            s.waiting.retain(|p, _| present.contains_key(p));
+            s.waiting
+                .retain(|p, _| present.contains_key(p) || unsure.contains(p));
         }
         let examined: Vec<_> = to_examine
             .into_iter()
@@ -155,6 +208,25 @@ impl Union {
     }
 }
 
+impl Union {
+    /// Logs a failure to list the source folder when it starts or changes,
+    /// and its end, not every retry.
+    fn note_listing_error(&self, error: Option<String>) {
+        let mut last = self.listing_error.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == error {
+            return;
+        }
+        match &error {
+            Some(e) => crate::log::warn(format_args!("{e}")),
+            None => crate::log::info(format_args!(
+                "{} can be listed again",
+                self.source.display()
+            )),
+        }
+        *last = error;
+    }
+}
+
 /// Keeps the earlier of two recheck times.
 fn soonest(current: &mut Option<Duration>, candidate: Duration) {
     *current = Some(current.map_or(candidate, |c| c.min(candidate)));
@@ -200,4 +272,106 @@ fn add(s: &mut State, f: Found) -> Option<Vec<u8>> {
     s.apps[usize::from(slot)] = Some(app);
     s.listed.insert(name.clone(), slot);
     Some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::BlockCache;
+    use crate::test_support::runtime_stub::StubRuntime;
+    use crate::test_support::TempDir;
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+
+    /// Builds `dir/name`: the stand-in runtime and a SquashFS holding
+    /// `hello.txt`.
+    fn tiny_appimage(dir: &Path, name: &str) -> PathBuf {
+        let tree = dir.join(format!("{name}.tree"));
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("hello.txt"), b"hello\n").unwrap();
+        let sqfs = dir.join(format!("{name}.sqfs"));
+        let status = std::process::Command::new("mksquashfs")
+            .arg(&tree)
+            .arg(&sqfs)
+            .args(["-noappend", "-quiet", "-no-progress", "-all-root"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut bytes = StubRuntime::type2().bytes();
+        bytes.extend_from_slice(&std::fs::read(&sqfs).unwrap());
+        let out = dir.join(name);
+        std::fs::write(&out, bytes).unwrap();
+        out
+    }
+
+    fn union(src: &Path) -> Union {
+        Union::new(
+            src,
+            Path::new("/opt/apps"),
+            Arc::new(BlockCache::new(16 << 20)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failed_listing_keeps_the_apps_until_the_folder_is_gone() {
+        let dir = TempDir::new("live-listing-error");
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        tiny_appimage(&src, "a.AppImage");
+        let u = union(&src);
+        let before = u.lookup(1, b"a").unwrap().ino;
+        let eio = std::io::Error::from_raw_os_error(libc::EIO);
+        let changes = u.rescan_from(Err(eio), Duration::ZERO);
+        assert!(changes.names.is_empty(), "an I/O error retired apps");
+        assert_eq!(changes.recheck_in, Some(RETRY));
+        assert_eq!(u.lookup(1, b"a").unwrap().ino, before);
+        let gone = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let changes = u.rescan_from(Err(gone), Duration::ZERO);
+        assert_eq!(changes.names, [b"a".to_vec()]);
+        assert_eq!(u.lookup(1, b"a").unwrap_err().errno(), libc::ENOENT);
+    }
+
+    #[test]
+    fn a_failed_stat_or_open_keeps_the_app_and_is_retried() {
+        let dir = TempDir::new("live-stat-error");
+        let store = dir.path().join("store");
+        let src = dir.path().join("src");
+        std::fs::create_dir(&store).unwrap();
+        std::fs::create_dir(&src).unwrap();
+        tiny_appimage(&store, "real.AppImage");
+        // src/a.AppImage -> .d/real.AppImage, src/.d -> ../store; turning
+        // .d into a loop makes stat and open of a.AppImage fail (ELOOP).
+        symlink(".d/real.AppImage", src.join("a.AppImage")).unwrap();
+        symlink("../store", src.join(".d")).unwrap();
+        let swap = |target: &str| {
+            std::fs::remove_file(src.join(".d")).unwrap();
+            symlink(target, src.join(".d")).unwrap();
+        };
+        let u = union(&src);
+        // The folder's inode from the listing, which opens no image.
+        let folder_of = |u: &Union| {
+            let listing = u.readdir(1).unwrap();
+            listing.iter().find(|l| l.name == b"a").map(|l| l.ino)
+        };
+        let folder = folder_of(&u).unwrap();
+        swap(".d");
+        let changes = u.rescan(Duration::ZERO);
+        assert!(changes.names.is_empty(), "a failed stat retired the app");
+        assert_eq!(changes.recheck_in, Some(RETRY));
+        assert_eq!(folder_of(&u), Some(folder));
+        // Opening the image fails now too, and is not remembered.
+        assert_eq!(
+            u.lookup(folder, b"hello.txt").unwrap_err().errno(),
+            libc::EIO
+        );
+        swap("../store");
+        assert!(u.rescan(Duration::ZERO).names.is_empty());
+        assert_eq!(folder_of(&u), Some(folder));
+        let hello = u.lookup(folder, b"hello.txt").unwrap();
+        assert_eq!(u.read(hello.ino, 0, 100).unwrap(), b"hello\n");
+        // Really gone: the app leaves.
+        std::fs::remove_file(src.join(".d")).unwrap();
+        assert_eq!(u.rescan(Duration::ZERO).names, [b"a".to_vec()]);
+    }
 }

@@ -105,6 +105,8 @@ pub struct Union {
     state: RwLock<State>,
     integration: Mutex<()>,
     rescanning: Mutex<()>,
+    /// The last failure to list the source folder, if it still fails.
+    listing_error: Mutex<Option<String>>,
     mount_time: i64,
     owner: (u32, u32),
 }
@@ -134,6 +136,7 @@ impl Union {
             state: RwLock::new(state),
             integration: Mutex::new(()),
             rescanning: Mutex::new(()),
+            listing_error: Mutex::new(None),
             mount_time: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)

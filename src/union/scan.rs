@@ -21,9 +21,46 @@ pub struct Listed {
     pub path: PathBuf,
     /// File name (raw bytes).
     pub file_name: Vec<u8>,
-    /// Its current version (symlinks followed); `None` when it is not a
-    /// regular file (directories, fifos, dangling links are never AppImages).
-    pub version: Option<FileVersion>,
+    /// What `stat` (symlinks followed) says of it now.
+    pub stat: Stat,
+}
+
+/// What `stat` of a listed name found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// A regular file in this version.
+    File(FileVersion),
+    /// Not a regular file (directories, fifos, dangling links are never
+    /// AppImages), or gone since the listing.
+    NotFile,
+    /// `stat` failed otherwise (an I/O error, a network filesystem's
+    /// hiccup): unknown for now, so whatever is mounted from it stays.
+    Failed(String),
+}
+
+impl Stat {
+    /// The version, for a regular file.
+    pub fn version(&self) -> Option<FileVersion> {
+        match self {
+            Stat::File(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn of(path: &Path) -> Stat {
+        match fs::metadata(path) {
+            Ok(m) if m.is_file() => Stat::File(FileVersion::from_metadata(&m)),
+            Ok(_) => Stat::NotFile,
+            Err(e) if is_absent(&e) => Stat::NotFile,
+            Err(e) => Stat::Failed(e.to_string()),
+        }
+    }
+}
+
+/// True for errors that mean "nothing is there" rather than "could not
+/// look": the name (or a symlink's target) does not exist.
+pub fn is_absent(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
 }
 
 /// A file in the source folder that is a usable AppImage.
@@ -87,27 +124,25 @@ impl Access {
 
 /// Lists `dir` (not recursively), sorted by file name. Hidden files (names
 /// starting with `.`) are left out: they are how copy tools stage partial
-/// files.
+/// files. Fails when reading the folder fails at any point.
 pub fn list(dir: &Path) -> std::io::Result<Vec<Listed>> {
     let mut entries = fs::read_dir(dir)?;
-    let mut listed: Vec<Listed> = entries
-        .by_ref()
-        .take(MAX_ENTRIES)
-        .filter_map(|e| e.ok())
-        .filter(|e| !e.file_name().as_bytes().starts_with(b"."))
-        .map(|e| {
-            let path = e.path();
-            let version = fs::metadata(&path)
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| FileVersion::from_metadata(&m));
-            Listed {
-                file_name: e.file_name().as_bytes().to_vec(),
-                path,
-                version,
-            }
-        })
-        .collect();
+    let mut listed = Vec::new();
+    for entry in entries.by_ref().take(MAX_ENTRIES) {
+        // An entry that cannot be read fails the whole listing: a partial
+        // one would look like files were removed.
+        let entry = entry?;
+        let file_name = entry.file_name().as_bytes().to_vec();
+        if file_name.starts_with(b".") {
+            continue;
+        }
+        let path = entry.path();
+        listed.push(Listed {
+            stat: Stat::of(&path),
+            file_name,
+            path,
+        });
+    }
     if entries.next().is_some() {
         crate::log::warn(format_args!(
             "{} holds more than {MAX_ENTRIES} entries; only the first {MAX_ENTRIES} read are considered",
