@@ -6,6 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 
@@ -118,4 +119,108 @@ fn more_apps_than_open_files() {
         !log.contains("Too many open files"),
         "the daemon ran out of descriptors:\n{log}"
     );
+}
+
+/// `cat PATH` as uid/gid 65534 with no other groups.
+fn cat_as_nobody(path: &Path) -> Output {
+    run_timeout(
+        Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .args(["--", "/bin/cat"])
+            .arg(path),
+        Duration::from_secs(30),
+    )
+}
+
+/// Sets the POSIX access ACL of `path`: owner `rw`, the named users with
+/// `r`, owning group and others nothing (what `setfacl -m u:ID:r` gives on
+/// a 0600 file), or removes it.
+fn set_acl(path: &Path, readers: &[u32]) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let name = c"system.posix_acl_access";
+    if readers.is_empty() {
+        // SAFETY: valid NUL-terminated strings.
+        let rc = unsafe { libc::removexattr(c.as_ptr(), name.as_ptr()) };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        return;
+    }
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    let mut entry = |tag: u16, perm: u16, id: u32| {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    };
+    entry(0x01, 6, u32::MAX);
+    for &id in readers {
+        entry(0x02, 4, id);
+    }
+    entry(0x04, 0, u32::MAX);
+    entry(0x10, 4, u32::MAX);
+    entry(0x20, 0, u32::MAX);
+    // SAFETY: valid strings and a buffer of acl.len() bytes.
+    let rc =
+        unsafe { libc::setxattr(c.as_ptr(), name.as_ptr(), acl.as_ptr().cast(), acl.len(), 0) };
+    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
+}
+
+/// Waits (up to 3 s) until `cat` as nobody of `path` succeeds (`allowed`)
+/// or fails with "Permission denied"; panics with `what` otherwise.
+fn wait_for_nobody(m: &Mount, path: &Path, allowed: bool, what: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let out = cat_as_nobody(path);
+        let denied = !out.success() && out.stderr_text().contains("Permission denied");
+        if (allowed && out.success() && out.stdout_text().as_bytes() == HELLO)
+            || (!allowed && denied)
+        {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{what}: nobody {} after 3 s: {}\n{}",
+            if allowed {
+                "still refused"
+            } else {
+                "still allowed"
+            },
+            out.describe(),
+            m.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// chmod, chown and ACL changes of a mounted AppImage take effect within
+/// about a second, in both directions, also after the kernel cached the
+/// app's folder.
+#[test]
+fn permission_changes_take_effect_both_ways() {
+    let tmp = TempDir::new("scale-perms");
+    set_mode(tmp.path(), 0o755);
+    let src = tmp.subdir("src");
+    let app = src.join("p.AppImage");
+    std::fs::copy(tiny_app(), &app).unwrap();
+    set_mode(&app, 0o644);
+    let mnt = tmp.subdir("mnt");
+    let m = Mount::start(&src, &mnt, &[]);
+    let hello = mnt.join("p/hello.txt");
+    wait_for_nobody(&m, &hello, true, "0644 at mount");
+    let mut took = Vec::new();
+    set_mode(&app, 0o600);
+    took.push(wait_for_nobody(&m, &hello, false, "chmod 600"));
+    set_mode(&app, 0o644);
+    took.push(wait_for_nobody(&m, &hello, true, "chmod 644"));
+    set_mode(&app, 0o600);
+    took.push(wait_for_nobody(&m, &hello, false, "chmod 600 again"));
+    set_acl(&app, &[65534]);
+    took.push(wait_for_nobody(&m, &hello, true, "ACL u:65534:r"));
+    set_acl(&app, &[]);
+    set_mode(&app, 0o600);
+    took.push(wait_for_nobody(&m, &hello, false, "ACL removed"));
+    std::os::unix::fs::chown(&app, Some(65534), Some(65534)).unwrap();
+    set_mode(&app, 0o400);
+    took.push(wait_for_nobody(&m, &hello, true, "chown 65534"));
+    std::os::unix::fs::chown(&app, Some(0), Some(0)).unwrap();
+    took.push(wait_for_nobody(&m, &hello, false, "chown 0"));
+    println!("TIMING permission changes took {took:?}");
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use super::scan::{Access, Found};
 use crate::backing::Descriptor;
@@ -24,8 +24,9 @@ pub struct App {
     pub detected: AppImage,
     /// Modification time of the file when it was detected (seconds).
     pub file_mtime: i64,
-    /// Who may read the AppImage file, and so this app.
-    pub access: Access,
+    /// Who may read the AppImage file, and so this app (updated by rescans
+    /// when the file's owner, mode or ACL changes).
+    access: RwLock<Access>,
     file: Arc<PooledFile>,
     tree: OnceLock<std::result::Result<Arc<dyn ImageTree>, String>>,
     /// Set when the file was removed, renamed or changed: the folder is no
@@ -57,13 +58,32 @@ impl App {
             source: found.path,
             detected: found.detected,
             file_mtime: found.mtime,
-            access: found.access,
+            access: RwLock::new(found.access),
             file,
             tree: OnceLock::new(),
             retired: AtomicBool::new(false),
             lookups: AtomicU64::new(0),
             transient_logged: AtomicBool::new(false),
         }
+    }
+
+    /// Who may read the AppImage file now.
+    pub fn access(&self) -> Access {
+        self.access
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Takes a new owner, mode or ACL of the file into account; true when
+    /// it differs from the one known so far.
+    pub fn update_access(&self, access: &Access) -> bool {
+        let mut current = self.access.write().unwrap_or_else(|p| p.into_inner());
+        if *current == *access {
+            return false;
+        }
+        *current = access.clone();
+        true
     }
 
     /// Marks the app as gone from the folder; returns true when the kernel

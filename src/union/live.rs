@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::app::App;
 use super::inode::Slot;
-use super::scan::{self, Found, Listed, Stat};
+use super::scan::{self, Access, Found, Listed, Stat};
 use super::synth::SynthTree;
 use super::{integrate, naming, State, Union, Waiting};
 use crate::backing::FileVersion;
@@ -38,6 +38,9 @@ pub const RETRY: Duration = Duration::from_secs(1);
 pub struct Changes {
     /// Names added to or removed from the top of the tree.
     pub names: Vec<Vec<u8>>,
+    /// App folders whose AppImage's owner, mode or ACL changed: the kernel
+    /// must ask again who may enter them.
+    pub revalidate: Vec<Vec<u8>>,
     /// The synthesized tree before the change, when it changed.
     pub old_synth: Option<Arc<SynthTree>>,
     /// When files are waiting to settle, rescan again after this long.
@@ -121,6 +124,25 @@ impl Union {
             for slot in gone {
                 changes.names.extend(retire(&mut s, slot));
             }
+            let access: HashMap<&PathBuf, &Access> = listing
+                .iter()
+                .filter_map(|l| match &l.stat {
+                    Stat::File(_, a) => Some((&l.path, a)),
+                    _ => None,
+                })
+                .collect();
+            for (_, app) in s.live_apps() {
+                if let Some(now) = access.get(&app.source) {
+                    if app.update_access(now) {
+                        crate::log::info(format_args!(
+                            "{}: owner, mode or ACL changed; who may enter {} follows",
+                            app.source.display(),
+                            String::from_utf8_lossy(&app.name)
+                        ));
+                        changes.revalidate.push(app.name.clone());
+                    }
+                }
+            }
             let shown: HashSet<PathBuf> = s
                 .live_apps()
                 .iter()
@@ -128,23 +150,33 @@ impl Union {
                 .collect();
             let now = Instant::now();
             for l in &listing {
-                let Some(version) = l.stat.version() else {
+                let Stat::File(version, access) = &l.stat else {
                     continue;
                 };
+                let version = *version;
                 if shown.contains(&l.path) {
                     continue;
                 }
                 match s.waiting.get(&l.path) {
-                    Some(Waiting::Rejected { version: v, .. }) if *v == version => {}
+                    // A rejected file is examined again when it changes, or
+                    // when who may read it does (it may have been rejected
+                    // because the daemon could not open it).
+                    Some(Waiting::Rejected {
+                        version: v,
+                        access: a,
+                        ..
+                    }) if *v == version && a == access => {}
                     Some(Waiting::Settling { version: v, since }) if *v == version => {
                         let waited = now.saturating_duration_since(*since);
                         if waited >= settle {
-                            to_examine.push((l.path.clone(), version));
+                            to_examine.push((l.path.clone(), version, access.clone()));
                         } else {
                             soonest(&mut changes.recheck_in, settle - waited);
                         }
                     }
-                    _ if settle.is_zero() => to_examine.push((l.path.clone(), version)),
+                    _ if settle.is_zero() => {
+                        to_examine.push((l.path.clone(), version, access.clone()))
+                    }
                     _ => {
                         s.waiting.insert(
                             l.path.clone(),
@@ -162,13 +194,13 @@ impl Union {
         }
         let examined: Vec<_> = to_examine
             .into_iter()
-            .map(|(path, version)| {
+            .map(|(path, version, access)| {
                 let result = scan::examine(&path);
-                (path, version, result)
+                (path, version, access, result)
             })
             .collect();
         let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
-        for (path, version, result) in examined {
+        for (path, version, access, result) in examined {
             match result {
                 Ok(found) if found.detected.version == version => {
                     s.waiting.remove(&path);
@@ -193,8 +225,14 @@ impl Union {
                     if !repeated {
                         crate::log::info(format_args!("skipping {}: {reason}", path.display()));
                     }
-                    s.waiting
-                        .insert(path, Waiting::Rejected { version, reason });
+                    s.waiting.insert(
+                        path,
+                        Waiting::Rejected {
+                            version,
+                            access,
+                            reason,
+                        },
+                    );
                 }
             }
         }

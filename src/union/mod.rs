@@ -6,6 +6,7 @@
 //! filesystem can be exercised without FUSE; the adapter in
 //! [`crate::fuse_adapter`] only translates.
 
+pub mod access;
 pub mod app;
 pub mod inode;
 pub mod integrate;
@@ -56,6 +57,7 @@ enum Waiting {
     /// Not a usable AppImage in this version (reported once).
     Rejected {
         version: crate::backing::FileVersion,
+        access: scan::Access,
         reason: String,
     },
 }
@@ -212,7 +214,7 @@ impl Union {
         let (slot, node) = inode::decode(ino);
         slot != SYNTH_SLOT
             && node == inode::IMAGE_ROOT
-            && self.app(slot).is_ok_and(|a| !a.access.is_public())
+            && self.app(slot).is_ok_and(|a| !a.access().is_public())
     }
 
     /// Whether a caller (uid and groups, primary first) may enter the app
@@ -224,7 +226,7 @@ impl Union {
             return true;
         }
         self.app(slot)
-            .map_or(true, |a| a.access.allows(uid, groups))
+            .map_or(true, |a| a.access().allows(uid, groups))
     }
 
     /// Attributes that can be given without work for a node whose real

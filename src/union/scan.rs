@@ -6,6 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+pub use super::access::Access;
 use crate::backing::FileVersion;
 use crate::detect::{detect, AppImage};
 use crate::error::Error;
@@ -28,8 +29,8 @@ pub struct Listed {
 /// What `stat` of a listed name found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stat {
-    /// A regular file in this version.
-    File(FileVersion),
+    /// A regular file in this version, and who may read it.
+    File(FileVersion, Access),
     /// Not a regular file (directories, fifos, dangling links are never
     /// AppImages), or gone since the listing.
     NotFile,
@@ -42,14 +43,16 @@ impl Stat {
     /// The version, for a regular file.
     pub fn version(&self) -> Option<FileVersion> {
         match self {
-            Stat::File(v) => Some(*v),
+            Stat::File(v, _) => Some(*v),
             _ => None,
         }
     }
 
     fn of(path: &Path) -> Stat {
         match fs::metadata(path) {
-            Ok(m) if m.is_file() => Stat::File(FileVersion::from_metadata(&m)),
+            Ok(m) if m.is_file() => {
+                Stat::File(FileVersion::from_metadata(&m), Access::read(path, &m))
+            }
             Ok(_) => Stat::NotFile,
             Err(e) if is_absent(&e) => Stat::NotFile,
             Err(e) => Stat::Failed(e.to_string()),
@@ -75,51 +78,6 @@ pub struct Found {
     pub mtime: i64,
     /// Who may read the file itself.
     pub access: Access,
-}
-
-/// Who may read an AppImage file: its owner, group and permission bits.
-/// An app whose file not everyone may read is only shown to those who may
-/// (see [`Access::allows`]), since its content is the file's content.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Access {
-    /// Owner of the file.
-    pub uid: u32,
-    /// Group of the file.
-    pub gid: u32,
-    /// Permission bits.
-    pub mode: u32,
-}
-
-impl Access {
-    /// The access rules of a file's metadata.
-    pub fn from_metadata(meta: &fs::Metadata) -> Access {
-        Access {
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mode: meta.mode() & 0o777,
-        }
-    }
-
-    /// True when every user may read the file.
-    pub fn is_public(&self) -> bool {
-        self.mode & 0o004 != 0
-    }
-
-    /// Whether a caller with this uid and these groups (primary and
-    /// supplementary) may read the file, as the kernel would decide from the
-    /// permission bits (root always may).
-    pub fn allows(&self, uid: u32, groups: &[u32]) -> bool {
-        let bit = if uid == 0 {
-            return true;
-        } else if uid == self.uid {
-            0o400
-        } else if groups.contains(&self.gid) {
-            0o040
-        } else {
-            0o004
-        };
-        self.mode & bit != 0
-    }
 }
 
 /// Lists `dir` (not recursively), sorted by file name. Hidden files (names
@@ -185,44 +143,13 @@ pub fn examine(path: &Path) -> std::result::Result<Found, String> {
         path: path.to_path_buf(),
         detected,
         mtime: meta.mtime(),
-        access: Access::from_metadata(&meta),
+        access: Access::read(path, &meta),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn access_follows_the_permission_bits() {
-        let private = Access {
-            uid: 1000,
-            gid: 100,
-            mode: 0o640,
-        };
-        assert!(!private.is_public());
-        assert!(private.allows(0, &[0]));
-        assert!(private.allows(1000, &[5]));
-        assert!(private.allows(2000, &[100]));
-        assert!(private.allows(2000, &[200, 100]), "a supplementary group");
-        assert!(!private.allows(2000, &[200, 300]));
-        assert!(!private.allows(2000, &[]));
-        let public = Access {
-            uid: 0,
-            gid: 0,
-            mode: 0o644,
-        };
-        assert!(public.is_public() && public.allows(2000, &[200]));
-        let owner_locked_out = Access {
-            uid: 1000,
-            gid: 100,
-            mode: 0o044,
-        };
-        assert!(
-            !owner_locked_out.allows(1000, &[100]),
-            "the owner class decides, as in the kernel"
-        );
-    }
 
     #[test]
     fn a_fifo_is_rejected_without_blocking() {
