@@ -317,8 +317,8 @@ impl Filesystem for FuseAdapter {
     /// overlayfs (copying up from this mount as a lower layer) expect of a
     /// regular file. (ENOSYS would not make the kernel stop asking.) The
     /// ioctl is also the daemon's only sign that a file was just opened:
-    /// a small file is stored into the page cache before the answer
-    /// ([`KernelWarmer::on_open`]).
+    /// a small file is queued for a warming thread to store into the page
+    /// cache ([`KernelWarmer::on_open`]; never stored on this thread).
     fn ioctl(
         &self,
         _req: &Request,
