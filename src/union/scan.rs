@@ -111,13 +111,11 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<Listed>> {
     Ok(listed)
 }
 
-/// Examines one path: `Ok` for a usable AppImage, `Err` with a one-line
-/// reason otherwise. The file is opened without blocking (a fifo swapped in
-/// under the name cannot stall the scan) and judged by what was opened, not
-/// by a separate `stat` of the name; it is closed again (the mount opens it
-/// on use through [`crate::fd_pool`], checking it is the same version). Symlinks are followed, so an admin may
-/// link AppImages kept elsewhere into the folder.
-pub fn examine(path: &Path) -> std::result::Result<Found, String> {
+/// Opens `path` for reading without blocking (a fifo or device swapped in
+/// under the name cannot stall the caller) and checks that what was opened
+/// is a regular file; `Err` with a one-line reason otherwise. Shared by the
+/// mount's scan and `inspect`.
+pub fn open_regular(path: &Path) -> std::result::Result<(fs::File, fs::Metadata), String> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = fs::OpenOptions::new()
         .read(true)
@@ -131,6 +129,17 @@ pub fn examine(path: &Path) -> std::result::Result<Found, String> {
     if !meta.is_file() {
         return Err("not a regular file".into());
     }
+    Ok((file, meta))
+}
+
+/// Examines one path: `Ok` for a usable AppImage, `Err` with a one-line
+/// reason otherwise. The file is opened without blocking (a fifo swapped in
+/// under the name cannot stall the scan) and judged by what was opened, not
+/// by a separate `stat` of the name; it is closed again (the mount opens it
+/// on use through [`crate::fd_pool`], checking it is the same version). Symlinks are followed, so an admin may
+/// link AppImages kept elsewhere into the folder.
+pub fn examine(path: &Path) -> std::result::Result<Found, String> {
+    let (file, meta) = open_regular(path)?;
     let detected = detect(&file).map_err(|e| match e {
         Error::Corrupt(why) => why,
         other => other.to_string(),
