@@ -298,8 +298,7 @@ fn add(s: &mut State, f: Found) -> Option<Vec<u8>> {
             return None;
         }
     };
-    let taken = s.listed.keys().cloned().collect();
-    let name = naming::assign(&f.file_name, &taken);
+    let name = naming::assign_with(&f.file_name, |n| s.listed.contains_key(n));
     crate::log::info(format_args!(
         "mounting {} as {} (type {})",
         f.path.display(),
