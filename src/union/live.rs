@@ -87,6 +87,7 @@ impl Union {
         };
         let mut changes = Changes::default();
         let mut to_examine = Vec::new();
+        let mut later = Deferred::default();
         {
             let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
             let present: HashMap<&PathBuf, FileVersion> = listing
@@ -122,7 +123,7 @@ impl Union {
                 )
                 .collect();
             for slot in gone {
-                changes.names.extend(retire(&mut s, slot));
+                changes.names.extend(retire(&mut s, slot, &mut later));
             }
             let access: HashMap<&PathBuf, &Access> = listing
                 .iter()
@@ -134,7 +135,7 @@ impl Union {
             for (_, app) in s.live_apps() {
                 if let Some(now) = access.get(&app.source) {
                     if app.update_access(now) {
-                        crate::log::info(format_args!(
+                        later.info(format!(
                             "{}: owner, mode or ACL changed; who may enter {} follows",
                             app.source.display(),
                             String::from_utf8_lossy(&app.name)
@@ -204,7 +205,7 @@ impl Union {
             match result {
                 Ok(found) if found.detected.version == version => {
                     s.waiting.remove(&path);
-                    changes.names.extend(add(&mut s, found));
+                    changes.names.extend(add(&mut s, found, &mut later));
                 }
                 Ok(_) => {
                     s.waiting.insert(
@@ -223,7 +224,7 @@ impl Union {
                     let repeated = matches!(s.waiting.get(&path),
                         Some(Waiting::Rejected { reason: r, .. }) if *r == reason);
                     if !repeated {
-                        crate::log::info(format_args!("skipping {}: {reason}", path.display()));
+                        later.info(format!("skipping {}: {reason}", path.display()));
                     }
                     s.waiting.insert(
                         path,
@@ -242,7 +243,41 @@ impl Union {
             s.integrated = false;
             s.synth = Arc::new(integrate::folders_only(&s.live_apps(), s.generation));
         }
+        drop(s);
+        later.run();
         changes
+    }
+}
+
+/// What a rescan does once the state lock is released: its log lines (a
+/// stalled log file must not freeze every request) and dropping retired
+/// apps (the last reference frees an image's tree and cache entries).
+#[derive(Default)]
+struct Deferred {
+    /// Log lines, warnings flagged.
+    lines: Vec<(bool, String)>,
+    /// Apps to drop.
+    released: Vec<Arc<App>>,
+}
+
+impl Deferred {
+    fn info(&mut self, line: String) {
+        self.lines.push((false, line));
+    }
+
+    fn warn(&mut self, line: String) {
+        self.lines.push((true, line));
+    }
+
+    fn run(self) {
+        for (warning, line) in &self.lines {
+            if *warning {
+                crate::log::warn(format_args!("{line}"));
+            } else {
+                crate::log::info(format_args!("{line}"));
+            }
+        }
+        drop(self.released);
     }
 }
 
@@ -271,10 +306,10 @@ fn soonest(current: &mut Option<Duration>, candidate: Duration) {
 }
 
 /// Removes `slot`'s folder from the listing; returns its name.
-fn retire(s: &mut State, slot: Slot) -> Option<Vec<u8>> {
+fn retire(s: &mut State, slot: Slot, later: &mut Deferred) -> Option<Vec<u8>> {
     let app = s.apps.get(usize::from(slot))?.clone()?;
     s.listed.remove(&app.name);
-    crate::log::info(format_args!(
+    later.info(format!(
         "{} is gone or changed; {} leaves the tree",
         app.source.display(),
         String::from_utf8_lossy(&app.name)
@@ -282,15 +317,17 @@ fn retire(s: &mut State, slot: Slot) -> Option<Vec<u8>> {
     if app.retire() {
         s.apps[usize::from(slot)] = None;
     }
-    Some(app.name.clone())
+    let name = app.name.clone();
+    later.released.push(app);
+    Some(name)
 }
 
 /// Mounts a detected AppImage under a fresh slot; returns its folder name.
-fn add(s: &mut State, f: Found) -> Option<Vec<u8>> {
+fn add(s: &mut State, f: Found, later: &mut Deferred) -> Option<Vec<u8>> {
     let slot = match s.free_slot() {
         Some(slot) => slot,
         None => {
-            crate::log::warn(format_args!(
+            later.warn(format!(
                 "{}: more than {} AppImages at once; not mounted",
                 f.path.display(),
                 Slot::MAX
@@ -299,7 +336,7 @@ fn add(s: &mut State, f: Found) -> Option<Vec<u8>> {
         }
     };
     let name = naming::assign_with(&f.file_name, |n| s.listed.contains_key(n));
-    crate::log::info(format_args!(
+    later.info(format!(
         "mounting {} as {} (type {})",
         f.path.display(),
         String::from_utf8_lossy(&name),
@@ -348,6 +385,35 @@ mod tests {
             Arc::new(BlockCache::new(16 << 20)),
         )
         .unwrap()
+    }
+
+    /// Retiring an app logs; with the log blocked (a stalled log file,
+    /// here: stderr's lock held), other threads must still get at the
+    /// state.
+    #[test]
+    fn a_rescan_does_not_log_under_the_state_lock() {
+        let dir = TempDir::new("live-log-lock");
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let app = tiny_appimage(&src, "a.AppImage");
+        let u = Arc::new(union(&src));
+        std::fs::remove_file(&app).unwrap();
+        let stalled = std::io::stderr().lock();
+        let rescanner = u.clone();
+        let rescan = std::thread::spawn(move || rescanner.rescan(Duration::ZERO).names);
+        std::thread::sleep(Duration::from_millis(300));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = u.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(reader.apps().len());
+        });
+        let answered = rx.recv_timeout(Duration::from_secs(3));
+        drop(stalled);
+        assert_eq!(rescan.join().unwrap(), [b"a".to_vec()]);
+        assert!(
+            answered.is_ok(),
+            "the state stayed locked while the rescan waited for the log"
+        );
     }
 
     #[test]
