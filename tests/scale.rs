@@ -224,3 +224,34 @@ fn permission_changes_take_effect_both_ways() {
     took.push(wait_for_nobody(&m, &hello, false, "chown 0"));
     println!("TIMING permission changes took {took:?}");
 }
+
+/// The mtime of the root changes when its listing does, so the kernel's
+/// readdir cache (and `ls`, `make`-style tools) can tell a stale listing.
+#[test]
+fn the_root_mtime_follows_its_listing() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = TempDir::new("scale-mtime");
+    let src = tmp.subdir("src");
+    std::fs::hard_link(tiny_app(), src.join("one.AppImage")).unwrap();
+    let mnt = tmp.subdir("mnt");
+    let m = Mount::start(&src, &mnt, &[]);
+    let mtime = |p: &Path| {
+        let meta = std::fs::metadata(p).unwrap();
+        (meta.mtime(), meta.mtime_nsec())
+    };
+    let before = mtime(&mnt);
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::hard_link(tiny_app(), src.join("two.AppImage")).unwrap();
+    let start = Instant::now();
+    while !m.root_names().iter().any(|n| n == "two") {
+        assert!(start.elapsed() < Duration::from_secs(5), "two not listed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while mtime(&mnt) == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the root's mtime stayed {before:?} after its listing changed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -240,6 +240,7 @@ impl Union {
         if !changes.names.is_empty() {
             changes.old_synth = Some(s.synth.clone());
             s.generation += 1;
+            s.changed_at = super::now();
             s.integrated = false;
             s.synth = Arc::new(integrate::folders_only(&s.live_apps(), s.generation));
         }

@@ -74,6 +74,10 @@ struct State {
     generation: u64,
     synth: Arc<SynthTree>,
     integrated: bool,
+    /// When the set of apps last changed (seconds, nanoseconds since the
+    /// epoch): the mtime of the synthesized directories, so the kernel's
+    /// readdir cache can tell a stale listing.
+    changed_at: (i64, u32),
 }
 
 impl State {
@@ -99,6 +103,14 @@ impl State {
     }
 }
 
+/// The time now as (seconds, nanoseconds) since the epoch.
+fn now() -> (i64, u32) {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| (d.as_secs() as i64, d.subsec_nanos()))
+        .unwrap_or((0, 0))
+}
+
 /// The mounted union of every AppImage in a source folder.
 pub struct Union {
     source: PathBuf,
@@ -109,7 +121,6 @@ pub struct Union {
     rescanning: Mutex<()>,
     /// The last failure to list the source folder, if it still fails.
     listing_error: Mutex<Option<String>>,
-    mount_time: i64,
     owner: (u32, u32),
 }
 
@@ -128,6 +139,7 @@ impl Union {
             generation: 1,
             synth: Arc::new(SynthTree::new(1)),
             integrated: false,
+            changed_at: now(),
         };
         // SAFETY: geteuid/getegid cannot fail.
         let owner = unsafe { (libc::geteuid(), libc::getegid()) };
@@ -139,10 +151,6 @@ impl Union {
             integration: Mutex::new(()),
             rescanning: Mutex::new(()),
             listing_error: Mutex::new(None),
-            mount_time: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0),
             owner,
         };
         union.rescan(Duration::ZERO);
@@ -347,6 +355,7 @@ impl Union {
     }
 
     fn synth_attr(&self, synth: &SynthTree, node: u64) -> Result<Attr> {
+        let changed_at = self.read_state().changed_at;
         let n = synth.get(node).ok_or(Error::NotFound)?;
         let nlink = match &n.content {
             SynthContent::Dir(children) => {
@@ -360,8 +369,8 @@ impl Union {
             uid: self.owner.0,
             gid: self.owner.1,
             size: n.size(),
-            mtime: self.mount_time,
-            mtime_nsec: 0,
+            mtime: changed_at.0,
+            mtime_nsec: changed_at.1,
             nlink,
             rdev: 0,
         })
