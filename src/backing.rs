@@ -17,6 +17,61 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::fd_pool::PooledFile;
+
+/// Where a [`Backing`] gets its descriptor from.
+#[derive(Clone, Debug)]
+pub enum Descriptor {
+    /// A file the backing holds open for as long as it lives (one image
+    /// looked at by `inspect`, tests).
+    Held(Arc<File>),
+    /// A file opened on use and closed when idle, under the process-wide
+    /// bound of [`crate::fd_pool`] (the mounted AppImages).
+    Pooled(Arc<PooledFile>),
+}
+
+impl From<Arc<File>> for Descriptor {
+    fn from(file: Arc<File>) -> Descriptor {
+        Descriptor::Held(file)
+    }
+}
+
+impl From<&Arc<File>> for Descriptor {
+    fn from(file: &Arc<File>) -> Descriptor {
+        Descriptor::Held(file.clone())
+    }
+}
+
+impl From<&Descriptor> for Descriptor {
+    fn from(file: &Descriptor) -> Descriptor {
+        file.clone()
+    }
+}
+
+/// The open file behind a [`Descriptor`] for the length of one read.
+enum OpenFile<'a> {
+    Held(&'a File),
+    Pooled(Arc<File>),
+}
+
+impl std::ops::Deref for OpenFile<'_> {
+    type Target = File;
+    fn deref(&self) -> &File {
+        match self {
+            OpenFile::Held(f) => f,
+            OpenFile::Pooled(f) => f,
+        }
+    }
+}
+
+impl Descriptor {
+    fn open(&self) -> Result<OpenFile<'_>> {
+        match self {
+            Descriptor::Held(f) => Ok(OpenFile::Held(f)),
+            Descriptor::Pooled(p) => Ok(OpenFile::Pooled(p.get()?)),
+        }
+    }
+}
 
 /// What identifies one version of a file's content: writing to the file
 /// changes its size or modification time. (The change time is left out:
@@ -54,7 +109,7 @@ impl FileVersion {
 /// A region `[base, base + len)` of an open file, read with `pread`.
 #[derive(Clone, Debug)]
 pub struct Backing {
-    file: Arc<File>,
+    file: Descriptor,
     base: u64,
     len: u64,
     version: Option<FileVersion>,
@@ -62,9 +117,9 @@ pub struct Backing {
 
 impl Backing {
     /// Wraps `file`, exposing `len` bytes starting at `base`.
-    pub fn new(file: Arc<File>, base: u64, len: u64) -> Backing {
+    pub fn new(file: impl Into<Descriptor>, base: u64, len: u64) -> Backing {
         Backing {
-            file,
+            file: file.into(),
             base,
             len,
             version: None,
@@ -73,9 +128,14 @@ impl Backing {
 
     /// Like [`Backing::new`], but every read fails with [`Error::Stale`]
     /// once the file no longer has `version`.
-    pub fn pinned(file: Arc<File>, base: u64, len: u64, version: FileVersion) -> Backing {
+    pub fn pinned(
+        file: impl Into<Descriptor>,
+        base: u64,
+        len: u64,
+        version: FileVersion,
+    ) -> Backing {
         Backing {
-            file,
+            file: file.into(),
             base,
             len,
             version: Some(version),
@@ -106,9 +166,10 @@ impl Backing {
                 ))
             })?;
         debug_assert!(end <= self.len);
-        self.file.read_exact_at(buf, self.base + offset)?;
+        let file = self.file.open()?;
+        file.read_exact_at(buf, self.base + offset)?;
         if let Some(version) = self.version {
-            if FileVersion::of(&self.file)? != version {
+            if FileVersion::of(&file)? != version {
                 return Err(Error::Stale);
             }
         }

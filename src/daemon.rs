@@ -319,6 +319,11 @@ fn keep_block_buffers_in_heap() {
 pub fn run(settings: Settings) -> Result<(), StartError> {
     crate::log::set_verbose(settings.verbose);
     keep_block_buffers_in_heap();
+    let nofile = crate::fd_pool::raise_nofile_limit();
+    crate::log::debug(format_args!(
+        "open files: limit {nofile}, at most {} AppImages open at once",
+        crate::fd_pool::FdPool::global().limit()
+    ));
     let source = check_source(&settings.source)?;
     let mnt = check_mountpoint(&settings.mountpoint)?;
     check_fuse_device()?;

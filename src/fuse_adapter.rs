@@ -82,6 +82,19 @@ impl FuseAdapter {
     }
 }
 
+/// How long the kernel may keep the name `child` in directory `parent`
+/// when the child's own timeout is `child_ttl`: names in the root, `bin/`
+/// and `share/` come and go with the source folder, so they get at most
+/// [`SYNTH_TTL`] (a name answered just before a rescan and delivered after
+/// its invalidation then lingers a second, not a day).
+fn entry_ttl(parent: u64, child_ttl: Duration) -> Duration {
+    if inode::decode(parent).0 == inode::SYNTH_SLOT {
+        child_ttl.min(SYNTH_TTL)
+    } else {
+        child_ttl
+    }
+}
+
 fn errno(e: &Error) -> Errno {
     Errno::from_i32(e.errno())
 }
@@ -173,7 +186,8 @@ impl Filesystem for FuseAdapter {
             Ok(e) => {
                 self.union.remember(e.ino);
                 let generation = Generation(self.union.generation(e.ino));
-                reply.entry(&self.ttl(e.ino), &file_attr(e.ino, &e.attr), generation);
+                let ttl = entry_ttl(parent.0, self.ttl(e.ino));
+                reply.entry(&ttl, &file_attr(e.ino, &e.attr), generation);
                 if let Some(p) = &self.profiles {
                     p.on_lookup(e.ino);
                 }
@@ -306,7 +320,7 @@ impl Filesystem for FuseAdapter {
                 (placeholder, Duration::ZERO)
             } else {
                 match self.union.getattr(child) {
-                    Ok(a) => (a, self.ttl(child)),
+                    Ok(a) => (a, entry_ttl(ino.0, self.ttl(child))),
                     Err(e) => {
                         crate::log::debug(format_args!("readdirplus: skipping {child:#x}: {e}"));
                         continue;
@@ -335,8 +349,8 @@ impl Filesystem for FuseAdapter {
     /// overlayfs (copying up from this mount as a lower layer) expect of a
     /// regular file. (ENOSYS would not make the kernel stop asking.) The
     /// ioctl is also the daemon's only sign that a file was just opened:
-    /// a small file is stored into the page cache before the answer
-    /// ([`KernelWarmer::on_open`]).
+    /// a small file is queued for a warming thread to store into the page
+    /// cache ([`KernelWarmer::on_open`]; never stored on this thread).
     fn ioctl(
         &self,
         _req: &Request,
@@ -395,5 +409,20 @@ fn sized_reply(reply: ReplyXattr, size: u32, bytes: &[u8]) {
         reply.data(bytes)
     } else {
         reply.error(Errno::from_i32(libc::ERANGE))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_in_synthesized_folders_expire_within_a_second() {
+        let app_folder = inode::encode(3, inode::IMAGE_ROOT);
+        let in_app = inode::encode(3, 42);
+        assert_eq!(entry_ttl(1, ttl(app_folder)), SYNTH_TTL);
+        assert_eq!(entry_ttl(inode::encode(0, 5), IMAGE_TTL), SYNTH_TTL);
+        assert_eq!(entry_ttl(app_folder, ttl(in_app)), IMAGE_TTL);
+        assert_eq!(entry_ttl(1, Duration::ZERO), Duration::ZERO);
     }
 }

@@ -1,10 +1,9 @@
 //! Opening the right reader for a detected AppImage: the one place that
 //! knows which payload format goes with which [`ImageTree`] implementation.
 
-use std::fs::File;
 use std::sync::Arc;
 
-use crate::backing::Backing;
+use crate::backing::{Backing, Descriptor};
 use crate::cache::BlockCache;
 use crate::detect::{AppImage, Payload};
 use crate::error::Result;
@@ -14,10 +13,11 @@ use crate::{iso9660, squashfs};
 /// Opens the image tree of a detected AppImage (cheap: readers load tables
 /// on demand).
 pub fn open_tree(
-    file: &Arc<File>,
+    file: impl Into<Descriptor>,
     detected: &AppImage,
     cache: Arc<BlockCache>,
 ) -> Result<Arc<dyn ImageTree>> {
+    let file: Descriptor = file.into();
     match &detected.payload {
         Payload::SquashFs { offset, superblock } => {
             let backing = Backing::pinned(

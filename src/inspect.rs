@@ -99,29 +99,25 @@ impl Report {
 
 /// Inspects one file.
 pub fn inspect_file(path: &Path, cache: &Arc<BlockCache>) -> Report {
-    let result = File::open(path)
-        .map_err(|e| format!("cannot open: {e}"))
-        .and_then(|file| {
-            if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-                return Err("is a directory".to_string());
-            }
-            let detected = detect::detect(&file).map_err(|e| match e {
-                // Detection's messages already say what is wrong with the file.
-                Error::Corrupt(m) => format!("not a usable AppImage: {m}"),
-                other => format!("not a usable AppImage: {other}"),
-            })?;
-            Ok(facts(&Arc::new(file), &detected, &folder_name(path), cache))
-        });
+    let result = crate::union::scan::open_regular(path).and_then(|(file, _)| {
+        let detected = detect::detect(&file).map_err(|e| match e {
+            // Detection's messages already say what is wrong with the file.
+            Error::Corrupt(m) => format!("not a usable AppImage: {m}"),
+            other => format!("not a usable AppImage: {other}"),
+        })?;
+        Ok(facts(&Arc::new(file), &detected, &folder_name(path), cache))
+    });
     Report {
         path: path.to_path_buf(),
         result,
     }
 }
 
-/// The folder name the mount gives this file: its name without `.AppImage`.
+/// The folder name the mount prefers for this file: its name without a
+/// case-insensitive `.AppImage` (the mount's own rule).
 fn folder_name(path: &Path) -> Vec<u8> {
     let name = path.file_name().map_or(&b""[..], |n| n.as_bytes());
-    name.strip_suffix(b".AppImage").unwrap_or(name).to_vec()
+    crate::union::naming::preferred_name(name)
 }
 
 fn facts(
@@ -901,5 +897,43 @@ mod tests {
         inspect(&[link], false, &mut out);
         assert!(!out.contains(&0x1b) && out.iter().filter(|&&b| b == b'\n').count() > 5);
         assert!(String::from_utf8_lossy(&out).contains("we\"ird\\ \\n\\u{1b}[31m $(x)"));
+    }
+}
+
+/// `inspect` judges files as the mount does (issue 15).
+#[cfg(test)]
+mod same_as_the_mount_tests {
+    use super::*;
+    use crate::test_support::TempDir;
+    use std::time::Duration;
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = TempDir::new("inspect-fifo");
+        let fifo = dir.path().join("x.AppImage");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let report = inspect_file(&fifo, &Arc::new(BlockCache::new(1 << 20)));
+            let _ = tx.send(report.result.err());
+        });
+        let reason = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("inspect blocked on a fifo");
+        assert_eq!(reason.as_deref(), Some("not a regular file"));
+    }
+
+    #[test]
+    fn the_folder_name_drops_the_suffix_in_any_case() {
+        for (file, folder) in [
+            ("dir/Tool.AppImage", "Tool"),
+            ("Tool.appimage", "Tool"),
+            ("Tool.APPIMAGE", "Tool"),
+            ("tool", "tool"),
+        ] {
+            assert_eq!(folder_name(Path::new(file)), folder.as_bytes(), "{file}");
+        }
     }
 }

@@ -34,6 +34,7 @@ pub mod desktop;
 pub mod detect;
 pub mod disk_cache;
 pub mod error;
+pub mod fd_pool;
 pub mod fuse_adapter;
 pub mod image;
 pub mod inspect;

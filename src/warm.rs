@@ -15,9 +15,10 @@
 //!
 //! Small files are stored at open instead: opens are not sent to the daemon
 //! (see the adapter's `open`), but stdio and Python ask `isatty()` of every
-//! file they open, an ioctl that is. Storing a file of at most
-//! [`OPEN_STORE_MAX`] bytes before answering it saves the read round trip
-//! that follows (a Python start imports ~190 modules this way).
+//! file they open, an ioctl that is. Having a warming thread store a file
+//! of at most [`OPEN_STORE_MAX`] bytes then usually saves the read round
+//! trip that follows (a Python start imports ~190 modules this way). No
+//! store ever runs on a request thread.
 //!
 //! Bounds: at most [`TRACKED_FILES`] files are remembered; a file bigger
 //! than [`WHOLE_FILE_MAX`] is only warmed [`WINDOW`] bytes ahead of a
@@ -204,10 +205,15 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
 
     /// Called when a program has just opened `ino` (the daemon learns of
     /// opens from the `isatty()` ioctl that stdio and Python send right
-    /// after one; opens themselves are not sent): stores a small file whole
-    /// before the caller is answered, so the program's first read finds it
-    /// in the page cache instead of costing a round trip. Each file once
+    /// after one; opens themselves are not sent): has a small file stored
+    /// whole by a warming thread, so the program's first read usually finds
+    /// it in the page cache instead of costing a round trip. Each file once
     /// while it is remembered; bigger files are left to [`on_read`](Self::on_read).
+    ///
+    /// The store never runs on the calling request thread: a store locks
+    /// page-cache pages, and if another reader's read-ahead holds one while
+    /// its READ waits for a free request thread (`--threads 1`, or a burst
+    /// of opens taking every thread), the store would wait forever.
     pub fn on_open(&self, ino: u64) {
         let Some(sink) = self.sink.get() else { return };
         let lock = || self.files.lock().unwrap_or_else(|p| p.into_inner());
@@ -229,14 +235,16 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
             }
             files.put(ino, fresh);
         }
-        let stored = self
-            .source
-            .read(ino, 0, size as u32, ReadIntent::Demand)
-            .map_err(|e| io::Error::other(e.to_string()))
-            .and_then(|data| sink.store(ino, 0, &data));
-        if let Err(e) = stored {
-            crate::log::debug(format_args!("storing inode {ino:#x} at open: {e}"));
-        }
+        let (source, sink) = (self.source.clone(), sink.clone());
+        self.pool.submit(move || {
+            let stored = source
+                .read(ino, 0, size as u32, ReadIntent::Demand)
+                .map_err(|e| io::Error::other(e.to_string()))
+                .and_then(|data| sink.store(ino, 0, &data));
+            if let Err(e) = stored {
+                crate::log::debug(format_args!("storing inode {ino:#x} at open: {e}"));
+            }
+        });
     }
 
     /// Called after the kernel was answered a read of `len` bytes of `ino`
@@ -601,12 +609,12 @@ mod tests {
     }
 
     #[test]
-    fn an_open_stores_a_small_file_whole_once_before_returning() {
+    fn an_open_stores_a_small_file_whole_once() {
         let small = 200 * KIB + 7;
         let files = [(1, small), (2, OPEN_STORE_MAX + 1), (3, 0), (4, 9 * KIB)];
         let (w, sink) = setup(&files, 4096, None, Recorder::default());
         w.on_open(1);
-        // Synchronous: the bytes are in place when the call returns.
+        settle(|| !sink.stores().is_empty());
         assert_eq!(sink.stores(), vec![(1, 0, small)]);
         w.on_open(1);
         // Too big, empty, unknown: left to reads.
@@ -630,7 +638,54 @@ mod tests {
         };
         let (w, sink) = setup(&[(1, small)], 4096, None, failing);
         w.on_open(1);
+        quiet();
         assert!(sink.stores().is_empty());
+    }
+
+    /// A page sink whose stores block until released, as a kernel store
+    /// waiting for a page lock does.
+    struct Blocking {
+        released: Mutex<bool>,
+        wake: std::sync::Condvar,
+    }
+
+    impl PageSink for Blocking {
+        fn store(&self, _ino: u64, _offset: u64, _data: &[u8]) -> io::Result<()> {
+            let mut released = self.released.lock().unwrap();
+            while !*released {
+                released = self.wake.wait(released).unwrap();
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_open_returns_while_its_store_is_blocked() {
+        let files = Files {
+            sizes: [(1, 10 * KIB)].into_iter().collect(),
+            block: 4096,
+            fail_from: None,
+            intents: Mutex::default(),
+        };
+        let sink = Arc::new(Blocking {
+            released: Mutex::new(false),
+            wake: std::sync::Condvar::new(),
+        });
+        let warmer = Arc::new(Warmer::new(Arc::new(files), 1));
+        warmer.connect(sink.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let opener = warmer.clone();
+        std::thread::spawn(move || {
+            opener.on_open(1);
+            let _ = tx.send(());
+        });
+        let returned = rx.recv_timeout(Duration::from_secs(5));
+        *sink.released.lock().unwrap() = true;
+        sink.wake.notify_all();
+        assert!(
+            returned.is_ok(),
+            "on_open waited for the page-cache store (a request thread would hang)"
+        );
     }
 
     #[test]

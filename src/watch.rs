@@ -132,11 +132,12 @@ fn wait_readable(inotify: &Inotify, timeout: Duration) {
 }
 
 /// Tells the kernel to drop what it cached about changed names: top-level
-/// folders, and every launcher and menu entry of the previous synthesized
+/// folders (also those whose AppImage's owner, mode or ACL changed, so the
+/// next path walk asks who may enter), and every launcher and menu entry of the previous synthesized
 /// tree (deeper icon folders expire by their one-second timeout).
 fn invalidate(notifier: &Notifier, changes: &Changes) {
     let root = INodeNo::ROOT;
-    for name in &changes.names {
+    for name in changes.names.iter().chain(&changes.revalidate) {
         let _ = notifier.inval_entry(root, OsStr::from_bytes(name));
     }
     let Some(old) = &changes.old_synth else {

@@ -36,6 +36,8 @@
 //!   a normal user's mount is private.
 //! - `stress`: many parallel readers, walks and launches checked byte for
 //!   byte with memory measured; SIGTERM during heavy reads.
+//! - `scale`: thousands of AppImages under a low open-file limit, few
+//!   request threads, permission changes of an AppImage.
 //! - `warm`: files being read are stored into the kernel's page cache whole,
 //!   with their own bytes.
 
@@ -51,6 +53,7 @@ mod iso_tree;
 mod live; // issue 6: live source folder
 mod menu; // issue 5: launchers, menu entries, GUI smoke test
 mod run_app;
+mod scale; // issue 15: many AppImages, few descriptors, concurrency, permissions
 mod security; // issue 7: nosuid, nodev, private user mounts
 mod squashfs_tree;
 mod stress; // issue 7: load and signals under load

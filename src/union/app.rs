@@ -1,15 +1,16 @@
 //! One AppImage in the source folder, as the union sees it: where it is,
 //! what detection found, and its image tree, opened on first use.
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use super::scan::{Access, Found};
+use crate::backing::Descriptor;
 use crate::cache::BlockCache;
 use crate::detect::AppImage;
 use crate::error::{Error, Result};
+use crate::fd_pool::{FdPool, PooledFile};
 use crate::image::open_tree;
 use crate::tree::ImageTree;
 
@@ -23,38 +24,73 @@ pub struct App {
     pub detected: AppImage,
     /// Modification time of the file when it was detected (seconds).
     pub file_mtime: i64,
-    /// Who may read the AppImage file, and so this app.
-    pub access: Access,
-    file: Arc<File>,
+    /// Who may read the AppImage file, and so this app (updated by rescans
+    /// when the file's owner, mode or ACL changes).
+    access: RwLock<Access>,
+    file: Arc<PooledFile>,
     tree: OnceLock<std::result::Result<Arc<dyn ImageTree>, String>>,
     /// Set when the file was removed, renamed or changed: the folder is no
     /// longer listed, but inodes the kernel still holds keep working.
     retired: AtomicBool,
     /// Lookups of this app's inodes the kernel has not forgotten yet.
     lookups: AtomicU64,
+    /// Set once a transient failure to open the image was logged.
+    transient_logged: AtomicBool,
+}
+
+/// The outcome of opening an image as it is remembered.
+fn remembered(
+    opened: &std::result::Result<Arc<dyn ImageTree>, String>,
+) -> Result<Arc<dyn ImageTree>> {
+    match opened {
+        Ok(tree) => Ok(tree.clone()),
+        Err(msg) => Err(Error::Corrupt(msg.clone())),
+    }
 }
 
 impl App {
     /// Wraps a detected AppImage, shown as folder `name`; nothing beyond
     /// detection is read yet.
     pub fn new(name: Vec<u8>, found: Found) -> App {
+        let file = PooledFile::new(FdPool::global(), &found.path, found.detected.version);
         App {
             name,
             source: found.path,
             detected: found.detected,
             file_mtime: found.mtime,
-            access: found.access,
-            file: Arc::new(found.file),
+            access: RwLock::new(found.access),
+            file,
             tree: OnceLock::new(),
             retired: AtomicBool::new(false),
             lookups: AtomicU64::new(0),
+            transient_logged: AtomicBool::new(false),
         }
+    }
+
+    /// Who may read the AppImage file now.
+    pub fn access(&self) -> Access {
+        self.access
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Takes a new owner, mode or ACL of the file into account; true when
+    /// it differs from the one known so far.
+    pub fn update_access(&self, access: &Access) -> bool {
+        let mut current = self.access.write().unwrap_or_else(|p| p.into_inner());
+        if *current == *access {
+            return false;
+        }
+        *current = access.clone();
+        true
     }
 
     /// Marks the app as gone from the folder; returns true when the kernel
     /// holds none of its inodes, so it can be dropped now.
     pub fn retire(&self) -> bool {
         self.retired.store(true, Ordering::SeqCst);
+        self.file.keep_open();
         self.lookups.load(Ordering::SeqCst) == 0
     }
 
@@ -75,23 +111,37 @@ impl App {
         before <= n && self.retired.load(Ordering::SeqCst)
     }
 
-    /// The image tree, opened on first call. A failure is remembered (and
-    /// logged once by the caller through the returned message), so a broken
-    /// image is not re-parsed on every access.
+    /// The image tree, opened on first call. A failure the image itself
+    /// causes (corrupt, unsupported) is remembered and logged once, so a
+    /// broken image is not re-parsed on every access; an I/O failure (a
+    /// flaky disk, no descriptor free) is not, and the next call tries
+    /// again.
     pub fn tree(&self, cache: &Arc<BlockCache>) -> Result<Arc<dyn ImageTree>> {
-        let opened = self.tree.get_or_init(|| {
-            let result = open_tree(&self.file, &self.detected, cache.clone());
-            if let Err(e) = &result {
-                crate::log::warn(format_args!(
-                    "{}: cannot open image: {e}",
-                    self.source.display()
-                ));
+        if let Some(opened) = self.tree.get() {
+            return remembered(opened);
+        }
+        let file = Descriptor::Pooled(self.file.clone());
+        match open_tree(&file, &self.detected, cache.clone()) {
+            Ok(tree) => remembered(self.tree.get_or_init(|| Ok(tree))),
+            Err(e @ (Error::Io(_) | Error::Stale)) => {
+                if !self.transient_logged.swap(true, Ordering::Relaxed) {
+                    crate::log::warn(format_args!(
+                        "{}: cannot open image (will retry): {e}",
+                        self.source.display()
+                    ));
+                }
+                Err(e)
             }
-            result.map_err(|e| e.to_string())
-        });
-        match opened {
-            Ok(tree) => Ok(tree.clone()),
-            Err(msg) => Err(Error::Corrupt(msg.clone())),
+            Err(e) => {
+                let opened = self.tree.get_or_init(|| {
+                    crate::log::warn(format_args!(
+                        "{}: cannot open image: {e}",
+                        self.source.display()
+                    ));
+                    Err(e.to_string())
+                });
+                remembered(opened)
+            }
         }
     }
 

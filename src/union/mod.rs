@@ -6,6 +6,7 @@
 //! filesystem can be exercised without FUSE; the adapter in
 //! [`crate::fuse_adapter`] only translates.
 
+pub mod access;
 pub mod app;
 pub mod inode;
 pub mod integrate;
@@ -56,6 +57,7 @@ enum Waiting {
     /// Not a usable AppImage in this version (reported once).
     Rejected {
         version: crate::backing::FileVersion,
+        access: scan::Access,
         reason: String,
     },
 }
@@ -72,6 +74,10 @@ struct State {
     generation: u64,
     synth: Arc<SynthTree>,
     integrated: bool,
+    /// When the set of apps last changed (seconds, nanoseconds since the
+    /// epoch): the mtime of the synthesized directories, so the kernel's
+    /// readdir cache can tell a stale listing.
+    changed_at: (i64, u32),
 }
 
 impl State {
@@ -97,6 +103,14 @@ impl State {
     }
 }
 
+/// The time now as (seconds, nanoseconds) since the epoch.
+fn now() -> (i64, u32) {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| (d.as_secs() as i64, d.subsec_nanos()))
+        .unwrap_or((0, 0))
+}
+
 /// The mounted union of every AppImage in a source folder.
 pub struct Union {
     source: PathBuf,
@@ -105,7 +119,8 @@ pub struct Union {
     state: RwLock<State>,
     integration: Mutex<()>,
     rescanning: Mutex<()>,
-    mount_time: i64,
+    /// The last failure to list the source folder, if it still fails.
+    listing_error: Mutex<Option<String>>,
     owner: (u32, u32),
 }
 
@@ -124,6 +139,7 @@ impl Union {
             generation: 1,
             synth: Arc::new(SynthTree::new(1)),
             integrated: false,
+            changed_at: now(),
         };
         // SAFETY: geteuid/getegid cannot fail.
         let owner = unsafe { (libc::geteuid(), libc::getegid()) };
@@ -134,10 +150,7 @@ impl Union {
             state: RwLock::new(state),
             integration: Mutex::new(()),
             rescanning: Mutex::new(()),
-            mount_time: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0),
+            listing_error: Mutex::new(None),
             owner,
         };
         union.rescan(Duration::ZERO);
@@ -219,7 +232,7 @@ impl Union {
         let (slot, node) = inode::decode(ino);
         slot != SYNTH_SLOT
             && node == inode::IMAGE_ROOT
-            && self.app(slot).is_ok_and(|a| !a.access.is_public())
+            && self.app(slot).is_ok_and(|a| !a.access().is_public())
     }
 
     /// Whether a caller (uid and groups, primary first) may enter the app
@@ -231,7 +244,7 @@ impl Union {
             return true;
         }
         self.app(slot)
-            .map_or(true, |a| a.access.allows(uid, groups))
+            .map_or(true, |a| a.access().allows(uid, groups))
     }
 
     /// Attributes that can be given without work for a node whose real
@@ -353,6 +366,7 @@ impl Union {
     }
 
     fn synth_attr(&self, synth: &SynthTree, node: u64) -> Result<Attr> {
+        let changed_at = self.read_state().changed_at;
         let n = synth.get(node).ok_or(Error::NotFound)?;
         let nlink = match &n.content {
             SynthContent::Dir(children) => {
@@ -366,8 +380,8 @@ impl Union {
             uid: self.owner.0,
             gid: self.owner.1,
             size: n.size(),
-            mtime: self.mount_time,
-            mtime_nsec: 0,
+            mtime: changed_at.0,
+            mtime_nsec: changed_at.1,
             nlink,
             rdev: 0,
         })

@@ -24,7 +24,14 @@ pub fn preferred_name(file_name: &[u8]) -> Vec<u8> {
 /// and so on. Assigning in a fixed order (sorted file names at start-up,
 /// arrival order afterwards) makes the result stable.
 pub fn assign(file_name: &[u8], taken: &HashSet<Vec<u8>>) -> Vec<u8> {
-    let free = |n: &[u8]| !taken.contains(n) && !RESERVED.contains(&n);
+    assign_with(file_name, |n| taken.contains(n))
+}
+
+/// [`assign`] with the names taken told by `is_taken`, so a caller holding
+/// its names in another collection need not copy them (once per AppImage,
+/// that was quadratic in the number of AppImages).
+pub fn assign_with(file_name: &[u8], is_taken: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let free = |n: &[u8]| !is_taken(n) && !RESERVED.contains(&n);
     let preferred = preferred_name(file_name);
     if free(&preferred) {
         return preferred;

@@ -1,11 +1,12 @@
 //! Reading the source folder: which files are there, which of them are
 //! AppImages, and why the others are not.
 
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+pub use super::access::Access;
 use crate::backing::FileVersion;
 use crate::detect::{detect, AppImage};
 use crate::error::Error;
@@ -21,9 +22,48 @@ pub struct Listed {
     pub path: PathBuf,
     /// File name (raw bytes).
     pub file_name: Vec<u8>,
-    /// Its current version (symlinks followed); `None` when it is not a
-    /// regular file (directories, fifos, dangling links are never AppImages).
-    pub version: Option<FileVersion>,
+    /// What `stat` (symlinks followed) says of it now.
+    pub stat: Stat,
+}
+
+/// What `stat` of a listed name found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// A regular file in this version, and who may read it.
+    File(FileVersion, Access),
+    /// Not a regular file (directories, fifos, dangling links are never
+    /// AppImages), or gone since the listing.
+    NotFile,
+    /// `stat` failed otherwise (an I/O error, a network filesystem's
+    /// hiccup): unknown for now, so whatever is mounted from it stays.
+    Failed(String),
+}
+
+impl Stat {
+    /// The version, for a regular file.
+    pub fn version(&self) -> Option<FileVersion> {
+        match self {
+            Stat::File(v, _) => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn of(path: &Path) -> Stat {
+        match fs::metadata(path) {
+            Ok(m) if m.is_file() => {
+                Stat::File(FileVersion::from_metadata(&m), Access::read(path, &m))
+            }
+            Ok(_) => Stat::NotFile,
+            Err(e) if is_absent(&e) => Stat::NotFile,
+            Err(e) => Stat::Failed(e.to_string()),
+        }
+    }
+}
+
+/// True for errors that mean "nothing is there" rather than "could not
+/// look": the name (or a symlink's target) does not exist.
+pub fn is_absent(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
 }
 
 /// A file in the source folder that is a usable AppImage.
@@ -32,9 +72,6 @@ pub struct Found {
     pub file_name: Vec<u8>,
     /// Absolute path.
     pub path: PathBuf,
-    /// The open file (kept open, so a later rename or delete of the file
-    /// does not take the data away from running apps).
-    pub file: File,
     /// Detection result (including the file version it describes).
     pub detected: AppImage,
     /// Modification time (seconds).
@@ -43,74 +80,27 @@ pub struct Found {
     pub access: Access,
 }
 
-/// Who may read an AppImage file: its owner, group and permission bits.
-/// An app whose file not everyone may read is only shown to those who may
-/// (see [`Access::allows`]), since its content is the file's content.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Access {
-    /// Owner of the file.
-    pub uid: u32,
-    /// Group of the file.
-    pub gid: u32,
-    /// Permission bits.
-    pub mode: u32,
-}
-
-impl Access {
-    /// The access rules of a file's metadata.
-    pub fn from_metadata(meta: &fs::Metadata) -> Access {
-        Access {
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mode: meta.mode() & 0o777,
-        }
-    }
-
-    /// True when every user may read the file.
-    pub fn is_public(&self) -> bool {
-        self.mode & 0o004 != 0
-    }
-
-    /// Whether a caller with this uid and these groups (primary and
-    /// supplementary) may read the file, as the kernel would decide from the
-    /// permission bits (root always may).
-    pub fn allows(&self, uid: u32, groups: &[u32]) -> bool {
-        let bit = if uid == 0 {
-            return true;
-        } else if uid == self.uid {
-            0o400
-        } else if groups.contains(&self.gid) {
-            0o040
-        } else {
-            0o004
-        };
-        self.mode & bit != 0
-    }
-}
-
 /// Lists `dir` (not recursively), sorted by file name. Hidden files (names
 /// starting with `.`) are left out: they are how copy tools stage partial
-/// files.
+/// files. Fails when reading the folder fails at any point.
 pub fn list(dir: &Path) -> std::io::Result<Vec<Listed>> {
     let mut entries = fs::read_dir(dir)?;
-    let mut listed: Vec<Listed> = entries
-        .by_ref()
-        .take(MAX_ENTRIES)
-        .filter_map(|e| e.ok())
-        .filter(|e| !e.file_name().as_bytes().starts_with(b"."))
-        .map(|e| {
-            let path = e.path();
-            let version = fs::metadata(&path)
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| FileVersion::from_metadata(&m));
-            Listed {
-                file_name: e.file_name().as_bytes().to_vec(),
-                path,
-                version,
-            }
-        })
-        .collect();
+    let mut listed = Vec::new();
+    for entry in entries.by_ref().take(MAX_ENTRIES) {
+        // An entry that cannot be read fails the whole listing: a partial
+        // one would look like files were removed.
+        let entry = entry?;
+        let file_name = entry.file_name().as_bytes().to_vec();
+        if file_name.starts_with(b".") {
+            continue;
+        }
+        let path = entry.path();
+        listed.push(Listed {
+            stat: Stat::of(&path),
+            file_name,
+            path,
+        });
+    }
     if entries.next().is_some() {
         crate::log::warn(format_args!(
             "{} holds more than {MAX_ENTRIES} entries; only the first {MAX_ENTRIES} read are considered",
@@ -121,12 +111,11 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<Listed>> {
     Ok(listed)
 }
 
-/// Examines one path: `Ok` for a usable AppImage, `Err` with a one-line
-/// reason otherwise. The file is opened without blocking (a fifo swapped in
-/// under the name cannot stall the scan) and judged by what was opened, not
-/// by a separate `stat` of the name. Symlinks are followed, so an admin may
-/// link AppImages kept elsewhere into the folder.
-pub fn examine(path: &Path) -> std::result::Result<Found, String> {
+/// Opens `path` for reading without blocking (a fifo or device swapped in
+/// under the name cannot stall the caller) and checks that what was opened
+/// is a regular file; `Err` with a one-line reason otherwise. Shared by the
+/// mount's scan and `inspect`.
+pub fn open_regular(path: &Path) -> std::result::Result<(fs::File, fs::Metadata), String> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = fs::OpenOptions::new()
         .read(true)
@@ -140,6 +129,17 @@ pub fn examine(path: &Path) -> std::result::Result<Found, String> {
     if !meta.is_file() {
         return Err("not a regular file".into());
     }
+    Ok((file, meta))
+}
+
+/// Examines one path: `Ok` for a usable AppImage, `Err` with a one-line
+/// reason otherwise. The file is opened without blocking (a fifo swapped in
+/// under the name cannot stall the scan) and judged by what was opened, not
+/// by a separate `stat` of the name; it is closed again (the mount opens it
+/// on use through [`crate::fd_pool`], checking it is the same version). Symlinks are followed, so an admin may
+/// link AppImages kept elsewhere into the folder.
+pub fn examine(path: &Path) -> std::result::Result<Found, String> {
+    let (file, meta) = open_regular(path)?;
     let detected = detect(&file).map_err(|e| match e {
         Error::Corrupt(why) => why,
         other => other.to_string(),
@@ -150,47 +150,15 @@ pub fn examine(path: &Path) -> std::result::Result<Found, String> {
             .map(|n| n.as_bytes().to_vec())
             .unwrap_or_default(),
         path: path.to_path_buf(),
-        file,
         detected,
         mtime: meta.mtime(),
-        access: Access::from_metadata(&meta),
+        access: Access::read(path, &meta),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn access_follows_the_permission_bits() {
-        let private = Access {
-            uid: 1000,
-            gid: 100,
-            mode: 0o640,
-        };
-        assert!(!private.is_public());
-        assert!(private.allows(0, &[0]));
-        assert!(private.allows(1000, &[5]));
-        assert!(private.allows(2000, &[100]));
-        assert!(private.allows(2000, &[200, 100]), "a supplementary group");
-        assert!(!private.allows(2000, &[200, 300]));
-        assert!(!private.allows(2000, &[]));
-        let public = Access {
-            uid: 0,
-            gid: 0,
-            mode: 0o644,
-        };
-        assert!(public.is_public() && public.allows(2000, &[200]));
-        let owner_locked_out = Access {
-            uid: 1000,
-            gid: 100,
-            mode: 0o044,
-        };
-        assert!(
-            !owner_locked_out.allows(1000, &[100]),
-            "the owner class decides, as in the kernel"
-        );
-    }
 
     #[test]
     fn a_fifo_is_rejected_without_blocking() {

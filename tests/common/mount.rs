@@ -219,6 +219,17 @@ impl Mount {
 
     /// Like [`Mount::start`] but returns the failure.
     pub fn try_start(source: &Path, mountpoint: &Path, extra: &[&str]) -> Result<Mount, String> {
+        Self::try_start_with(source, mountpoint, extra, |_| {})
+    }
+
+    /// Like [`Mount::try_start`], with `configure` applied to the daemon's
+    /// command first (to set resource limits in a `pre_exec`, say).
+    pub fn try_start_with(
+        source: &Path,
+        mountpoint: &Path,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Result<Mount, String> {
         let mountpoint = mountpoint
             .canonicalize()
             .map_err(|e| format!("canonicalize mountpoint: {e}"))?;
@@ -231,6 +242,7 @@ impl Mount {
             .stdout(logf.try_clone().expect("dup log"))
             .stderr(logf)
             .env("RUST_BACKTRACE", "1");
+        configure(&mut cmd);
         let before = mounts_at(&mountpoint).len();
         let child = cmd.spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?;
         let mut m = Mount {
