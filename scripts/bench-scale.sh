@@ -19,15 +19,15 @@
 #   bash scripts/bench-scale.sh --app FILE            # another seed AppImage
 #   bash scripts/bench-scale.sh --copies              # copies, not hard links
 #
-# Runs as root. The seed defaults to Echo-x86_64.AppImage of the corpus
-# (APPIMAGEFS_FIXTURES, default ../shared/fixtures). The block cache budget
-# is the one given with --cache-size (default 64M) and is part of the RSS.
+# Runs as root. The seed defaults to a small Echo-like AppImage built here
+# (mksquashfs, gzip: AppRun, a desktop entry, an icon, /bin/echo, behind the
+# stand-in runtime of scripts/stub-runtime.sh). The block cache budget is
+# the one given with --cache-size (default 64M) and is part of the RSS.
 set -euo pipefail
 export LC_ALL=C
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-FIXTURES=${APPIMAGEFS_FIXTURES:-$ROOT/../shared/fixtures}
-APP=$FIXTURES/Echo-x86_64.AppImage
+APP=
 COUNTS="100 1000 10000"
 OPEN=1000
 COPIES=0
@@ -47,6 +47,26 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+mkdir -p "$WORK"
+if [ -z "$APP" ]; then
+    # shellcheck source=scripts/stub-runtime.sh
+    . "$ROOT/scripts/stub-runtime.sh"
+    appdir=$WORK/seed.AppDir
+    rm -rf "$appdir" "$WORK/seed.sqfs"
+    mkdir -p "$appdir/usr/bin" "$appdir/usr/share/applications"
+    cp /bin/echo "$appdir/usr/bin/echo"
+    printf '#!/bin/sh\nexec "$(dirname "$0")/usr/bin/echo" "$@"\n' >"$appdir/AppRun"
+    chmod 0755 "$appdir/AppRun"
+    printf '[Desktop Entry]\nType=Application\nName=Echo\nExec=echo %%F\nIcon=echo\n' \
+        >"$appdir/usr/share/applications/echo.desktop"
+    ln -s usr/share/applications/echo.desktop "$appdir/echo.desktop"
+    printf '<svg xmlns="http://www.w3.org/2000/svg" width="48" height="48"/>\n' >"$appdir/echo.svg"
+    ln -s echo.svg "$appdir/.DirIcon"
+    mksquashfs "$appdir" "$WORK/seed.sqfs" -comp gzip -all-root -noappend -quiet >/dev/null
+    APP=$WORK/Echo-x86_64.AppImage
+    write_stub_runtime "$APP" 2
+    cat "$WORK/seed.sqfs" >>"$APP"
+fi
 [ -f "$APP" ] || { echo "seed AppImage $APP not found (--app FILE)" >&2; exit 1; }
 BIN=$ROOT/target/release/appimagefs
 (cd "$ROOT" && cargo build --release --locked --quiet)
