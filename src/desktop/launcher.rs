@@ -13,6 +13,11 @@
 //! when the working directory cannot be determined (it was removed), `OWD`
 //! is unset rather than inherited from the caller.
 //!
+//! The script also exports `DESKTOPINTEGRATION=appimagefs`, the variable
+//! integration tools (appimaged, AppImageLauncher) set so that an app does
+//! not offer to write menu entries of its own into the user's home: the
+//! mount already integrates it.
+//!
 //! Paths are arbitrary bytes: they are embedded in single quotes with every
 //! `'` written as `'\''`, the one quoting in which `sh` interprets nothing,
 //! so a path holding `$(...)`, backticks, quotes, newlines or non-UTF-8
@@ -30,6 +35,8 @@ pub fn launcher_script(appimage: &[u8], appdir: &[u8]) -> Result<Vec<u8>, String
         b"#!/bin/sh\n\
 # Made by appimagefs: runs this app from its mounted AppDir with the\n\
 # environment the AppImage runtime would set (APPIMAGE, APPDIR, ARGV0, OWD).\n\
+# DESKTOPINTEGRATION tells the app the mount integrates it in menus already.\n\
+DESKTOPINTEGRATION=appimagefs\n\
 APPIMAGE=",
     );
     out.extend_from_slice(&shell_quote(appimage));
@@ -37,7 +44,7 @@ APPIMAGE=",
     out.extend_from_slice(&shell_quote(appdir));
     out.extend_from_slice(
         b"\nARGV0=$0\n\
-export APPIMAGE APPDIR ARGV0\n\
+export DESKTOPINTEGRATION APPIMAGE APPDIR ARGV0\n\
 # pwd -P is getcwd(); the trailing x keeps a final newline in the name.\n\
 # getcwd() gives an absolute path or fails (dash then prints an empty line).\n\
 OWD=$(pwd -P 2>/dev/null && printf x)\n\
@@ -298,6 +305,34 @@ exit 42\n";
         assert_eq!(output.status.code(), Some(42));
         let fields: Vec<&[u8]> = output.stdout.split(|&b| b == 0).collect();
         assert_eq!(fields[3], b"<unset>");
+    }
+
+    #[test]
+    fn desktopintegration_is_set_whatever_the_caller_had() {
+        let tmp = TempDir::new("launcher-integration");
+        let appdir = tmp.0.join("app");
+        std::fs::create_dir_all(&appdir).unwrap();
+        write_exec(
+            &appdir.join("AppRun"),
+            b"#!/bin/sh\nprintf '%s' \"${DESKTOPINTEGRATION-<unset>}\"\n",
+        );
+        let script = launcher_script(b"/x.AppImage", appdir.as_os_str().as_bytes()).unwrap();
+        write_exec(&tmp.0.join("launch"), &script);
+        for inherited in [None, Some("appimaged")] {
+            let output = run(
+                || {
+                    let mut c = Command::new(tmp.0.join("launch"));
+                    match inherited {
+                        Some(v) => c.env("DESKTOPINTEGRATION", v),
+                        None => c.env_remove("DESKTOPINTEGRATION"),
+                    };
+                    c
+                },
+                b"",
+            );
+            assert!(output.status.success());
+            assert_eq!(output.stdout, b"appimagefs", "inherited {inherited:?}");
+        }
     }
 
     #[test]
