@@ -21,6 +21,9 @@
 //!   under concurrent readers, slow copies, running apps, bursts).
 //! - `menu`: bin/ launchers and share/ menu entries vs the AppImage runtime,
 //!   hostile names, versions, opt-outs, and a GUI app under Xvfb.
+//! - `desktop`: issue 17: a launcher per version, DESKTOPINTEGRATION,
+//!   per-app `.env` settings, file types under share/mime, and Chromium's
+//!   sandbox where user namespaces are refused (AppImages built at test time).
 //! - `faults`: the source folder on a failing or slow device (a test FUSE
 //!   file system injecting EIO and delays under appimagefs).
 //! - `security`: setuid bits and device nodes in images never take effect;
@@ -34,6 +37,7 @@ mod common;
 
 mod cli;
 mod comparator;
+mod desktop; // issue 17: versions, .env, MIME types, browser sandbox
 mod faults; // issue 7: I/O errors and slow reads in the backing file
 mod hostile;
 mod iso_tree;

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! <mountpoint>/bin/<app>                         launcher script (launcher)
+//! <mountpoint>/bin/<app>-<version>               one per version present
 //! <mountpoint>/share/applications/appimagefs-<app>.desktop   menu entry (rewrite)
 //! <mountpoint>/share/icons/hicolor/<size>/apps/appimagefs-<app>.<ext>   icons
 //! ```
@@ -162,9 +163,7 @@ pub fn render(
     mountpoint: &Path,
     folder_name: &[u8],
 ) -> Integration {
-    let appdir = mountpoint.join(std::ffi::OsStr::from_bytes(folder_name));
-    let script =
-        launcher::launcher_script(source.as_os_str().as_bytes(), appdir.as_os_str().as_bytes());
+    let script = launcher_for(source, mountpoint, folder_name);
     let icon_name = format!("{PREFIX}{launcher}");
     let menu = if names::sanitize(launcher.as_bytes()) != launcher || launcher.is_empty() {
         Err(format!("launcher name {launcher:?} is not shell-friendly"))
@@ -202,6 +201,17 @@ pub fn render(
         menu,
         icons,
     }
+}
+
+/// The launcher script of the app whose AppImage file is `source`, mounted
+/// as folder `folder_name` under `mountpoint` (`Err` only for a NUL byte).
+pub fn launcher_for(
+    source: &Path,
+    mountpoint: &Path,
+    folder_name: &[u8],
+) -> Result<Vec<u8>, String> {
+    let appdir = mountpoint.join(std::ffi::OsStr::from_bytes(folder_name));
+    launcher::launcher_script(source.as_os_str().as_bytes(), appdir.as_os_str().as_bytes())
 }
 
 /// [`analyze`] and [`render`] under the app's base name, for one app on its

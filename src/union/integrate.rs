@@ -1,5 +1,10 @@
 //! Building `bin/` and `share/` from the apps' desktop entries and icons.
 //!
+//! Apps with equal launcher base names are versions of one app: `bin/<app>`
+//! and the menu use the newest, and every version with an
+//! `X-AppImage-Version` also gets `bin/<app>-<version>`
+//! ([`desktop::names::versioned`]), so each stays reachable by name.
+//!
 //! This opens every image (a few metadata blocks each), so it runs on first
 //! use of `bin/` or `share/`, not at mount time: listing the mount's top
 //! level stays free.
@@ -46,6 +51,7 @@ pub fn build(
         }
     }
     let mut taken = HashSet::new();
+    let mut chosen = Vec::new();
     for (base, members) in groups {
         let keys: Vec<VersionKey> = members
             .iter()
@@ -60,7 +66,7 @@ pub fn build(
         for &i in &members {
             if i != newest {
                 crate::log::info(format_args!(
-                    "{}: an older version of {base}; bin/ and the menu use {}",
+                    "{}: an older version of {base}; bin/{base} and the menu use {}",
                     apps[i].1.source.display(),
                     apps[newest].1.source.display()
                 ));
@@ -70,6 +76,24 @@ pub fn build(
         let launcher = desktop::names::assign_unique(&base, &taken);
         taken.insert(launcher.clone());
         add_app(&mut tree, &apps[newest].1, f, &launcher, mountpoint);
+        chosen.push((launcher, members));
+    }
+    for (launcher, members) in chosen {
+        for i in members {
+            let version = facts[i].as_ref().and_then(|f| f.version.as_deref());
+            let Some(name) = version.and_then(|v| desktop::names::versioned(&launcher, v)) else {
+                continue;
+            };
+            let name = desktop::names::assign_unique(&name, &taken);
+            taken.insert(name.clone());
+            let app = &apps[i].1;
+            add_launcher(
+                &mut tree,
+                app,
+                &name,
+                desktop::launcher_for(&app.source, mountpoint, &app.name),
+            );
+        }
     }
     tree
 }
@@ -93,21 +117,29 @@ fn analyze_all(apps: &[(Slot, Arc<App>)], cache: &Arc<BlockCache>) -> Vec<Option
     facts
 }
 
+/// Adds `bin/<name>` holding `script`, or logs why the app has none.
+fn add_launcher(tree: &mut SynthTree, app: &App, name: &str, script: Result<Vec<u8>, String>) {
+    let added = script.and_then(|script| {
+        let node = SynthNode {
+            perm: 0o555,
+            content: SynthContent::File(script),
+        };
+        tree.add(BIN, name.as_bytes(), node)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = added {
+        crate::log::warn(format_args!(
+            "{}: no launcher {name}: {e}",
+            String::from_utf8_lossy(&app.name)
+        ));
+    }
+}
+
 fn add_app(tree: &mut SynthTree, app: &App, facts: &AppFacts, launcher: &str, mountpoint: &Path) {
     let out = desktop::render(facts, launcher, &app.source, mountpoint, &app.name);
     let folder = String::from_utf8_lossy(&app.name).into_owned();
-    match out.script {
-        Ok(script) => {
-            let node = SynthNode {
-                perm: 0o555,
-                content: SynthContent::File(script),
-            };
-            if let Err(e) = tree.add(BIN, launcher.as_bytes(), node) {
-                crate::log::warn(format_args!("{folder}: no launcher: {e}"));
-            }
-        }
-        Err(e) => crate::log::warn(format_args!("{folder}: no launcher: {e}")),
-    }
+    add_launcher(tree, app, launcher, out.script);
     match out.menu {
         Ok(menu) => {
             let added = tree.mkdir_p(SHARE, "applications").and_then(|dir| {

@@ -1,0 +1,197 @@
+//! Apps behaving as a desktop user expects (issue 17): every version
+//! reachable under `bin/`, `DESKTOPINTEGRATION`, per-app `.env` settings,
+//! file types under `share/mime/`, and Chromium's sandbox. Every AppImage
+//! here is built at test time (mksquashfs + the stand-in runtime).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::common::*;
+
+/// Prints the `marker` file of its AppDir, a NUL, then its arguments and
+/// its environment, each NUL-terminated (`ARG=` before each argument).
+const DUMP_APPRUN: &str = "#!/bin/sh\n\
+cat \"$APPDIR/marker\"\n\
+printf '\\0'\n\
+for a in \"$@\"; do printf 'ARG=%s\\0' \"$a\"; done\n\
+env -0\n";
+
+/// A file of a test AppDir: path, contents, mode.
+pub type AppFile = (String, Vec<u8>, u32);
+
+/// The files of an AppDir whose `AppRun` is [`DUMP_APPRUN`], with a
+/// desktop entry `<stem>.desktop` (with `extra` lines) and `marker`.
+fn dump_app(stem: &str, marker: &str, extra: &str) -> Vec<AppFile> {
+    let desktop = format!(
+        "[Desktop Entry]\nType=Application\nName={stem}\nExec={stem} %F\nIcon={stem}\nCategories=Utility;\n{extra}"
+    );
+    vec![
+        ("AppRun".into(), DUMP_APPRUN.as_bytes().to_vec(), 0o755),
+        ("marker".into(), marker.as_bytes().to_vec(), 0o644),
+        (format!("{stem}.desktop"), desktop.into_bytes(), 0o644),
+    ]
+}
+
+/// Builds a type 2 AppImage at `out` holding `files`.
+fn build_appimage(out: &Path, files: &[AppFile]) {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let root = build_dir().join(format!("desktop-tree-{n}"));
+    let _ = std::fs::remove_dir_all(&root);
+    for (path, bytes, mode) in files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        set_mode(&p, *mode);
+    }
+    std::fs::create_dir_all(&root).unwrap();
+    let sqfs = build_dir().join(format!("desktop-{n}.sqfs"));
+    mksquashfs(&root, &sqfs, &["-comp", "gzip", "-all-root"]);
+    wrap_squashfs_as_appimage(&sqfs, out);
+    let _ = std::fs::remove_file(&sqfs);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// What a [`DUMP_APPRUN`] app printed.
+struct Dump {
+    marker: String,
+    args: Vec<Vec<u8>>,
+    env: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Dump {
+    fn var(&self, name: &str) -> Option<String> {
+        self.env
+            .get(name.as_bytes())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Runs `bin/<launcher>` of the mount with `args` and parses its dump.
+fn run_launcher(mnt: &Path, launcher: &str, args: &[&str]) -> Result<Dump, String> {
+    let mut cmd = Command::new(mnt.join("bin").join(launcher));
+    cmd.args(args)
+        .env_remove("DESKTOPINTEGRATION")
+        .env_remove("APPDIR");
+    let out = run_timeout(&mut cmd, Duration::from_secs(20));
+    if !out.success() {
+        return Err(format!("bin/{launcher}: {}", out.describe()));
+    }
+    let mut fields = out.stdout.split(|&b| b == 0);
+    let marker = String::from_utf8_lossy(fields.next().unwrap_or_default()).into_owned();
+    let mut dump = Dump {
+        marker,
+        args: Vec::new(),
+        env: BTreeMap::new(),
+    };
+    for f in fields.filter(|f| !f.is_empty()) {
+        if let Some(arg) = f.strip_prefix(b"ARG=") {
+            dump.args.push(arg.to_vec());
+        } else if let Some(eq) = f.iter().position(|&b| b == b'=') {
+            dump.env.insert(f[..eq].to_vec(), f[eq + 1..].to_vec());
+        }
+    }
+    Ok(dump)
+}
+
+/// Names in a folder of the mount, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+// ---------------------------------------------------------------------------
+// Versions and DESKTOPINTEGRATION
+
+#[test]
+fn every_version_has_a_launcher_and_the_menu_shows_the_newest() {
+    let tmp = TempDir::new("desktop-versions");
+    let src = tmp.subdir("src");
+    let mnt = tmp.subdir("mnt");
+    let apps: &[(&str, &str, Option<&str>)] = &[
+        ("foo-1.9.AppImage", "foo", Some("1.9")),
+        ("foo-1.10.AppImage", "foo", Some("1.10")),
+        ("foo-nover.AppImage", "foo", None),
+        ("bar.AppImage", "bar", Some("2.0 (Beta) $(touch pwned)")),
+    ];
+    for (file, stem, version) in apps {
+        let extra = version
+            .map(|v| format!("X-AppImage-Version={v}\n"))
+            .unwrap_or_default();
+        build_appimage(&src.join(file), &dump_app(stem, file, &extra));
+    }
+    let mount = Mount::start(&src, &mnt, &[]);
+    let mut fails = Failures::new();
+    let bin = listing(&mnt.join("bin"));
+    let want = [
+        "bar",
+        "bar-2.0-beta-touch-pwned",
+        "foo",
+        "foo-1.10",
+        "foo-1.9",
+    ];
+    fails.check(bin == want, || {
+        format!("bin/ holds {bin:?}, expected {want:?}")
+    });
+    for (launcher, file) in [
+        ("foo", "foo-1.10.AppImage"),
+        ("foo-1.10", "foo-1.10.AppImage"),
+        ("foo-1.9", "foo-1.9.AppImage"),
+        ("bar-2.0-beta-touch-pwned", "bar.AppImage"),
+    ] {
+        match run_launcher(&mnt, launcher, &["x y"]) {
+            Ok(d) => {
+                fails.check(d.marker == file, || {
+                    format!("bin/{launcher} ran {:?}, expected {file}", d.marker)
+                });
+                fails.check(d.args == [b"x y".to_vec()], || {
+                    format!("bin/{launcher}: arguments {:?}", d.args)
+                });
+                let appimage = src.join(file).canonicalize().unwrap();
+                fails.check(
+                    d.var("APPIMAGE").as_deref() == Some(&*appimage.to_string_lossy()),
+                    || format!("bin/{launcher}: APPIMAGE={:?}", d.var("APPIMAGE")),
+                );
+                fails.check(
+                    d.var("DESKTOPINTEGRATION").as_deref() == Some("appimagefs"),
+                    || {
+                        format!(
+                            "bin/{launcher}: DESKTOPINTEGRATION={:?}",
+                            d.var("DESKTOPINTEGRATION")
+                        )
+                    },
+                );
+            }
+            Err(e) => fails.push(e),
+        }
+    }
+    let menu = listing(&mnt.join("share/applications"));
+    fails.check(
+        menu == ["appimagefs-bar.desktop", "appimagefs-foo.desktop"],
+        || format!("the menu holds {menu:?}, expected one entry per app"),
+    );
+    let foo = std::fs::read_to_string(mnt.join("share/applications/appimagefs-foo.desktop"))
+        .unwrap_or_default();
+    fails.check(foo.contains("X-AppImage-Version=1.10\n"), || {
+        format!("the menu's foo is not the newest:\n{foo}")
+    });
+    fails.check(
+        !src.join("pwned").exists() && !mnt.join("pwned").exists(),
+        || "a version string ran a command".into(),
+    );
+    if !fails.is_empty() {
+        fails.push(format!("daemon log:\n{}", mount.log_text()));
+    }
+    drop(mount);
+    fails.finish("versions");
+}
