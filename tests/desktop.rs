@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 
@@ -110,6 +110,22 @@ fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Retries `check` every 50 ms until it returns `Ok` or `limit` passes;
+/// the last error otherwise.
+fn eventually(
+    limit: Duration,
+    mut check: impl FnMut() -> Result<(), String>,
+) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(()) => return Ok(()),
+            Err(e) if start.elapsed() > limit => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Versions and DESKTOPINTEGRATION
 
@@ -194,4 +210,146 @@ fn every_version_has_a_launcher_and_the_menu_shows_the_newest() {
     }
     drop(mount);
     fails.finish("versions");
+}
+
+// ---------------------------------------------------------------------------
+// Per-app settings
+
+/// Values that would run code or break naive quoting if a shell evaluated
+/// them; every one must reach the app byte for byte.
+const HOSTILE_VALUES: &[&str] = &[
+    "$(touch pwned)",
+    "`touch pwned`",
+    "'; touch pwned; '",
+    "${HOME} $0 * ? ~ ; & | < > !",
+    "\\ back\\slash",
+];
+
+/// The value of `HOSTILE_VALUES[i]` written as a single-quoted `.env` value
+/// when it holds no `'`, else double-quoted with `\"`, `\\` and `\$` escaped.
+fn env_line(name: &str, value: &str) -> String {
+    if value.contains('\'') {
+        let escaped = value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('$', "\\$");
+        format!("{name}=\"{escaped}\"\n")
+    } else {
+        format!("{name}='{value}'\n")
+    }
+}
+
+#[test]
+fn settings_files_are_exported_literally_and_followed_live() {
+    let tmp = TempDir::new("desktop-env");
+    let src = tmp.subdir("src");
+    let mnt = tmp.subdir("mnt");
+    let app = src.join("envapp.AppImage");
+    build_appimage(&app, &dump_app("envapp", "envapp", ""));
+    build_appimage(&src.join("other.AppImage"), &dump_app("other", "other", ""));
+    let env_file = src.join("envapp.AppImage.env");
+    let mut text = String::from("# settings\nexport PLAIN=hello world # comment\nunset GONE\n");
+    for (i, v) in HOSTILE_VALUES.iter().enumerate() {
+        text.push_str(&env_line(&format!("HOSTILE{i}"), v));
+    }
+    text.push_str("BROKEN-NAME=1\nAPPDIR=/elsewhere\nLAST=ok\n");
+    std::fs::write(&env_file, &text).unwrap();
+    let mount = Mount::start(&src, &mnt, &[]);
+    let mut fails = Failures::new();
+    let run = |launcher: &str| {
+        let mut cmd = Command::new(mnt.join("bin").join(launcher));
+        cmd.current_dir(&src).env("GONE", "inherited");
+        let out = run_timeout(&mut cmd, Duration::from_secs(20));
+        let mut env = BTreeMap::new();
+        for f in out.stdout.split(|&b| b == 0).skip(1) {
+            if let Some(eq) = f.iter().position(|&b| b == b'=') {
+                env.insert(
+                    String::from_utf8_lossy(&f[..eq]).into_owned(),
+                    String::from_utf8_lossy(&f[eq + 1..]).into_owned(),
+                );
+            }
+        }
+        (out, env)
+    };
+    let (out, env) = run("envapp");
+    fails.check(out.success(), || out.describe());
+    fails.check(
+        env.get("PLAIN").map(String::as_str) == Some("hello world"),
+        || format!("PLAIN={:?}", env.get("PLAIN")),
+    );
+    fails.check(!env.contains_key("GONE"), || {
+        "unset GONE had no effect".into()
+    });
+    for (i, v) in HOSTILE_VALUES.iter().enumerate() {
+        let got = env.get(&format!("HOSTILE{i}"));
+        fails.check(got.map(String::as_str) == Some(*v), || {
+            format!("HOSTILE{i}: got {got:?}, expected {v:?}")
+        });
+    }
+    fails.check(env.get("LAST").map(String::as_str) == Some("ok"), || {
+        "the line after the broken ones was not applied".into()
+    });
+    let appdir = mnt.join("envapp");
+    fails.check(
+        env.get("APPDIR").map(String::as_str) == Some(&*appdir.to_string_lossy()),
+        || format!("APPDIR was changed: {:?}", env.get("APPDIR")),
+    );
+    fails.check(!src.join("pwned").exists(), || {
+        "a value was executed".into()
+    });
+    let (_, other) = run("other");
+    fails.check(!other.contains_key("PLAIN"), || {
+        "another app got envapp's settings".into()
+    });
+
+    // Followed live: a change, a chmod that makes the file unusable, removal.
+    std::fs::write(&env_file, "PLAIN=changed\n").unwrap();
+    if let Err(e) = eventually(Duration::from_secs(5), || {
+        let (_, env) = run("envapp");
+        match env.get("PLAIN").map(String::as_str) {
+            Some("changed") if !env.contains_key("LAST") => Ok(()),
+            other => Err(format!("after the change, PLAIN={other:?}")),
+        }
+    }) {
+        fails.push(e);
+    }
+    set_mode(&env_file, 0o600);
+    if let Err(e) = eventually(Duration::from_secs(5), || {
+        let (_, env) = run("envapp");
+        match env.get("PLAIN") {
+            None => Ok(()),
+            Some(v) => Err(format!(
+                "a settings file only root may read still applies: {v}"
+            )),
+        }
+    }) {
+        fails.push(e);
+    }
+    set_mode(&env_file, 0o644);
+    std::fs::remove_file(&env_file).unwrap();
+    if let Err(e) = eventually(Duration::from_secs(5), || {
+        let (_, env) = run("envapp");
+        match env.get("PLAIN") {
+            None => Ok(()),
+            Some(v) => Err(format!("after removal, PLAIN={v}")),
+        }
+    }) {
+        fails.push(e);
+    }
+    let log = mount.log_text();
+    let broken = log.matches("BROKEN-NAME").count();
+    fails.check(broken == 1, || {
+        format!("the broken line was logged {broken} times, expected once")
+    });
+    fails.check(log.contains("APPDIR is set by the launcher"), || {
+        "the APPDIR line was not reported".into()
+    });
+    fails.check(!log.contains("skipping"), || {
+        "a settings file was examined as an AppImage".into()
+    });
+    if !fails.is_empty() {
+        fails.push(format!("daemon log:\n{log}"));
+    }
+    drop(mount);
+    fails.finish("settings files");
 }

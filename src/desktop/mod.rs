@@ -25,6 +25,7 @@
 //! shadowed), depending on the order of `XDG_DATA_DIRS`.
 
 pub mod entry;
+pub mod envfile;
 pub mod exec;
 pub mod icons;
 pub mod launcher;
@@ -155,15 +156,16 @@ pub fn analyze(tree: &dyn ImageTree, folder_name: &[u8]) -> AppFacts {
 /// the launcher name `launcher` (normally its base name, or a name from
 /// [`names::assign_unique`]). `source` is the AppImage file's absolute path,
 /// `mountpoint` the mount's absolute path; the app's folder there is
-/// `folder_name`.
+/// `folder_name`; `extras` go into the launcher.
 pub fn render(
     facts: &AppFacts,
     launcher: &str,
     source: &Path,
     mountpoint: &Path,
     folder_name: &[u8],
+    extras: &launcher::Extras,
 ) -> Integration {
-    let script = launcher_for(source, mountpoint, folder_name);
+    let script = launcher_for(source, mountpoint, folder_name, extras);
     let icon_name = format!("{PREFIX}{launcher}");
     let menu = if names::sanitize(launcher.as_bytes()) != launcher || launcher.is_empty() {
         Err(format!("launcher name {launcher:?} is not shell-friendly"))
@@ -204,14 +206,20 @@ pub fn render(
 }
 
 /// The launcher script of the app whose AppImage file is `source`, mounted
-/// as folder `folder_name` under `mountpoint` (`Err` only for a NUL byte).
+/// as folder `folder_name` under `mountpoint`, with `extras` (`Err` only
+/// for a NUL byte).
 pub fn launcher_for(
     source: &Path,
     mountpoint: &Path,
     folder_name: &[u8],
+    extras: &launcher::Extras,
 ) -> Result<Vec<u8>, String> {
     let appdir = mountpoint.join(std::ffi::OsStr::from_bytes(folder_name));
-    launcher::launcher_script(source.as_os_str().as_bytes(), appdir.as_os_str().as_bytes())
+    launcher::launcher_script(
+        source.as_os_str().as_bytes(),
+        appdir.as_os_str().as_bytes(),
+        extras,
+    )
 }
 
 /// [`analyze`] and [`render`] under the app's base name, for one app on its
@@ -224,5 +232,12 @@ pub fn integrate(
 ) -> Integration {
     let facts = analyze(tree, folder_name);
     let launcher = facts.base_name.clone();
-    render(&facts, &launcher, source, mountpoint, folder_name)
+    render(
+        &facts,
+        &launcher,
+        source,
+        mountpoint,
+        folder_name,
+        &launcher::Extras::default(),
+    )
 }

@@ -14,10 +14,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::app::App;
+use super::envfiles;
 use super::inode::{self, Slot, IMAGE_ROOT};
 use super::synth::{SynthContent, SynthNode, SynthTree, BIN, ROOT, SHARE};
 use crate::cache::BlockCache;
-use crate::desktop::{self, version::VersionKey, AppFacts};
+use crate::desktop::{self, launcher::Extras, version::VersionKey, AppFacts};
 use crate::tree::Kind;
 
 /// Threads used to read the apps' desktop entries in parallel.
@@ -41,6 +42,7 @@ pub fn build(
     generation: u64,
     cache: &Arc<BlockCache>,
     mountpoint: &Path,
+    env: &envfiles::Snapshot,
 ) -> SynthTree {
     let facts = analyze_all(apps, cache);
     let mut tree = folders_only(apps, generation);
@@ -75,7 +77,15 @@ pub fn build(
         let Some(f) = &facts[newest] else { continue };
         let launcher = desktop::names::assign_unique(&base, &taken);
         taken.insert(launcher.clone());
-        add_app(&mut tree, &apps[newest].1, f, &launcher, mountpoint);
+        let extras = extras_for(&apps[newest].1, env);
+        add_app(
+            &mut tree,
+            &apps[newest].1,
+            f,
+            &launcher,
+            mountpoint,
+            &extras,
+        );
         chosen.push((launcher, members));
     }
     for (launcher, members) in chosen {
@@ -91,7 +101,7 @@ pub fn build(
                 &mut tree,
                 app,
                 &name,
-                desktop::launcher_for(&app.source, mountpoint, &app.name),
+                desktop::launcher_for(&app.source, mountpoint, &app.name, &extras_for(app, env)),
             );
         }
     }
@@ -136,8 +146,23 @@ fn add_launcher(tree: &mut SynthTree, app: &App, name: &str, script: Result<Vec<
     }
 }
 
-fn add_app(tree: &mut SynthTree, app: &App, facts: &AppFacts, launcher: &str, mountpoint: &Path) {
-    let out = desktop::render(facts, launcher, &app.source, mountpoint, &app.name);
+/// What the launcher of `app` adds to the runtime's behaviour: its
+/// settings file's variables.
+fn extras_for(app: &App, env: &envfiles::Snapshot) -> Extras {
+    Extras {
+        env: env.get(&app.source).map(|s| s.to_vec()).unwrap_or_default(),
+    }
+}
+
+fn add_app(
+    tree: &mut SynthTree,
+    app: &App,
+    facts: &AppFacts,
+    launcher: &str,
+    mountpoint: &Path,
+    extras: &Extras,
+) {
+    let out = desktop::render(facts, launcher, &app.source, mountpoint, &app.name, extras);
     let folder = String::from_utf8_lossy(&app.name).into_owned();
     add_launcher(tree, app, launcher, out.script);
     match out.menu {

@@ -7,6 +7,7 @@
 //! [`crate::fuse_adapter`] only translates.
 
 pub mod app;
+pub mod envfiles;
 pub mod inode;
 pub mod integrate;
 pub mod live;
@@ -105,6 +106,7 @@ pub struct Union {
     state: RwLock<State>,
     integration: Mutex<()>,
     rescanning: Mutex<()>,
+    env_files: envfiles::EnvFiles,
     mount_time: i64,
     owner: (u32, u32),
 }
@@ -134,6 +136,7 @@ impl Union {
             state: RwLock::new(state),
             integration: Mutex::new(()),
             rescanning: Mutex::new(()),
+            env_files: envfiles::EnvFiles::default(),
             mount_time: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
@@ -287,11 +290,15 @@ impl Union {
             }
             (s.live_apps(), s.generation)
         };
+        // Read after the generation: settings newer than it come with a
+        // newer generation, and this tree is then not kept.
+        let env = self.env_files.snapshot();
         let tree = Arc::new(integrate::build(
             &apps,
             generation,
             &self.cache,
             &self.mountpoint,
+            &env,
         ));
         let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
         if s.generation == generation {
