@@ -13,6 +13,7 @@ packages=(
   xvfb              # tests (menu GUI check): virtual X server, -fbdir screenshots
   x11-utils         # tests (menu GUI check): xwininfo lists the app's window
   libgtk2.0-0       # tests (menu GUI check): GTK 2, which the Leafpad fixture needs from the host
+  libglib2.0-bin    # tests (file types): gio reads share/mime and share/applications as desktops do
 )
 if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive

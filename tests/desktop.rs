@@ -353,3 +353,226 @@ fn settings_files_are_exported_literally_and_followed_live() {
     drop(mount);
     fails.finish("settings files");
 }
+
+// ---------------------------------------------------------------------------
+// File types
+
+/// A MIME package defining `type` for `*.<ext>` files and for files that
+/// start with `magic`.
+fn mime_package(ty: &str, ext: &str, magic: &str) -> Vec<u8> {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<!-- a comment -->
+<mime-info xmlns="http://www.freedesktop.org/standards/shared-mime-info">
+  <mime-type type="{ty}">
+    <comment>Test document &amp; more</comment>
+    <comment xml:lang="de">Testdokument</comment>
+    <sub-class-of type="text/plain"/>
+    <glob pattern="*.{ext}"/>
+    <magic priority="90"><match type="string" offset="0" value="{magic}"/></magic>
+    <generic-icon name="text-x-generic"/>
+  </mime-type>
+</mime-info>
+"#
+    )
+    .into_bytes()
+}
+
+/// Runs `gio ARGS` seeing only the mount's `share/` (and an empty home).
+fn gio(mnt: &Path, home: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new("gio");
+    cmd.args(args)
+        .env("XDG_DATA_DIRS", mnt.join("share"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_CONFIG_DIRS", home.join("etc"))
+        .env("HOME", home)
+        .env("GIO_USE_VFS", "local")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS");
+    run_timeout(&mut cmd, Duration::from_secs(30))
+}
+
+fn content_type(mnt: &Path, home: &Path, file: &Path) -> String {
+    let out = gio(
+        mnt,
+        home,
+        &[
+            "info",
+            "-a",
+            "standard::content-type",
+            &file.to_string_lossy(),
+        ],
+    );
+    out.stdout_text()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("standard::content-type: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("<none: {}>", out.describe()))
+}
+
+#[test]
+fn file_types_of_apps_are_known_through_share_mime() {
+    let tmp = TempDir::new("desktop-mime");
+    let src = tmp.subdir("src");
+    let mnt = tmp.subdir("mnt");
+    let home = tmp.subdir("home");
+    let mut files = dump_app(
+        "fooview",
+        "fooview",
+        "MimeType=application/x-appimagefs-foo;\n",
+    );
+    files.push((
+        "usr/share/mime/packages/fooview.xml".into(),
+        mime_package(
+            "application/x-appimagefs-foo",
+            "appimagefsfoo",
+            "APPIMAGEFS-FOO",
+        ),
+        0o644,
+    ));
+    build_appimage(&src.join("fooview.AppImage"), &files);
+    let mut files = dump_app(
+        "barview",
+        "barview",
+        "MimeType=application/x-appimagefs-bar;\n",
+    );
+    files.push((
+        "usr/share/mime/packages/barview.xml".into(),
+        mime_package(
+            "application/x-appimagefs-bar",
+            "appimagefsbar",
+            "APPIMAGEFS-BAR",
+        ),
+        0o644,
+    ));
+    build_appimage(&src.join("barview.AppImage"), &files);
+    // Hostile packages: not well-formed; a loop of parents, a glob for
+    // every file, names that would break the database's line format, and
+    // matches nested beyond the bound.
+    let deep =
+        "<match type=\"string\" offset=\"0\" value=\"x\">".repeat(50) + &"</match>".repeat(50);
+    let hostile = format!(
+        r#"<mime-info xmlns="http://www.freedesktop.org/standards/shared-mime-info">
+  <mime-type type="application/x-loop-a"><sub-class-of type="application/x-loop-b"/><glob pattern="*"/><glob pattern="*.a:b"/></mime-type>
+  <mime-type type="application/x-loop-b"><sub-class-of type="application/x-loop-a"/></mime-type>
+  <mime-type type="bad type&#10;x/y"><glob pattern="*.evil"/></mime-type>
+  <mime-type type="application/x-deep"><magic>{deep}</magic><glob pattern="*.deep"/></mime-type>
+</mime-info>"#
+    );
+    let mut files = dump_app("evil", "evil", "MimeType=application/x-loop-a;\n");
+    files.push((
+        "usr/share/mime/packages/evil.xml".into(),
+        hostile.into_bytes(),
+        0o644,
+    ));
+    files.push((
+        "usr/share/mime/packages/broken.xml".into(),
+        b"<mime-info><mime-type type=\"application/x-broken\"><glob pattern=\"*.broken\"></mime-info>".to_vec(),
+        0o644,
+    ));
+    build_appimage(&src.join("evil.AppImage"), &files);
+    let mut mount = Mount::start(&src, &mnt, &[]);
+    let mut fails = Failures::new();
+    let packages = listing(&mnt.join("share/mime/packages"));
+    // broken.xml is not well-formed: it is not linked either.
+    let want = [
+        "appimagefs-barview-barview.xml",
+        "appimagefs-evil-evil.xml",
+        "appimagefs-fooview-fooview.xml",
+    ];
+    fails.check(packages == want, || {
+        format!("share/mime/packages: {packages:?}")
+    });
+    let linked = std::fs::read(mnt.join("share/mime/packages/appimagefs-fooview-fooview.xml"));
+    fails.check(
+        linked.as_deref().ok()
+            == Some(
+                &mime_package(
+                    "application/x-appimagefs-foo",
+                    "appimagefsfoo",
+                    "APPIMAGEFS-FOO",
+                )[..],
+            ),
+        || format!("the linked package does not read as the app's: {linked:?}"),
+    );
+    let db = listing(&mnt.join("share/mime"));
+    for name in [
+        "globs2",
+        "magic",
+        "subclasses",
+        "aliases",
+        "types",
+        "icons",
+        "generic-icons",
+    ] {
+        fails.check(db.iter().any(|n| n == name), || {
+            format!("share/mime/{name} missing: {db:?}")
+        });
+    }
+    let subclasses = std::fs::read_to_string(mnt.join("share/mime/subclasses")).unwrap_or_default();
+    fails.check(
+        subclasses
+            .lines()
+            .filter(|l| l.starts_with("application/x-loop-"))
+            .count()
+            == 1,
+        || format!("the parent loop was not broken:\n{subclasses}"),
+    );
+    let globs2 = std::fs::read_to_string(mnt.join("share/mime/globs2")).unwrap_or_default();
+    for bad in [":*\n", "a:b", "evil", "broken"] {
+        fails.check(!globs2.contains(bad), || {
+            format!("globs2 holds {bad:?}:\n{globs2}")
+        });
+    }
+    for want in [
+        "50:application/x-appimagefs-foo:*.appimagefsfoo\n",
+        "50:application/x-deep:*.deep\n",
+    ] {
+        fails.check(globs2.contains(want), || {
+            format!("globs2 lacks {want:?}:\n{globs2}")
+        });
+    }
+
+    // GLib (gio) reads the database: by name, by content, and the app.
+    let data = tmp.subdir("files");
+    let cases = [
+        (
+            "doc.appimagefsfoo",
+            &b"whatever"[..],
+            "application/x-appimagefs-foo",
+        ),
+        (
+            "doc.appimagefsbar",
+            b"whatever",
+            "application/x-appimagefs-bar",
+        ),
+        (
+            "no-extension",
+            b"APPIMAGEFS-FOO and more",
+            "application/x-appimagefs-foo",
+        ),
+        (
+            "other-no-extension",
+            b"APPIMAGEFS-BAR and more",
+            "application/x-appimagefs-bar",
+        ),
+    ];
+    for (name, bytes, want) in cases {
+        std::fs::write(data.join(name), bytes).unwrap();
+        let got = content_type(&mnt, &home, &data.join(name));
+        fails.check(got == want, || {
+            format!("gio info {name}: {got}, expected {want}")
+        });
+    }
+    let out = gio(&mnt, &home, &["mime", "application/x-appimagefs-foo"]);
+    fails.check(
+        out.stdout_text().contains("appimagefs-fooview.desktop"),
+        || format!("gio mime does not list the app: {}", out.describe()),
+    );
+    fails.check(mount.is_alive(), || "the daemon died".into());
+    if !fails.is_empty() {
+        fails.push(format!("daemon log:\n{}", mount.log_text()));
+    }
+    drop(mount);
+    fails.finish("file types");
+}

@@ -7,6 +7,8 @@
 //! <mountpoint>/bin/<app>-<version>               one per version present
 //! <mountpoint>/share/applications/appimagefs-<app>.desktop   menu entry (rewrite)
 //! <mountpoint>/share/icons/hicolor/<size>/apps/appimagefs-<app>.<ext>   icons
+//! <mountpoint>/share/mime/packages/appimagefs-<app>-<name>.xml   MIME packages
+//! <mountpoint>/share/mime/{globs2,magic,...}       their merged database (mime)
 //! ```
 //!
 //! Everything here is pure: it reads an image through [`ImageTree`] and
@@ -30,6 +32,7 @@ pub mod exec;
 pub mod icons;
 pub mod launcher;
 pub mod locate;
+pub mod mime;
 pub mod names;
 pub mod paths;
 pub mod rewrite;
@@ -68,6 +71,35 @@ pub struct AppFacts {
     pub menu: Result<DesktopEntry, String>,
     /// The app's icons (only looked up when it gets a menu entry).
     pub icons: Vec<IconSource>,
+    /// The app's MIME packages (`usr/share/mime/packages/*.xml`).
+    pub mime: Vec<mime::PackageFile>,
+    /// What was wrong with them, one line each.
+    pub mime_problems: Vec<String>,
+}
+
+impl AppFacts {
+    /// The types its menu entry's `MimeType=` claims (valid names only, at
+    /// most [`mime::package::MAX_PER_TYPE`] of them); none without a menu
+    /// entry.
+    pub fn mime_types(&self) -> Vec<String> {
+        let Ok(entry) = &self.menu else {
+            return Vec::new();
+        };
+        let list = entry
+            .main()
+            .and_then(|m| m.string("MimeType").ok().flatten())
+            .unwrap_or_default();
+        let mut types: Vec<String> = list
+            .split(';')
+            .map(str::trim)
+            .filter(|t| mime::package::valid_type(t))
+            .map(str::to_string)
+            .take(mime::package::MAX_PER_TYPE)
+            .collect();
+        types.sort();
+        types.dedup();
+        types
+    }
 }
 
 /// The integration of one app, ready to be served.
@@ -143,12 +175,15 @@ pub fn analyze(tree: &dyn ImageTree, folder_name: &[u8]) -> AppFacts {
         }
         Err(_) => Vec::new(),
     };
+    let (mime, mime_problems) = mime::find_packages(tree);
     AppFacts {
         base_name,
         desktop_file,
         version,
         menu,
         icons,
+        mime,
+        mime_problems,
     }
 }
 

@@ -18,6 +18,7 @@ use super::envfiles;
 use super::inode::{self, Slot, IMAGE_ROOT};
 use super::synth::{SynthContent, SynthNode, SynthTree, BIN, ROOT, SHARE};
 use crate::cache::BlockCache;
+use crate::desktop::mime::database::Database;
 use crate::desktop::{self, launcher::Extras, version::VersionKey, AppFacts};
 use crate::tree::Kind;
 
@@ -54,6 +55,8 @@ pub fn build(
     }
     let mut taken = HashSet::new();
     let mut chosen = Vec::new();
+    let mut types = Database::default();
+    let mut handlers = BTreeMap::new();
     for (base, members) in groups {
         let keys: Vec<VersionKey> = members
             .iter()
@@ -85,9 +88,13 @@ pub fn build(
             &launcher,
             mountpoint,
             &extras,
+            &mut handlers,
         );
+        add_mime_packages(&mut tree, &apps[newest].1, f, &launcher, &mut types);
         chosen.push((launcher, members));
     }
+    add_mime_database(&mut tree, &types);
+    add_mimeinfo_cache(&mut tree, &handlers);
     for (launcher, members) in chosen {
         for i in members {
             let version = facts[i].as_ref().and_then(|f| f.version.as_deref());
@@ -146,6 +153,96 @@ fn add_launcher(tree: &mut SynthTree, app: &App, name: &str, script: Result<Vec<
     }
 }
 
+/// Links the app's MIME packages into `share/mime/packages/` and adds
+/// their types to `types`.
+fn add_mime_packages(
+    tree: &mut SynthTree,
+    app: &App,
+    facts: &AppFacts,
+    launcher: &str,
+    types: &mut Database,
+) {
+    let folder = String::from_utf8_lossy(&app.name);
+    for problem in &facts.mime_problems {
+        crate::log::info(format_args!("{folder}: {problem}"));
+    }
+    for package in &facts.mime {
+        if !types.add(&package.types) {
+            crate::log::warn(format_args!(
+                "{folder}: MIME package {}: the MIME database is full; types left out",
+                package.name
+            ));
+        }
+        let name = format!("{}{launcher}-{}", desktop::PREFIX, package.name);
+        let mut target = b"../../../".to_vec();
+        target.extend_from_slice(&app.name);
+        target.push(b'/');
+        target.extend_from_slice(&package.source);
+        let added = tree.mkdir_p(SHARE, "mime/packages").and_then(|d| {
+            tree.add(
+                d,
+                name.as_bytes(),
+                SynthNode {
+                    perm: 0o777,
+                    content: SynthContent::Symlink(target),
+                },
+            )
+        });
+        if let Err(e) = added {
+            crate::log::warn(format_args!("{folder}: {name} left out: {e}"));
+        }
+    }
+}
+
+/// Writes `share/applications/mimeinfo.cache`, which `update-desktop-database`
+/// would make: for each type the menu entries that open it. GLib finds an
+/// entry's `MimeType=` through this file only.
+fn add_mimeinfo_cache(tree: &mut SynthTree, handlers: &BTreeMap<String, Vec<String>>) {
+    if handlers.is_empty() {
+        return;
+    }
+    let mut text = String::from("[MIME Cache]\n");
+    for (ty, entries) in handlers {
+        text.push_str(ty);
+        text.push('=');
+        for e in entries {
+            text.push_str(e);
+            text.push(';');
+        }
+        text.push('\n');
+    }
+    let added = tree.mkdir_p(SHARE, "applications").and_then(|dir| {
+        let node = SynthNode {
+            perm: 0o444,
+            content: SynthContent::File(text.into_bytes()),
+        };
+        tree.add(dir, b"mimeinfo.cache", node)
+    });
+    if let Err(e) = added {
+        crate::log::warn(format_args!("no share/applications/mimeinfo.cache: {e}"));
+    }
+}
+
+/// Writes the merged MIME database files into `share/mime/`.
+fn add_mime_database(tree: &mut SynthTree, types: &Database) {
+    if types.is_empty() {
+        return;
+    }
+    let added = tree.mkdir_p(SHARE, "mime").and_then(|dir| {
+        for (name, contents) in types.files() {
+            let node = SynthNode {
+                perm: 0o444,
+                content: SynthContent::File(contents),
+            };
+            tree.add(dir, name.as_bytes(), node)?;
+        }
+        Ok(())
+    });
+    if let Err(e) = added {
+        crate::log::warn(format_args!("share/mime left incomplete: {e}"));
+    }
+}
+
 /// What the launcher of `app` adds to the runtime's behaviour: its
 /// settings file's variables.
 fn extras_for(app: &App, env: &envfiles::Snapshot) -> Extras {
@@ -161,12 +258,14 @@ fn add_app(
     launcher: &str,
     mountpoint: &Path,
     extras: &Extras,
+    handlers: &mut BTreeMap<String, Vec<String>>,
 ) {
     let out = desktop::render(facts, launcher, &app.source, mountpoint, &app.name, extras);
     let folder = String::from_utf8_lossy(&app.name).into_owned();
     add_launcher(tree, app, launcher, out.script);
     match out.menu {
         Ok(menu) => {
+            let file_name = menu.file_name.clone();
             let added = tree.mkdir_p(SHARE, "applications").and_then(|dir| {
                 let node = SynthNode {
                     perm: 0o444,
@@ -174,8 +273,13 @@ fn add_app(
                 };
                 tree.add(dir, menu.file_name.as_bytes(), node)
             });
-            if let Err(e) = added {
-                crate::log::warn(format_args!("{folder}: no menu entry: {e}"));
+            match added {
+                Ok(_) => {
+                    for ty in facts.mime_types() {
+                        handlers.entry(ty).or_default().push(file_name.clone());
+                    }
+                }
+                Err(e) => crate::log::warn(format_args!("{folder}: no menu entry: {e}")),
             }
         }
         Err(reason) => crate::log::info(format_args!("{folder}: no menu entry: {reason}")),
