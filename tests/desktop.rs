@@ -205,6 +205,18 @@ fn every_version_has_a_launcher_and_the_menu_shows_the_newest() {
         !src.join("pwned").exists() && !mnt.join("pwned").exists(),
         || "a version string ran a command".into(),
     );
+    // inspect names the launchers each file gets.
+    let out = run_timeout(
+        Command::new(appimagefs_bin())
+            .arg("inspect")
+            .arg(src.join("foo-1.10.AppImage")),
+        Duration::from_secs(30),
+    );
+    fails.check(
+        out.stdout_text()
+            .contains("\n  launchers:      foo foo-1.10\n"),
+        || format!("inspect does not list the launchers: {}", out.describe()),
+    );
     if !fails.is_empty() {
         fails.push(format!("daemon log:\n{}", mount.log_text()));
     }
@@ -569,6 +581,22 @@ fn file_types_of_apps_are_known_through_share_mime() {
         out.stdout_text().contains("appimagefs-fooview.desktop"),
         || format!("gio mime does not list the app: {}", out.describe()),
     );
+    let out = run_timeout(
+        Command::new(appimagefs_bin())
+            .args(["inspect", "--json"])
+            .arg(src.join("fooview.AppImage")),
+        Duration::from_secs(30),
+    );
+    let json = out.stdout_text();
+    for want in [
+        r#""launchers": ["fooview"]"#,
+        r#""mime_defines": ["application/x-appimagefs-foo"]"#,
+        r#""mime_opens": ["application/x-appimagefs-foo"]"#,
+    ] {
+        fails.check(json.contains(want), || {
+            format!("inspect --json lacks {want}: {}", out.describe())
+        });
+    }
     fails.check(mount.is_alive(), || "the daemon died".into());
     if !fails.is_empty() {
         fails.push(format!("daemon log:\n{}", mount.log_text()));
