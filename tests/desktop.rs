@@ -390,11 +390,14 @@ fn mime_package(ty: &str, ext: &str, magic: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Runs `gio ARGS` seeing only the mount's `share/` (and an empty home).
+/// Runs `gio ARGS` seeing the mount's `share/` before `/usr/share` (which
+/// has a `mime.cache` of its own) and an empty home.
 fn gio(mnt: &Path, home: &Path, args: &[&str]) -> Output {
+    let mut dirs = mnt.join("share").into_os_string();
+    dirs.push(":/usr/share");
     let mut cmd = Command::new("gio");
     cmd.args(args)
-        .env("XDG_DATA_DIRS", mnt.join("share"))
+        .env("XDG_DATA_DIRS", dirs)
         .env("XDG_DATA_HOME", home.join("data"))
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_CONFIG_DIRS", home.join("etc"))
@@ -516,6 +519,7 @@ fn file_types_of_apps_are_known_through_share_mime() {
         "types",
         "icons",
         "generic-icons",
+        "mime.cache",
     ] {
         fails.check(db.iter().any(|n| n == name), || {
             format!("share/mime/{name} missing: {db:?}")
@@ -568,6 +572,15 @@ fn file_types_of_apps_are_known_through_share_mime() {
             b"APPIMAGEFS-BAR and more",
             "application/x-appimagefs-bar",
         ),
+        (
+            "DOC.APPIMAGEFSFOO",
+            b"whatever",
+            "application/x-appimagefs-foo",
+        ),
+        ("x.deep", b"whatever", "application/x-deep"),
+        // The host's types still work beside the apps' ones.
+        ("notes.txt", b"plain text", "text/plain"),
+        ("picture", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "image/png"),
     ];
     for (name, bytes, want) in cases {
         std::fs::write(data.join(name), bytes).unwrap();

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::cache;
 use super::package::{Match, MimeType};
 
 /// Most types in the database; types of later apps beyond it are left out.
@@ -43,7 +44,6 @@ impl Database {
                     name: ty.name.clone(),
                     ..MimeType::default()
                 });
-            merged.comment = merged.comment.take().or_else(|| ty.comment.clone());
             merged.icon = merged.icon.take().or_else(|| ty.icon.clone());
             merged.generic_icon = merged
                 .generic_icon
@@ -159,7 +159,57 @@ impl Database {
             ("generic-icons", text(icons(|t| t.generic_icon.as_ref()))),
             ("XMLnamespaces", text(namespaces)),
             ("types", text(types.iter().map(|t| t.to_string()).collect())),
+            ("mime.cache", self.cache()),
         ]
+    }
+
+    /// The binary `mime.cache` ([`cache`]) of the same data.
+    fn cache(&self) -> Vec<u8> {
+        let t = self.types.values();
+        let input = cache::Input {
+            aliases: t
+                .clone()
+                .flat_map(|t| t.aliases.iter().map(move |a| (a.as_str(), t.name.as_str())))
+                .collect(),
+            parents: self.parents(),
+            globs: t
+                .clone()
+                .flat_map(|t| {
+                    t.globs.iter().map(move |g| {
+                        (
+                            g.pattern.as_str(),
+                            t.name.as_str(),
+                            g.weight,
+                            g.case_sensitive,
+                        )
+                    })
+                })
+                .collect(),
+            magic: t
+                .clone()
+                .flat_map(|t| {
+                    t.magic
+                        .iter()
+                        .map(move |m| (m.priority, t.name.as_str(), &m.matches[..]))
+                })
+                .collect(),
+            namespaces: t
+                .clone()
+                .flat_map(|t| {
+                    t.root_xml
+                        .iter()
+                        .map(move |(ns, l)| (ns.as_str(), l.as_str(), t.name.as_str()))
+                })
+                .collect(),
+            icons: t
+                .clone()
+                .filter_map(|t| Some((t.name.as_str(), t.icon.as_deref()?)))
+                .collect(),
+            generic_icons: t
+                .filter_map(|t| Some((t.name.as_str(), t.generic_icon.as_deref()?)))
+                .collect(),
+        };
+        cache::write(&input)
     }
 
     /// The `magic` file: sections by priority (highest first), each match

@@ -4,6 +4,7 @@
 //! `<mountpoint>/share/mime/` ([`database`]), so that desktop programs know
 //! the types only an AppImage defines.
 
+pub mod cache;
 pub mod database;
 pub mod package;
 

@@ -73,8 +73,6 @@ pub struct Magic {
 pub struct MimeType {
     /// `media/subtype`.
     pub name: String,
-    /// The English `<comment>`, if any.
-    pub comment: Option<String>,
     /// File name patterns.
     pub globs: Vec<Glob>,
     /// Content rules.
@@ -145,26 +143,15 @@ pub fn parse(bytes: &[u8]) -> Result<Package, String> {
     let mut magic: Option<Magic> = None;
     let mut matches: Vec<Match> = Vec::new();
     let mut match_count = 0;
-    let mut comment_lang_ok = false;
     loop {
         let event = reader
             .read_event()
             .map_err(|e| format!("not well-formed XML: {e}"))?;
         let (element, empty) = match event {
-            Event::Eof => break,
+            Event::Eof if open.is_empty() => break,
+            Event::Eof => return Err("not well-formed XML: an element is never closed".into()),
             Event::Start(e) => (Some(e), false),
             Event::Empty(e) => (Some(e), true),
-            Event::Text(t) => {
-                if open.last().is_some_and(|n| n == b"comment") && comment_lang_ok {
-                    if let (Some(ty), Ok(text)) = (current.as_mut(), t.decode()) {
-                        let text = text.trim();
-                        if ty.comment.is_none() && !text.is_empty() && text.len() <= 1024 {
-                            ty.comment = Some(text.to_string());
-                        }
-                    }
-                }
-                (None, false)
-            }
             Event::End(e) => {
                 let name = e.local_name().as_ref().to_vec();
                 open.pop();
@@ -218,12 +205,11 @@ pub fn parse(bytes: &[u8]) -> Result<Package, String> {
                 }
                 match_count = 0;
                 if empty {
-                    if let Some(ty) = current.take() {
+                    if let Some(ty) = current.take().filter(|_| out.types.len() < MAX_TYPES) {
                         out.types.push(ty);
                     }
                 }
             }
-            b"comment" => comment_lang_ok = attr("lang").is_none_or(|l| l == "en"),
             b"glob" => {
                 let Some(ty) = current.as_mut() else { continue };
                 let pattern = attr("pattern").unwrap_or_default();
@@ -271,7 +257,12 @@ pub fn parse(bytes: &[u8]) -> Result<Package, String> {
             b"root-XML" => {
                 let Some(ty) = current.as_mut() else { continue };
                 if let (Some(ns), Some(local)) = (attr("namespaceURI"), attr("localName")) {
-                    if valid_word(&ns) && valid_word(&local) && ty.root_xml.len() < MAX_PER_TYPE {
+                    let fits = |s: &str| {
+                        !s.is_empty()
+                            && s.len() <= MAX_NAME
+                            && !s.contains(|c: char| c.is_whitespace() || c.is_control())
+                    };
+                    if fits(&ns) && fits(&local) && ty.root_xml.len() < MAX_PER_TYPE {
                         ty.root_xml.push((ns, local));
                     }
                 }
@@ -408,7 +399,7 @@ fn parse_match(kind: &str, offset: &str, value: &str, mask: Option<&str>) -> Res
                 .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("x"), 16))
                 .collect::<Result<_, _>>()
                 .map_err(|_| "bad hex in mask")?;
-            if mask.len() != bytes.len() || hex.len() % 2 != 0 {
+            if mask.len() != bytes.len() || !hex.len().is_multiple_of(2) {
                 return Err("mask and value differ in length".into());
             }
             Some(mask)
@@ -489,4 +480,83 @@ fn string_value(s: &str) -> Result<Vec<u8>, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_package() {
+        let p = parse(
+            br#"<?xml version="1.0"?>
+<!DOCTYPE mime-info>
+<mime-info xmlns="http://www.freedesktop.org/standards/shared-mime-info">
+  <mime-type type="application/x-t">
+    <comment>T &amp; U</comment>
+    <glob pattern="*.t" weight="80" case-sensitive="true"/>
+    <alias type="application/x-t-old"/>
+    <magic priority="60">
+      <match type="string" offset="2:4" value="A\x42\103\n" mask="0xffffffff">
+        <match type="big16" offset="8" value="0x1234"/>
+      </match>
+      <match type="host32" offset="0" value="1"/>
+    </magic>
+    <root-XML namespaceURI="urn:t" localName="t"/>
+  </mime-type>
+</mime-info>"#,
+        )
+        .unwrap();
+        assert_eq!(p.problems, Vec::<String>::new());
+        let t = &p.types[0];
+        assert_eq!(
+            t.globs,
+            vec![Glob {
+                pattern: "*.t".into(),
+                weight: 80,
+                case_sensitive: true
+            }]
+        );
+        assert_eq!(t.aliases, ["application/x-t-old"]);
+        let m = &t.magic[0];
+        assert_eq!(m.priority, 60);
+        assert_eq!((m.matches[0].start, m.matches[0].range), (2, 3));
+        assert_eq!(m.matches[0].value, b"ABC\n");
+        assert_eq!(m.matches[0].children[0].value, [0x12, 0x34]);
+        assert_eq!(
+            (m.matches[1].value.clone(), m.matches[1].word_size),
+            (vec![0, 0, 0, 1], 4)
+        );
+        assert_eq!(t.root_xml, [("urn:t".to_string(), "t".to_string())]);
+    }
+
+    #[test]
+    fn hostile_input_is_bounded_or_refused() {
+        assert!(parse(b"<mime-info><mime-type type='a/b'>").is_err());
+        assert!(parse(&vec![b' '; MAX_BYTES + 1]).is_err());
+        let many: String = (0..MAX_TYPES + 3)
+            .map(|i| format!("<mime-type type='a/t{i}'/>"))
+            .collect();
+        let p = parse(format!("<mime-info>{many}</mime-info>").as_bytes()).unwrap();
+        assert_eq!(p.types.len(), MAX_TYPES);
+        let deep =
+            "<match type='string' offset='0' value='x'>".repeat(100) + &"</match>".repeat(100);
+        let p = parse(
+            format!(
+                "<mime-info><mime-type type='a/b'><magic>{deep}</magic></mime-type></mime-info>"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        fn depth(m: &Match) -> usize {
+            1 + m.children.iter().map(depth).max().unwrap_or(0)
+        }
+        assert_eq!(depth(&p.types[0].magic[0].matches[0]), MAX_MATCH_DEPTH);
+        for bad in ["a", "a/", "/b", "a/b/c", "a b/c", "a/b\n", "a:b/c"] {
+            assert!(!valid_type(bad), "{bad:?}");
+        }
+        for bad in ["*", "*.*", "?", "a:b", "a/b"] {
+            assert!(!valid_glob(bad), "{bad:?}");
+        }
+    }
 }
