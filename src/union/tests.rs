@@ -171,7 +171,12 @@ fn bin_and_share_are_built_on_first_use() {
     let apps = resolve(&u, "share/applications");
     assert_eq!(
         names(&u, apps.ino),
-        ["appimagefs-echo.desktop", "appimagefs-leafpad.desktop"]
+        [
+            "appimagefs-echo.desktop",
+            "appimagefs-leafpad.desktop",
+            // Leafpad's entry claims text/plain.
+            "mimeinfo.cache"
+        ]
     );
     let entry = resolve(&u, "share/applications/appimagefs-leafpad.desktop");
     let entry = String::from_utf8(u.read(entry.ino, 0, 1 << 20).unwrap()).unwrap();
