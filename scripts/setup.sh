@@ -17,6 +17,7 @@ packages=(
   libgtk2.0-0       # tests/corpus (gui check): the real Leafpad AppImage is GTK 2 and expects the host's libgtk2
   debootstrap       # scripts/test-package.sh: Debian 11 and 12 roots for the portable binary and the .deb
   binutils          # scripts/package.sh: objdump, readelf, objcopy check and strip the portable binary
+  libglib2.0-bin    # tests (file types): gio reads share/mime and share/applications as desktops do
 )
 if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive

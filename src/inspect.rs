@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::cache::BlockCache;
-use crate::desktop::{entry, locate, rewrite};
+use crate::desktop::{entry, locate, mime, names, rewrite};
 use crate::detect::{self, elf, AppImage, Payload};
 use crate::error::Error;
 use crate::image::open_tree;
@@ -86,6 +86,13 @@ pub struct Facts {
     pub signed: bool,
     /// True when the AppDir root has an `AppRun`.
     pub has_apprun: bool,
+    /// The launchers the mount gives it when it is the newest of its app:
+    /// `<app>`, and `<app>-<version>` when it has a version.
+    pub launchers: Vec<String>,
+    /// Types its MIME packages define (`usr/share/mime/packages/*.xml`).
+    pub mime_defines: Vec<String>,
+    /// Types its desktop entry's `MimeType=` claims.
+    pub mime_opens: Vec<String>,
     /// Why the image cannot be opened, if it cannot: then it is not usable.
     pub image_error: Option<String>,
 }
@@ -193,10 +200,34 @@ fn facts(
                         f.version = main.string("X-AppImage-Version").ok().flatten();
                     }
                     f.desktop_problem = rewrite::menu_exclusion(&parsed);
+                    f.mime_opens = parsed
+                        .main()
+                        .and_then(|m| m.string("MimeType").ok().flatten())
+                        .unwrap_or_default()
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|t| mime::package::valid_type(t))
+                        .map(str::to_string)
+                        .collect();
                 }
             }
         }
     }
+    let desktop_file = f.desktop_file.as_ref().map(|d| d.as_bytes());
+    let base = names::base_name(desktop_file, folder_name);
+    f.launchers = vec![base.clone()];
+    f.launchers.extend(
+        f.version
+            .as_deref()
+            .and_then(|v| names::versioned(&base, v.trim())),
+    );
+    let (packages, _) = mime::find_packages(tree.as_ref());
+    f.mime_defines = packages
+        .iter()
+        .flat_map(|p| p.types.iter().map(|t| t.name.clone()))
+        .collect();
+    f.mime_defines.sort();
+    f.mime_defines.dedup();
     f
 }
 
@@ -277,6 +308,16 @@ pub fn write_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     if let Some(p) = &f.desktop_problem {
         lines.push(("no menu entry", clean(p)));
     }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            clean(&v.join(" "))
+        }
+    };
+    lines.push(("launchers", list(&f.launchers)));
+    lines.push(("defines types", list(&f.mime_defines)));
+    lines.push(("opens types", list(&f.mime_opens)));
     lines.push(match &f.image_error {
         None => ("usable", "yes".to_string()),
         Some(e) => ("usable", format!("no: {}", clean(e))),
@@ -305,7 +346,8 @@ fn clean(s: &str) -> String {
 /// `type`, `magic_type`, `arch`, `elf_machine`, `bits`, `endian`,
 /// `payload_offset`, `payload_size`, `format`, `compression`,
 /// `block_size`, `inodes`, `desktop_file`, `name`, `version`,
-/// `desktop_problem`, `update_info`, `signed`, `apprun`, `image_error`
+/// `desktop_problem`, `update_info`, `signed`, `apprun`, `launchers`,
+/// `mime_defines`, `mime_opens` (arrays of strings), `image_error`
 /// (absent values are null). A path that is not UTF-8 is written with
 /// U+FFFD for its invalid bytes, plus `path_bytes`, an array of its bytes.
 pub fn write_json(reports: &[Report], out: &mut dyn Write) -> io::Result<()> {
@@ -349,6 +391,9 @@ pub fn write_json(reports: &[Report], out: &mut dyn Write) -> io::Result<()> {
                 obj.opt("update_info", &f.update_info);
                 obj.raw("signed", bool_str(f.signed));
                 obj.raw("apprun", bool_str(f.has_apprun));
+                obj.raw("launchers", &json_list(&f.launchers));
+                obj.raw("mime_defines", &json_list(&f.mime_defines));
+                obj.raw("mime_opens", &json_list(&f.mime_opens));
                 obj.opt("image_error", &f.image_error);
             }
         }
@@ -356,6 +401,19 @@ pub fn write_json(reports: &[Report], out: &mut dyn Write) -> io::Result<()> {
     }
     s.push_str(if reports.is_empty() { "]\n" } else { "\n]\n" });
     out.write_all(s.as_bytes())
+}
+
+/// A JSON array of strings.
+fn json_list(items: &[String]) -> String {
+    let mut out = String::from("[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_string(&mut out, item);
+    }
+    out.push(']');
+    out
 }
 
 fn bool_str(b: bool) -> &'static str {

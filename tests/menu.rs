@@ -1346,9 +1346,12 @@ fn bin_points_at_the_newest_version() {
                 .collect()
         })
         .unwrap_or_default();
-    fails.check(launchers.len() == 2, || {
-        format!("expected 2 launchers (one per app), got {launchers:?}")
-    });
+    let mut launchers = launchers;
+    launchers.sort();
+    fails.check(
+        launchers == ["mtapp", "verapp", "verapp-1.10", "verapp-1.9"],
+        || format!("expected one launcher per app and per version, got {launchers:?}"),
+    );
 
     // A newer version arrives while mounted; then leaves again.
     let newer = src.join("verapp-1.11.AppImage");

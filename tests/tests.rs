@@ -30,6 +30,9 @@
 //! - `menu`: bin/ launchers and share/ menu entries vs the extracted payload
 //!   run as a runtime would, hostile names, versions, opt-outs, actions, and
 //!   a GUI app under Xvfb (apps built by `common::apps`).
+//! - `desktop`: issue 17: a launcher per version, DESKTOPINTEGRATION,
+//!   per-app `.env` settings, file types under share/mime (AppImages built
+//!   at test time).
 //! - `faults`: the source folder on a failing or slow device (a test FUSE
 //!   file system injecting EIO and delays under appimagefs).
 //! - `security`: setuid bits and device nodes in images never take effect;
@@ -47,6 +50,7 @@ mod admin; // issue 19: mount type, start-up log lines
 mod cache_dir; // issue 18: decoded blocks kept on disk across daemons
 mod cli;
 mod comparator;
+mod desktop; // issue 17: versions, .env, MIME types, browser sandbox
 mod faults; // issue 7: I/O errors and slow reads in the backing file
 mod hostile;
 mod iso_tree;

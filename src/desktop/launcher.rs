@@ -13,15 +13,33 @@
 //! when the working directory cannot be determined (it was removed), `OWD`
 //! is unset rather than inherited from the caller.
 //!
+//! The script also exports `DESKTOPINTEGRATION=appimagefs`, the variable
+//! integration tools (appimaged, AppImageLauncher) set so that an app does
+//! not offer to write menu entries of its own into the user's home: the
+//! mount already integrates it.
+//!
+//! Settings from the app's `.env` file ([`envfile`]) come first, each value
+//! quoted the same way, so they can never change the variables above.
+//!
 //! Paths are arbitrary bytes: they are embedded in single quotes with every
 //! `'` written as `'\''`, the one quoting in which `sh` interprets nothing,
 //! so a path holding `$(...)`, backticks, quotes, newlines or non-UTF-8
 //! bytes is passed on literally and never executed.
 
+use super::envfile::{self, Setting};
+
+/// What a launcher does beyond what the AppImage runtime would.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// The app's settings file ([`envfile`]), applied in order before the
+    /// launcher's own variables.
+    pub env: Vec<Setting>,
+}
+
 /// The launcher script for one app: `appimage` is the absolute path of the
 /// AppImage file, `appdir` the mount path of the app's folder (both raw
 /// bytes). `Err` only for a NUL byte, which no path can contain.
-pub fn launcher_script(appimage: &[u8], appdir: &[u8]) -> Result<Vec<u8>, String> {
+pub fn launcher_script(appimage: &[u8], appdir: &[u8], extras: &Extras) -> Result<Vec<u8>, String> {
     if appimage.contains(&0) || appdir.contains(&0) {
         return Err("a path contains a NUL byte".to_string());
     }
@@ -30,6 +48,33 @@ pub fn launcher_script(appimage: &[u8], appdir: &[u8]) -> Result<Vec<u8>, String
         b"#!/bin/sh\n\
 # Made by appimagefs: runs this app from its mounted AppDir with the\n\
 # environment the AppImage runtime would set (APPIMAGE, APPDIR, ARGV0, OWD).\n\
+",
+    );
+    if !extras.env.is_empty() {
+        out.extend_from_slice(
+            b"# Settings from the AppImage's .env file, quoted: taken literally.\n",
+        );
+    }
+    for setting in &extras.env {
+        match setting {
+            Setting::Set(name, value) => {
+                if !envfile::valid_name(name) || value.contains(&0) {
+                    return Err(format!("setting {name:?} cannot be exported"));
+                }
+                out.extend_from_slice(format!("{name}=").as_bytes());
+                out.extend_from_slice(&shell_quote(value));
+                out.extend_from_slice(format!("\nexport {name}\n").as_bytes());
+            }
+            Setting::Unset(name) if envfile::valid_name(name) => {
+                out.extend_from_slice(format!("unset {name}\n").as_bytes());
+            }
+            Setting::Unset(name) => return Err(format!("setting {name:?} cannot be unset")),
+        }
+    }
+    out.extend_from_slice(
+        b"\
+# DESKTOPINTEGRATION tells the app the mount integrates it in menus already.\n\
+DESKTOPINTEGRATION=appimagefs\n\
 APPIMAGE=",
     );
     out.extend_from_slice(&shell_quote(appimage));
@@ -37,7 +82,7 @@ APPIMAGE=",
     out.extend_from_slice(&shell_quote(appdir));
     out.extend_from_slice(
         b"\nARGV0=$0\n\
-export APPIMAGE APPDIR ARGV0\n\
+export DESKTOPINTEGRATION APPIMAGE APPDIR ARGV0\n\
 # pwd -P is getcwd(); the trailing x keeps a final newline in the name.\n\
 # getcwd() gives an absolute path or fails (dash then prints an empty line).\n\
 OWD=$(pwd -P 2>/dev/null && printf x)\n\
@@ -167,6 +212,7 @@ exit 42\n";
             let script = launcher_script(
                 appimage.as_os_str().as_bytes(),
                 appdir.as_os_str().as_bytes(),
+                &Extras::default(),
             )
             .unwrap();
             let bin = case.join("bin");
@@ -277,7 +323,12 @@ exit 42\n";
         let appdir = tmp.0.join("app");
         std::fs::create_dir_all(&appdir).unwrap();
         write_exec(&appdir.join("AppRun"), APPRUN);
-        let script = launcher_script(b"/x.AppImage", appdir.as_os_str().as_bytes()).unwrap();
+        let script = launcher_script(
+            b"/x.AppImage",
+            appdir.as_os_str().as_bytes(),
+            &Extras::default(),
+        )
+        .unwrap();
         write_exec(&tmp.0.join("launch"), &script);
         let gone = tmp.0.join("gone");
         std::fs::create_dir_all(&gone).unwrap();
@@ -301,12 +352,88 @@ exit 42\n";
     }
 
     #[test]
+    fn desktopintegration_is_set_whatever_the_caller_had() {
+        let tmp = TempDir::new("launcher-integration");
+        let appdir = tmp.0.join("app");
+        std::fs::create_dir_all(&appdir).unwrap();
+        write_exec(
+            &appdir.join("AppRun"),
+            b"#!/bin/sh\nprintf '%s' \"${DESKTOPINTEGRATION-<unset>}\"\n",
+        );
+        let script = launcher_script(
+            b"/x.AppImage",
+            appdir.as_os_str().as_bytes(),
+            &Extras::default(),
+        )
+        .unwrap();
+        write_exec(&tmp.0.join("launch"), &script);
+        for inherited in [None, Some("appimaged")] {
+            let output = run(
+                || {
+                    let mut c = Command::new(tmp.0.join("launch"));
+                    match inherited {
+                        Some(v) => c.env("DESKTOPINTEGRATION", v),
+                        None => c.env_remove("DESKTOPINTEGRATION"),
+                    };
+                    c
+                },
+                b"",
+            );
+            assert!(output.status.success());
+            assert_eq!(output.stdout, b"appimagefs", "inherited {inherited:?}");
+        }
+    }
+
+    #[test]
+    fn settings_are_exported_literally_and_unset_works() {
+        let tmp = TempDir::new("launcher-env");
+        let appdir = tmp.0.join("app");
+        std::fs::create_dir_all(&appdir).unwrap();
+        write_exec(
+            &appdir.join("AppRun"),
+            b"#!/bin/sh\nprintf '%s\\0' \"${GONE-<unset>}\" \"$APPDIR\"\nfor v in $(seq 0 11); do eval \"printf '%s\\0' \\\"\\$V$v\\\"\"; done\n",
+        );
+        let mut env: Vec<Setting> = HOSTILE
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Setting::Set(format!("V{i}"), v.to_vec()))
+            .collect();
+        env.push(Setting::Unset("GONE".into()));
+        let script = launcher_script(
+            b"/x.AppImage",
+            appdir.as_os_str().as_bytes(),
+            &Extras { env },
+        )
+        .unwrap();
+        write_exec(&tmp.0.join("launch"), &script);
+        let output = run(
+            || {
+                let mut c = Command::new(tmp.0.join("launch"));
+                c.current_dir(&tmp.0).env("GONE", "inherited");
+                c
+            },
+            b"",
+        );
+        assert!(output.status.success(), "{output:?}");
+        let fields: Vec<&[u8]> = output.stdout.split(|&b| b == 0).collect();
+        assert_eq!(fields[0], b"<unset>");
+        assert_eq!(fields[1], appdir.as_os_str().as_bytes());
+        assert_eq!(&fields[2..2 + HOSTILE.len()], HOSTILE);
+        assert!(!pwned(&tmp.0), "a value was executed");
+        let bad = Extras {
+            env: vec![Setting::Set("A B".into(), b"x".to_vec())],
+        };
+        assert!(launcher_script(b"/a", b"/x", &bad).is_err());
+    }
+
+    #[test]
     fn quoting_and_nul() {
         assert_eq!(shell_quote(b"a'b"), b"'a'\\''b'");
         assert_eq!(shell_quote(b""), b"''");
-        assert!(launcher_script(b"/a\0b", b"/x").is_err());
-        assert!(launcher_script(b"/a", b"/x\0").is_err());
-        let script = launcher_script(b"/a", b"/x").unwrap();
+        let none = Extras::default();
+        assert!(launcher_script(b"/a\0b", b"/x", &none).is_err());
+        assert!(launcher_script(b"/a", b"/x\0", &none).is_err());
+        let script = launcher_script(b"/a", b"/x", &none).unwrap();
         assert!(script.starts_with(b"#!/bin/sh\n"));
     }
 }

@@ -4,8 +4,11 @@
 //!
 //! ```text
 //! <mountpoint>/bin/<app>                         launcher script (launcher)
+//! <mountpoint>/bin/<app>-<version>               one per version present
 //! <mountpoint>/share/applications/appimagefs-<app>.desktop   menu entry (rewrite)
 //! <mountpoint>/share/icons/hicolor/<size>/apps/appimagefs-<app>.<ext>   icons
+//! <mountpoint>/share/mime/packages/appimagefs-<app>-<name>.xml   MIME packages
+//! <mountpoint>/share/mime/{globs2,magic,...}       their merged database (mime)
 //! ```
 //!
 //! Everything here is pure: it reads an image through [`ImageTree`] and
@@ -24,10 +27,12 @@
 //! shadowed), depending on the order of `XDG_DATA_DIRS`.
 
 pub mod entry;
+pub mod envfile;
 pub mod exec;
 pub mod icons;
 pub mod launcher;
 pub mod locate;
+pub mod mime;
 pub mod names;
 pub mod paths;
 pub mod rewrite;
@@ -66,6 +71,35 @@ pub struct AppFacts {
     pub menu: Result<DesktopEntry, String>,
     /// The app's icons (only looked up when it gets a menu entry).
     pub icons: Vec<IconSource>,
+    /// The app's MIME packages (`usr/share/mime/packages/*.xml`).
+    pub mime: Vec<mime::PackageFile>,
+    /// What was wrong with them, one line each.
+    pub mime_problems: Vec<String>,
+}
+
+impl AppFacts {
+    /// The types its menu entry's `MimeType=` claims (valid names only, at
+    /// most [`mime::package::MAX_PER_TYPE`] of them); none without a menu
+    /// entry.
+    pub fn mime_types(&self) -> Vec<String> {
+        let Ok(entry) = &self.menu else {
+            return Vec::new();
+        };
+        let list = entry
+            .main()
+            .and_then(|m| m.string("MimeType").ok().flatten())
+            .unwrap_or_default();
+        let mut types: Vec<String> = list
+            .split(';')
+            .map(str::trim)
+            .filter(|t| mime::package::valid_type(t))
+            .map(str::to_string)
+            .take(mime::package::MAX_PER_TYPE)
+            .collect();
+        types.sort();
+        types.dedup();
+        types
+    }
 }
 
 /// The integration of one app, ready to be served.
@@ -141,12 +175,15 @@ pub fn analyze(tree: &dyn ImageTree, folder_name: &[u8]) -> AppFacts {
         }
         Err(_) => Vec::new(),
     };
+    let (mime, mime_problems) = mime::find_packages(tree);
     AppFacts {
         base_name,
         desktop_file,
         version,
         menu,
         icons,
+        mime,
+        mime_problems,
     }
 }
 
@@ -154,17 +191,16 @@ pub fn analyze(tree: &dyn ImageTree, folder_name: &[u8]) -> AppFacts {
 /// the launcher name `launcher` (normally its base name, or a name from
 /// [`names::assign_unique`]). `source` is the AppImage file's absolute path,
 /// `mountpoint` the mount's absolute path; the app's folder there is
-/// `folder_name`.
+/// `folder_name`; `extras` go into the launcher.
 pub fn render(
     facts: &AppFacts,
     launcher: &str,
     source: &Path,
     mountpoint: &Path,
     folder_name: &[u8],
+    extras: &launcher::Extras,
 ) -> Integration {
-    let appdir = mountpoint.join(std::ffi::OsStr::from_bytes(folder_name));
-    let script =
-        launcher::launcher_script(source.as_os_str().as_bytes(), appdir.as_os_str().as_bytes());
+    let script = launcher_for(source, mountpoint, folder_name, extras);
     let icon_name = format!("{PREFIX}{launcher}");
     let menu = if names::sanitize(launcher.as_bytes()) != launcher || launcher.is_empty() {
         Err(format!("launcher name {launcher:?} is not shell-friendly"))
@@ -204,6 +240,23 @@ pub fn render(
     }
 }
 
+/// The launcher script of the app whose AppImage file is `source`, mounted
+/// as folder `folder_name` under `mountpoint`, with `extras` (`Err` only
+/// for a NUL byte).
+pub fn launcher_for(
+    source: &Path,
+    mountpoint: &Path,
+    folder_name: &[u8],
+    extras: &launcher::Extras,
+) -> Result<Vec<u8>, String> {
+    let appdir = mountpoint.join(std::ffi::OsStr::from_bytes(folder_name));
+    launcher::launcher_script(
+        source.as_os_str().as_bytes(),
+        appdir.as_os_str().as_bytes(),
+        extras,
+    )
+}
+
 /// [`analyze`] and [`render`] under the app's base name, for one app on its
 /// own (no other versions to compare, no name clashes to settle).
 pub fn integrate(
@@ -214,5 +267,12 @@ pub fn integrate(
 ) -> Integration {
     let facts = analyze(tree, folder_name);
     let launcher = facts.base_name.clone();
-    render(&facts, &launcher, source, mountpoint, folder_name)
+    render(
+        &facts,
+        &launcher,
+        source,
+        mountpoint,
+        folder_name,
+        &launcher::Extras::default(),
+    )
 }

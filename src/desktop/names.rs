@@ -61,6 +61,22 @@ pub fn sanitize(raw: &[u8]) -> String {
     out
 }
 
+/// Longest version part of a versioned launcher name.
+pub const MAX_VERSION: usize = 32;
+
+/// The launcher name that runs one particular version of an app:
+/// `<launcher>-<version>`, the version made shell-friendly as
+/// [`sanitize`] does (lower-case, other characters as `-`) and cut to
+/// [`MAX_VERSION`] bytes; `None` when nothing usable is left of it.
+pub fn versioned(launcher: &str, version: &str) -> Option<String> {
+    let mut version = sanitize(version.as_bytes());
+    version.truncate(MAX_VERSION);
+    while version.ends_with('-') {
+        version.pop();
+    }
+    (!version.is_empty()).then(|| format!("{launcher}-{version}"))
+}
+
 /// A name not in `taken`: `base` itself, else `base-2`, `base-3`, ...
 /// (the first free one). `base` is used as given; pass a [`base_name`].
 pub fn assign_unique(base: &str, taken: &HashSet<String>) -> String {
@@ -135,6 +151,24 @@ mod tests {
             assert!(valid(&name), "{input:?} -> {name:?}");
             let name = base_name(Some(input), b"x");
             assert!(valid(&name), "{input:?} -> {name:?}");
+        }
+    }
+
+    #[test]
+    fn versioned_names_are_shell_friendly() {
+        assert_eq!(versioned("foo", "1.10").as_deref(), Some("foo-1.10"));
+        assert_eq!(
+            versioned("foo", "2.0 (Beta) $(x)").as_deref(),
+            Some("foo-2.0-beta-x")
+        );
+        assert_eq!(versioned("foo", "--- ..."), None);
+        assert_eq!(versioned("foo", ""), None);
+        let long = versioned("foo", &"9".repeat(500)).unwrap();
+        assert_eq!(long.len(), 4 + MAX_VERSION);
+        for raw in ["\u{ff}", "-", "a/b", "1\n2", "é"] {
+            if let Some(name) = versioned("app", raw) {
+                assert!(valid(&name), "{raw:?} -> {name:?}");
+            }
         }
     }
 

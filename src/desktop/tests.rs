@@ -766,6 +766,7 @@ fn integrate_a_whole_app() {
         Path::new("/srv/x"),
         Path::new("/opt/apps"),
         b"Tool-2.1-x86_64",
+        &launcher::Extras::default(),
     );
     let menu = it.menu.unwrap();
     assert_eq!(menu.file_name, "appimagefs-tool-2.desktop");
@@ -779,6 +780,7 @@ fn integrate_a_whole_app() {
         Path::new("/srv/x"),
         Path::new("/opt/apps"),
         b"Tool",
+        &launcher::Extras::default(),
     );
     assert!(bad.menu.is_err() && bad.icons.is_empty());
 }

@@ -1,5 +1,10 @@
 //! Building `bin/` and `share/` from the apps' desktop entries and icons.
 //!
+//! Apps with equal launcher base names are versions of one app: `bin/<app>`
+//! and the menu use the newest, and every version with an
+//! `X-AppImage-Version` also gets `bin/<app>-<version>`
+//! ([`desktop::names::versioned`]), so each stays reachable by name.
+//!
 //! This opens every image (a few metadata blocks each), so it runs on first
 //! use of `bin/` or `share/`, not at mount time: listing the mount's top
 //! level stays free.
@@ -9,10 +14,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::app::App;
+use super::envfiles;
 use super::inode::{self, Slot, IMAGE_ROOT};
 use super::synth::{SynthContent, SynthNode, SynthTree, BIN, ROOT, SHARE};
 use crate::cache::BlockCache;
-use crate::desktop::{self, version::VersionKey, AppFacts};
+use crate::desktop::mime::database::Database;
+use crate::desktop::{self, launcher::Extras, version::VersionKey, AppFacts};
 use crate::tree::Kind;
 
 /// Threads used to read the apps' desktop entries in parallel.
@@ -36,6 +43,7 @@ pub fn build(
     generation: u64,
     cache: &Arc<BlockCache>,
     mountpoint: &Path,
+    env: &envfiles::Snapshot,
 ) -> SynthTree {
     let facts = analyze_all(apps, cache);
     let mut tree = folders_only(apps, generation);
@@ -46,6 +54,9 @@ pub fn build(
         }
     }
     let mut taken = HashSet::new();
+    let mut chosen = Vec::new();
+    let mut types = Database::default();
+    let mut handlers = BTreeMap::new();
     for (base, members) in groups {
         let keys: Vec<VersionKey> = members
             .iter()
@@ -60,7 +71,7 @@ pub fn build(
         for &i in &members {
             if i != newest {
                 crate::log::info(format_args!(
-                    "{}: an older version of {base}; bin/ and the menu use {}",
+                    "{}: an older version of {base}; bin/{base} and the menu use {}",
                     apps[i].1.source.display(),
                     apps[newest].1.source.display()
                 ));
@@ -69,7 +80,37 @@ pub fn build(
         let Some(f) = &facts[newest] else { continue };
         let launcher = desktop::names::assign_unique(&base, &taken);
         taken.insert(launcher.clone());
-        add_app(&mut tree, &apps[newest].1, f, &launcher, mountpoint);
+        let extras = extras_for(&apps[newest].1, env);
+        add_app(
+            &mut tree,
+            &apps[newest].1,
+            f,
+            &launcher,
+            mountpoint,
+            &extras,
+            &mut handlers,
+        );
+        add_mime_packages(&mut tree, &apps[newest].1, f, &launcher, &mut types);
+        chosen.push((launcher, members));
+    }
+    add_mime_database(&mut tree, &types);
+    add_mimeinfo_cache(&mut tree, &handlers);
+    for (launcher, members) in chosen {
+        for i in members {
+            let version = facts[i].as_ref().and_then(|f| f.version.as_deref());
+            let Some(name) = version.and_then(|v| desktop::names::versioned(&launcher, v)) else {
+                continue;
+            };
+            let name = desktop::names::assign_unique(&name, &taken);
+            taken.insert(name.clone());
+            let app = &apps[i].1;
+            add_launcher(
+                &mut tree,
+                app,
+                &name,
+                desktop::launcher_for(&app.source, mountpoint, &app.name, &extras_for(app, env)),
+            );
+        }
     }
     tree
 }
@@ -93,23 +134,138 @@ fn analyze_all(apps: &[(Slot, Arc<App>)], cache: &Arc<BlockCache>) -> Vec<Option
     facts
 }
 
-fn add_app(tree: &mut SynthTree, app: &App, facts: &AppFacts, launcher: &str, mountpoint: &Path) {
-    let out = desktop::render(facts, launcher, &app.source, mountpoint, &app.name);
-    let folder = String::from_utf8_lossy(&app.name).into_owned();
-    match out.script {
-        Ok(script) => {
-            let node = SynthNode {
-                perm: 0o555,
-                content: SynthContent::File(script),
-            };
-            if let Err(e) = tree.add(BIN, launcher.as_bytes(), node) {
-                crate::log::warn(format_args!("{folder}: no launcher: {e}"));
-            }
-        }
-        Err(e) => crate::log::warn(format_args!("{folder}: no launcher: {e}")),
+/// Adds `bin/<name>` holding `script`, or logs why the app has none.
+fn add_launcher(tree: &mut SynthTree, app: &App, name: &str, script: Result<Vec<u8>, String>) {
+    let added = script.and_then(|script| {
+        let node = SynthNode {
+            perm: 0o555,
+            content: SynthContent::File(script),
+        };
+        tree.add(BIN, name.as_bytes(), node)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = added {
+        crate::log::warn(format_args!(
+            "{}: no launcher {name}: {e}",
+            String::from_utf8_lossy(&app.name)
+        ));
     }
+}
+
+/// Links the app's MIME packages into `share/mime/packages/` and adds
+/// their types to `types`.
+fn add_mime_packages(
+    tree: &mut SynthTree,
+    app: &App,
+    facts: &AppFacts,
+    launcher: &str,
+    types: &mut Database,
+) {
+    let folder = String::from_utf8_lossy(&app.name);
+    for problem in &facts.mime_problems {
+        crate::log::info(format_args!("{folder}: {problem}"));
+    }
+    for package in &facts.mime {
+        if !types.add(&package.types) {
+            crate::log::warn(format_args!(
+                "{folder}: MIME package {}: the MIME database is full; types left out",
+                package.name
+            ));
+        }
+        let name = format!("{}{launcher}-{}", desktop::PREFIX, package.name);
+        let mut target = b"../../../".to_vec();
+        target.extend_from_slice(&app.name);
+        target.push(b'/');
+        target.extend_from_slice(&package.source);
+        let added = tree.mkdir_p(SHARE, "mime/packages").and_then(|d| {
+            tree.add(
+                d,
+                name.as_bytes(),
+                SynthNode {
+                    perm: 0o777,
+                    content: SynthContent::Symlink(target),
+                },
+            )
+        });
+        if let Err(e) = added {
+            crate::log::warn(format_args!("{folder}: {name} left out: {e}"));
+        }
+    }
+}
+
+/// Writes `share/applications/mimeinfo.cache`, which `update-desktop-database`
+/// would make: for each type the menu entries that open it. GLib finds an
+/// entry's `MimeType=` through this file only.
+fn add_mimeinfo_cache(tree: &mut SynthTree, handlers: &BTreeMap<String, Vec<String>>) {
+    if handlers.is_empty() {
+        return;
+    }
+    let mut text = String::from("[MIME Cache]\n");
+    for (ty, entries) in handlers {
+        text.push_str(ty);
+        text.push('=');
+        for e in entries {
+            text.push_str(e);
+            text.push(';');
+        }
+        text.push('\n');
+    }
+    let added = tree.mkdir_p(SHARE, "applications").and_then(|dir| {
+        let node = SynthNode {
+            perm: 0o444,
+            content: SynthContent::File(text.into_bytes()),
+        };
+        tree.add(dir, b"mimeinfo.cache", node)
+    });
+    if let Err(e) = added {
+        crate::log::warn(format_args!("no share/applications/mimeinfo.cache: {e}"));
+    }
+}
+
+/// Writes the merged MIME database files into `share/mime/`.
+fn add_mime_database(tree: &mut SynthTree, types: &Database) {
+    if types.is_empty() {
+        return;
+    }
+    let added = tree.mkdir_p(SHARE, "mime").and_then(|dir| {
+        for (name, contents) in types.files() {
+            let node = SynthNode {
+                perm: 0o444,
+                content: SynthContent::File(contents),
+            };
+            tree.add(dir, name.as_bytes(), node)?;
+        }
+        Ok(())
+    });
+    if let Err(e) = added {
+        crate::log::warn(format_args!("share/mime left incomplete: {e}"));
+    }
+}
+
+/// What the launcher of `app` adds to the runtime's behaviour: its
+/// settings file's variables.
+fn extras_for(app: &App, env: &envfiles::Snapshot) -> Extras {
+    Extras {
+        env: env.get(&app.source).map(|s| s.to_vec()).unwrap_or_default(),
+    }
+}
+
+fn add_app(
+    tree: &mut SynthTree,
+    app: &App,
+    facts: &AppFacts,
+    launcher: &str,
+    mountpoint: &Path,
+    extras: &Extras,
+    handlers: &mut BTreeMap<String, Vec<String>>,
+) {
+    let out = desktop::render(facts, launcher, &app.source, mountpoint, &app.name, extras);
+    let folder = String::from_utf8_lossy(&app.name).into_owned();
+    add_launcher(tree, app, launcher, out.script);
     match out.menu {
         Ok(menu) => {
+            let file_name = menu.file_name.clone();
             let added = tree.mkdir_p(SHARE, "applications").and_then(|dir| {
                 let node = SynthNode {
                     perm: 0o444,
@@ -117,8 +273,13 @@ fn add_app(tree: &mut SynthTree, app: &App, facts: &AppFacts, launcher: &str, mo
                 };
                 tree.add(dir, menu.file_name.as_bytes(), node)
             });
-            if let Err(e) = added {
-                crate::log::warn(format_args!("{folder}: no menu entry: {e}"));
+            match added {
+                Ok(_) => {
+                    for ty in facts.mime_types() {
+                        handlers.entry(ty).or_default().push(file_name.clone());
+                    }
+                }
+                Err(e) => crate::log::warn(format_args!("{folder}: no menu entry: {e}")),
             }
         }
         Err(reason) => crate::log::info(format_args!("{folder}: no menu entry: {reason}")),

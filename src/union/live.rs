@@ -7,6 +7,9 @@
 //!   settle time, so a file still being copied is not shown early.
 //! - A file that is not a usable AppImage is reported once per version, and
 //!   examined again only when it changes.
+//! - `<file>.env` beside an AppImage `<file>` is its settings file
+//!   ([`envfiles`]), never examined as an AppImage; a new, changed or
+//!   removed one rebuilds the launchers.
 //! - A removed, renamed or changed file's folder leaves the listing at once;
 //!   the app stays reachable through inodes the kernel already holds (so a
 //!   running app keeps working from the version it started with) until the
@@ -26,7 +29,7 @@ use super::app::App;
 use super::inode::Slot;
 use super::scan::{self, Access, Found, Listed, Stat};
 use super::synth::SynthTree;
-use super::{integrate, naming, State, Union, Waiting};
+use super::{envfiles, integrate, naming, State, Union, Waiting};
 use crate::backing::FileVersion;
 
 /// How soon a rescan that could not see everything (a failed listing, a
@@ -85,6 +88,10 @@ impl Union {
                 };
             }
         };
+        // Settings files are read before the generation can change, so a
+        // build that sees the new generation also sees the new settings.
+        let settings_changed = self.env_files.refresh(&listing);
+        let settings_files = envfiles::settings_files(&listing);
         let mut changes = Changes::default();
         let mut to_examine = Vec::new();
         let mut later = Deferred::default();
@@ -155,7 +162,7 @@ impl Union {
                     continue;
                 };
                 let version = *version;
-                if shown.contains(&l.path) {
+                if shown.contains(&l.path) || settings_files.contains_key(&l.path) {
                     continue;
                 }
                 match s.waiting.get(&l.path) {
@@ -237,7 +244,7 @@ impl Union {
                 }
             }
         }
-        if !changes.names.is_empty() {
+        if !changes.names.is_empty() || settings_changed {
             changes.old_synth = Some(s.synth.clone());
             s.generation += 1;
             s.changed_at = super::now();

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod app;
+pub mod envfiles;
 pub mod inode;
 pub mod integrate;
 pub mod live;
@@ -121,6 +122,7 @@ pub struct Union {
     rescanning: Mutex<()>,
     /// The last failure to list the source folder, if it still fails.
     listing_error: Mutex<Option<String>>,
+    env_files: envfiles::EnvFiles,
     owner: (u32, u32),
 }
 
@@ -151,6 +153,7 @@ impl Union {
             integration: Mutex::new(()),
             rescanning: Mutex::new(()),
             listing_error: Mutex::new(None),
+            env_files: envfiles::EnvFiles::default(),
             owner,
         };
         union.rescan(Duration::ZERO);
@@ -310,11 +313,15 @@ impl Union {
             }
             (s.live_apps(), s.generation)
         };
+        // Read after the generation: settings newer than it come with a
+        // newer generation, and this tree is then not kept.
+        let env = self.env_files.snapshot();
         let tree = Arc::new(integrate::build(
             &apps,
             generation,
             &self.cache,
             &self.mountpoint,
+            &env,
         ));
         let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
         if s.generation == generation {

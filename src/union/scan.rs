@@ -48,7 +48,8 @@ impl Stat {
         }
     }
 
-    fn of(path: &Path) -> Stat {
+    /// What `stat` of `path` (symlinks followed) says now.
+    pub(super) fn of(path: &Path) -> Stat {
         match fs::metadata(path) {
             Ok(m) if m.is_file() => {
                 Stat::File(FileVersion::from_metadata(&m), Access::read(path, &m))
