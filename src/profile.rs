@@ -36,7 +36,7 @@ use crate::detect::Payload;
 use crate::tree::ReadIntent;
 use crate::union::inode::{self, Slot, IMAGE_ROOT, SYNTH_SLOT};
 use crate::union::Union;
-use crate::warm::{KernelWarmer, OnFailed, Piece, OPEN_STORE_MAX};
+use crate::warm::{Gate, KernelWarmer, Piece, OPEN_STORE_MAX};
 
 /// How long an app's reads are recorded after it is first touched.
 pub const RECORD_FOR: Duration = Duration::from_secs(30);
@@ -165,6 +165,8 @@ enum Msg {
     /// An app was touched for the first time: replay its profile, and end
     /// its recording after [`RECORD_FOR`].
     Touched(Slot),
+    /// Pieces of files just looked up, to store from this time on.
+    Store(Instant, Vec<Piece>),
 }
 
 /// Start-up profiles of one daemon (see the module documentation).
@@ -177,11 +179,30 @@ pub struct Profiles {
     recordings: Mutex<HashMap<Slot, Recording>>,
     thread: OnceLock<Option<Sender<Msg>>>,
     replayed: AtomicU64,
-    /// Replayed pieces the kernel refused (their file was not looked up
-    /// yet), stored again once it is; at most [`MAX_PENDING`].
-    pending: Mutex<HashMap<u64, Vec<Piece>>>,
+    /// Replayed pieces waiting for their file's lookup, and the files
+    /// looked up.
+    pending: Mutex<Pending>,
     pending_count: AtomicU64,
 }
+
+/// Replayed pieces of files the kernel does not know yet (it drops pages
+/// of a file it has not looked up, with no error that reaches us), stored
+/// once it does. One lock covers both maps, so a piece is either parked
+/// before its file's lookup takes the parked pieces, or sees the lookup.
+#[derive(Default)]
+struct Pending {
+    /// Parked pieces by inode; at most [`MAX_PENDING`] in all.
+    parked: HashMap<u64, Vec<Piece>>,
+    /// When each inode was last looked up; emptied when it reaches
+    /// [`MAX_PENDING`] (a replay runs in the first seconds of an app, so
+    /// only recent lookups matter).
+    known: HashMap<u64, Instant>,
+}
+
+/// How long after a lookup reply the kernel surely holds the inode: it
+/// makes the inode in the looking-up process once that process has taken
+/// the reply, so a store sent at once could still be dropped.
+const LOOKUP_SETTLE: Duration = Duration::from_millis(20);
 
 /// Replayed pieces waiting for their file's lookup, across all apps.
 pub const MAX_PENDING: u64 = 65_536;
@@ -201,7 +222,7 @@ impl Profiles {
             recordings: Mutex::new(HashMap::new()),
             thread: OnceLock::new(),
             replayed: AtomicU64::new(0),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Pending::default()),
             pending_count: AtomicU64::new(0),
         }))
     }
@@ -214,23 +235,24 @@ impl Profiles {
         if slot == SYNTH_SLOT {
             return;
         }
-        if self.pending_count.load(Ordering::Relaxed) > 0 {
-            let pieces = self
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&ino);
-            if let Some(pieces) = pieces {
-                self.pending_count
-                    .fetch_sub(pieces.len() as u64, Ordering::Relaxed);
-                self.warmer.replay(pieces, ReadIntent::Warm, None);
-            }
-        }
         let bit = 1u64 << (slot % 64);
         let word = &self.touched[usize::from(slot / 64)];
-        if word.load(Ordering::Relaxed) & bit != 0
-            || word.fetch_or(bit, Ordering::Relaxed) & bit != 0
-        {
+        let first = word.load(Ordering::Relaxed) & bit == 0
+            && word.fetch_or(bit, Ordering::Relaxed) & bit == 0;
+        let pieces = {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if p.known.len() >= MAX_PENDING as usize {
+                p.known.clear();
+            }
+            p.known.entry(ino).or_insert_with(Instant::now);
+            p.parked.remove(&ino)
+        };
+        if let Some(pieces) = pieces {
+            self.pending_count
+                .fetch_sub(pieces.len() as u64, Ordering::Relaxed);
+            self.store_later(pieces);
+        }
+        if !first {
             return;
         }
         self.lock().insert(
@@ -312,6 +334,12 @@ impl Profiles {
                                         me.start(slot);
                                         due.push_back((Instant::now() + RECORD_FOR, slot));
                                     }
+                                    Ok(Msg::Store(at, pieces)) => {
+                                        std::thread::sleep(
+                                            at.saturating_duration_since(Instant::now()),
+                                        );
+                                        me.warmer.replay(pieces, ReadIntent::Warm, None);
+                                    }
                                     Err(RecvTimeoutError::Timeout) => {}
                                     Err(RecvTimeoutError::Disconnected) => return,
                                 }
@@ -366,30 +394,48 @@ impl Profiles {
             "replaying the start-up profile of slot {slot}: {} pieces, {total} bytes",
             pieces.len()
         ));
-        // Kept in the block cache: pieces of files the kernel has not
-        // looked up yet are refused, and stored again from memory at their
-        // lookup.
+        // Pieces of files the kernel does not know yet are decoded now (kept
+        // in the block cache) and stored from memory after their lookup.
         let me = self.me.clone();
-        let failed: OnFailed = Arc::new(move |piece: Piece| {
-            if let Some(me) = me.upgrade() {
-                me.defer(piece);
-            }
+        let gate: Gate = Arc::new(move |piece: Piece| match me.upgrade() {
+            Some(me) => me.may_store(piece),
+            None => false,
         });
-        self.warmer.replay(pieces, ReadIntent::Rewarm, Some(failed));
+        self.warmer.replay(pieces, ReadIntent::Rewarm, Some(gate));
     }
 
-    /// Keeps a refused piece until its file is looked up.
-    fn defer(&self, piece: Piece) {
-        if self.pending_count.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING {
-            self.pending_count.fetch_sub(1, Ordering::Relaxed);
-            return;
+    /// True when `piece`'s file was looked up long enough ago for a store
+    /// to reach its pages; otherwise the piece is parked until its lookup
+    /// (or, looked up just now, handed to the profile thread to store in a
+    /// moment).
+    fn may_store(self: &Arc<Self>, piece: Piece) -> bool {
+        let recent = {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            match p.known.get(&piece.0) {
+                Some(at) if at.elapsed() >= LOOKUP_SETTLE => return true,
+                Some(_) => true,
+                None => {
+                    if self.pending_count.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING {
+                        self.pending_count.fetch_sub(1, Ordering::Relaxed);
+                    } else {
+                        p.parked.entry(piece.0).or_default().push(piece);
+                    }
+                    false
+                }
+            }
+        };
+        if recent {
+            self.store_later(vec![piece]);
         }
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(piece.0)
-            .or_default()
-            .push(piece);
+        false
+    }
+
+    /// Stores `pieces` of files just looked up, [`LOOKUP_SETTLE`] from now,
+    /// on the profile thread's schedule and the warmer's workers.
+    fn store_later(self: &Arc<Self>, pieces: Vec<Piece>) {
+        if let Some(tx) = self.thread() {
+            let _ = tx.send(Msg::Store(Instant::now() + LOOKUP_SETTLE, pieces));
+        }
     }
 
     /// Ends the recording of `slot` and merges it into the stored profile.

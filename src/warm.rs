@@ -318,10 +318,11 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
 
     /// Stores the pieces `(ino, offset, len)` into the page cache on every
     /// worker, in order (a replayed start-up profile, see
-    /// [`crate::profile`]), reading them for `intent`. A piece that cannot
-    /// be read or stored is passed to `failed` (the kernel refuses pages of
-    /// a file it has not looked up yet); nothing waits for the result.
-    pub fn replay(&self, pieces: Vec<Piece>, intent: ReadIntent, failed: Option<OnFailed>) {
+    /// [`crate::profile`]), reading them for `intent`. Each piece read is
+    /// passed to `gate`, if any, before it is stored: the kernel drops pages
+    /// of a file it has not looked up yet, with no error that reaches us,
+    /// so the gate keeps those for later. Nothing waits for the result.
+    pub fn replay(&self, pieces: Vec<Piece>, intent: ReadIntent, gate: Option<Gate>) {
         let Some(sink) = self.sink.get() else { return };
         if pieces.is_empty() {
             return;
@@ -331,7 +332,7 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
             pieces,
             next: AtomicUsize::new(0),
             intent,
-            failed,
+            gate,
         });
         for _ in 0..replay.workers {
             let (mine, source, sink) = (replay.clone(), self.source.clone(), sink.clone());
@@ -378,8 +379,9 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
 /// A range of a file to store: inode, offset, length.
 pub type Piece = (u64, u64, u32);
 
-/// Told of each replayed piece that could not be stored.
-pub type OnFailed = Arc<dyn Fn(Piece) + Send + Sync>;
+/// Asked before a replayed piece is stored: `true` stores it now, `false`
+/// means the gate kept it to store later.
+pub type Gate = Arc<dyn Fn(Piece) -> bool + Send + Sync>;
 
 /// The pieces of a replayed profile, taken in turn by the workers.
 struct Replay {
@@ -387,7 +389,7 @@ struct Replay {
     next: AtomicUsize,
     workers: usize,
     intent: ReadIntent,
-    failed: Option<OnFailed>,
+    gate: Option<Gate>,
 }
 
 impl Replay {
@@ -397,12 +399,15 @@ impl Replay {
             let Some(&(ino, offset, len)) = self.pieces.get(i) else {
                 return;
             };
-            let stored = source
-                .read(ino, offset, len, self.intent)
-                .map_err(|e| io::Error::other(e.to_string()))
-                .and_then(|data| sink.store(ino, offset, &data));
-            if let (Err(_), Some(failed)) = (stored, &self.failed) {
-                failed((ino, offset, len));
+            let Ok(data) = source.read(ino, offset, len, self.intent) else {
+                continue;
+            };
+            if self
+                .gate
+                .as_ref()
+                .is_none_or(|gate| gate((ino, offset, len)))
+            {
+                let _ = sink.store(ino, offset, &data);
             }
         }
     }
@@ -689,7 +694,7 @@ mod tests {
     }
 
     #[test]
-    fn a_replay_stores_every_piece_and_reports_the_refused_ones() {
+    fn a_replay_stores_every_piece_its_gate_lets_through() {
         let pieces = vec![(1, 0, 4096), (1, 128 * KIB, 1000), (2, 8192, 4096)];
         let (w, sink) = setup(
             &[(1, 256 * KIB), (2, 64 * KIB)],
@@ -713,22 +718,31 @@ mod tests {
             .unwrap()
             .iter()
             .all(|&i| i == ReadIntent::Rewarm));
-        let failing = Recorder {
-            fail: true,
-            ..Recorder::default()
-        };
-        let (w, _) = setup(&[(1, 256 * KIB), (2, 64 * KIB)], 4096, None, failing);
-        let refused = Arc::new(Mutex::new(Vec::new()));
-        let log = refused.clone();
+        let (w, sink) = setup(
+            &[(1, 256 * KIB), (2, 64 * KIB)],
+            4096,
+            None,
+            Recorder::default(),
+        );
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let log = kept.clone();
         w.replay(
             pieces.clone(),
             ReadIntent::Warm,
-            Some(Arc::new(move |p| log.lock().unwrap().push(p))),
+            Some(Arc::new(move |p: Piece| {
+                if p.0 == 2 {
+                    return true;
+                }
+                log.lock().unwrap().push(p);
+                false
+            })),
         );
-        settle(|| refused.lock().unwrap().len() == 3);
-        let mut got = refused.lock().unwrap().clone();
+        settle(|| kept.lock().unwrap().len() == 2 && sink.stores().len() == 1);
+        quiet();
+        let mut got = kept.lock().unwrap().clone();
         got.sort();
-        assert_eq!(got, pieces);
+        assert_eq!(got, pieces[..2]);
+        assert_eq!(sink.stores(), vec![(2, 8192, 4096)]);
     }
 
     #[test]
