@@ -784,9 +784,20 @@ fn launchers_behave_like_the_runtime() {
                     show(rd.var("CWD"))
                 )
             });
+            fails.check(
+                ld.env.get(&b"DESKTOPINTEGRATION"[..]).map(Vec::as_slice)
+                    == Some(&b"appimagefs"[..]),
+                || {
+                    format!(
+                        "{what}: DESKTOPINTEGRATION {:?}, expected appimagefs",
+                        ld.env.get(&b"DESKTOPINTEGRATION"[..]).map(|v| show(v))
+                    )
+                },
+            );
             // Nothing else in the environment differs.
             let ignore: &[&[u8]] = &[
                 b"APPDIR",
+                b"DESKTOPINTEGRATION",
                 b"OWD",
                 b"ARGV0",
                 b"APPIMAGE",

@@ -446,8 +446,19 @@ pub fn launcher_env_matches_real_runtimes(corpus: &Corpus) {
                 show(rd.var("CWD"))
             )
         });
+        fails.check(
+            ld.env.get(&b"DESKTOPINTEGRATION"[..]).map(Vec::as_slice) == Some(&b"appimagefs"[..]),
+            || {
+                format!(
+                    "{what}: DESKTOPINTEGRATION {:?}, expected appimagefs",
+                    ld.env.get(&b"DESKTOPINTEGRATION"[..]).map(|v| show(v))
+                )
+            },
+        );
+        // The launcher sets DESKTOPINTEGRATION; nothing else differs.
         let ignore: &[&[u8]] = &[
             b"APPDIR",
+            b"DESKTOPINTEGRATION",
             b"OWD",
             b"ARGV0",
             b"APPIMAGE",
