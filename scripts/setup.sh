@@ -18,6 +18,8 @@ packages=(
   debootstrap       # scripts/test-package.sh: Debian 11 and 12 roots for the portable binary and the .deb
   binutils          # scripts/package.sh: objdump, readelf, objcopy check and strip the portable binary
   libglib2.0-bin    # tests (file types): gio reads share/mime and share/applications as desktops do
+  chromium          # tests (browser sandbox): /usr/lib/chromium is wrapped in a test AppImage
+  python3-seccomp   # tests (browser sandbox): loads a filter refusing user namespaces, as Docker's does
 )
 if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::desktop::sandbox::Policy;
+
 /// Mount every AppImage in a folder as one read-only tree.
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -104,6 +106,7 @@ const O_HELP: &str = "Mount options, comma separated, as in fstab; -o may be rep
   allow_root: root may use it as well as the mounting user
   default_permissions: enforce the owners and modes stored in the images (by default whoever may use the mount may read every app, as when an AppImage mounts itself)
   fsname=NAME: the source shown in /proc/mounts (default: SOURCE_DIR)
+  sandbox=auto|keep|off: launchers of Chromium and Electron apps add --no-sandbox only where no user namespace can be created, so their sandbox cannot start (auto, the default; one line on stderr says so), never (keep) or always (off); see SECURITY.md
   cache_size=SIZE, cache_dir=DIR, cache_dir_size=SIZE, threads=N, rescan_interval=SECS, log_file=PATH, verbose: as --cache-size, --cache-dir, --cache-dir-size, --threads, --rescan-interval, --log-file, --verbose
 
 ro, nosuid and nodev are always in force; rw, suid, dev, defaults, auto, noauto, user, users, nofail, _netdev, exec, noexec, atime, noatime, relatime and nonempty are accepted (and ignored) for fstab and mount(8).";
@@ -172,6 +175,8 @@ pub struct Settings {
     pub log_file: Option<PathBuf>,
     /// Debug logging.
     pub verbose: bool,
+    /// What Chromium and Electron apps' launchers do about `--no-sandbox`.
+    pub sandbox: Policy,
 }
 
 /// Options accepted (and ignored) because fstab and mount(8) pass them.
@@ -252,6 +257,7 @@ impl Args {
             rescan_interval: self.rescan_interval,
             log_file: self.log_file.clone(),
             verbose: self.verbose,
+            sandbox: Policy::Auto,
         };
         for opt in self
             .options
@@ -280,6 +286,7 @@ impl Args {
                         .ok_or_else(|| format!("threads={v}: expected a number from 1 to 256"))?
                 }
                 ("log_file", Some(v)) => s.log_file = Some(PathBuf::from(v)),
+                ("sandbox", Some(v)) => s.sandbox = Policy::parse(v)?,
                 ("rescan_interval", Some(v)) => {
                     s.rescan_interval = v
                         .parse()
@@ -288,7 +295,7 @@ impl Args {
                 (k, None) if COMPAT_OPTIONS.contains(&k) => {}
                 _ => {
                     return Err(format!(
-                        "unknown mount option '{opt}' (known: allow_other, allow_root, default_permissions, fsname=, cache_size=, cache_dir=, cache_dir_size=, threads=, rescan_interval=, log_file=, verbose, and the fstab options {})",
+                        "unknown mount option '{opt}' (known: allow_other, allow_root, default_permissions, fsname=, cache_size=, cache_dir=, cache_dir_size=, threads=, rescan_interval=, log_file=, sandbox=, verbose, and the fstab options {})",
                         COMPAT_OPTIONS.join(", ")
                     ))
                 }
@@ -369,6 +376,16 @@ mod tests {
         assert!(args(&["-o", "bogus"]).settings(false).is_err());
         assert!(args(&["-o", "threads=0"]).settings(false).is_err());
         assert!(args(&["-o", "cache_size=10"]).settings(false).is_err());
+    }
+
+    #[test]
+    fn sandbox_is_auto_by_default_and_set_by_option() {
+        let get = |a: &[&str]| args(a).settings(false).map(|s| s.sandbox);
+        assert_eq!(get(&[]), Ok(Policy::Auto));
+        assert_eq!(get(&["-o", "sandbox=keep"]), Ok(Policy::Keep));
+        assert_eq!(get(&["-o", "ro,sandbox=off"]), Ok(Policy::Off));
+        assert!(get(&["-o", "sandbox=no"]).is_err());
+        assert!(get(&["-o", "sandbox"]).is_err());
     }
 
     #[test]

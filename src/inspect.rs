@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::cache::BlockCache;
-use crate::desktop::{entry, locate, mime, names, rewrite};
+use crate::desktop::{self, entry, locate, mime, names, rewrite, sandbox};
 use crate::detect::{self, elf, AppImage, Payload};
 use crate::error::Error;
 use crate::image::open_tree;
@@ -93,6 +93,9 @@ pub struct Facts {
     pub mime_defines: Vec<String>,
     /// Types its desktop entry's `MimeType=` claims.
     pub mime_opens: Vec<String>,
+    /// A Chromium or Electron app ([`sandbox::is_browser_app`]): its
+    /// launchers add `--no-sandbox` where its sandbox cannot start.
+    pub sandboxed_browser: bool,
     /// Why the image cannot be opened, if it cannot: then it is not usable.
     pub image_error: Option<String>,
 }
@@ -187,6 +190,7 @@ fn facts(
         return f;
     }
     f.has_apprun = matches!(tree.lookup(tree.root(), b"AppRun"), Ok(Some(_)));
+    let mut exec = None;
     match locate::find_desktop_file(tree.as_ref(), folder_name) {
         Ok(None) => f.desktop_problem = Some("no .desktop file at the AppDir root".to_string()),
         Err(reason) => f.desktop_problem = Some(reason),
@@ -198,6 +202,7 @@ fn facts(
                     if let Some(main) = parsed.main() {
                         f.name = main.string("Name").ok().flatten();
                         f.version = main.string("X-AppImage-Version").ok().flatten();
+                        exec = main.string("Exec").ok().flatten();
                     }
                     f.desktop_problem = rewrite::menu_exclusion(&parsed);
                     f.mime_opens = parsed
@@ -213,6 +218,8 @@ fn facts(
             }
         }
     }
+    f.sandboxed_browser =
+        sandbox::is_browser_app(tree.as_ref(), desktop::exec_program(exec.as_deref()));
     let desktop_file = f.desktop_file.as_ref().map(|d| d.as_bytes());
     let base = names::base_name(desktop_file, folder_name);
     f.launchers = vec![base.clone()];
@@ -318,6 +325,15 @@ pub fn write_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     lines.push(("launchers", list(&f.launchers)));
     lines.push(("defines types", list(&f.mime_defines)));
     lines.push(("opens types", list(&f.mime_opens)));
+    lines.push((
+        "browser app",
+        if f.sandboxed_browser {
+            "yes (Chromium/Electron: launchers add --no-sandbox where no user namespace can be made; -o sandbox)"
+        } else {
+            "no"
+        }
+        .to_string(),
+    ));
     lines.push(match &f.image_error {
         None => ("usable", "yes".to_string()),
         Some(e) => ("usable", format!("no: {}", clean(e))),
@@ -347,7 +363,7 @@ fn clean(s: &str) -> String {
 /// `payload_offset`, `payload_size`, `format`, `compression`,
 /// `block_size`, `inodes`, `desktop_file`, `name`, `version`,
 /// `desktop_problem`, `update_info`, `signed`, `apprun`, `launchers`,
-/// `mime_defines`, `mime_opens` (arrays of strings), `image_error`
+/// `mime_defines`, `mime_opens` (arrays of strings), `sandboxed_browser`, `image_error`
 /// (absent values are null). A path that is not UTF-8 is written with
 /// U+FFFD for its invalid bytes, plus `path_bytes`, an array of its bytes.
 pub fn write_json(reports: &[Report], out: &mut dyn Write) -> io::Result<()> {
@@ -394,6 +410,7 @@ pub fn write_json(reports: &[Report], out: &mut dyn Write) -> io::Result<()> {
                 obj.raw("launchers", &json_list(&f.launchers));
                 obj.raw("mime_defines", &json_list(&f.mime_defines));
                 obj.raw("mime_opens", &json_list(&f.mime_opens));
+                obj.raw("sandboxed_browser", bool_str(f.sandboxed_browser));
                 obj.opt("image_error", &f.image_error);
             }
         }
@@ -694,11 +711,49 @@ mod tests {
             format!("  inodes:         {inodes}\n"),
             "  name:           Scribble\n".to_string(),
             "  signed:         yes (.sha256_sig)\n".to_string(),
+            "  browser app:    no\n".to_string(),
             "  usable:         yes\n".to_string(),
             "elffile\n  not a usable AppImage: ".to_string(),
         ] {
             assert!(text.contains(&line), "missing {line:?} in:\n{text}");
         }
+    }
+
+    /// An Electron-like app: a `chrome-sandbox` beside its binary under
+    /// `opt/`, `Exec=AppRun`.
+    #[test]
+    fn a_browser_app_is_shown_as_one() {
+        let tmp = TempDir::new("inspect-browser");
+        let appdir = tmp.path().join("AppDir");
+        std::fs::create_dir_all(appdir.join("opt/Thing")).unwrap();
+        std::fs::write(
+            appdir.join("thing.desktop"),
+            "[Desktop Entry]\nType=Application\nName=Thing\nExec=AppRun %U\nIcon=thing\n",
+        )
+        .unwrap();
+        std::fs::write(appdir.join("AppRun"), "#!/bin/sh\n").unwrap();
+        std::fs::write(appdir.join("opt/Thing/thing"), "elf").unwrap();
+        std::fs::write(appdir.join("opt/Thing/chrome-sandbox"), "elf").unwrap();
+        let payload = tmp.path().join("payload.sqfs");
+        sqfs::mksquashfs(&appdir, &payload, &["-comp", "gzip"]);
+        let mut bytes = StubRuntime::type2().bytes().to_vec();
+        bytes.extend_from_slice(&std::fs::read(&payload).unwrap());
+        let image = tmp.path().join("Thing.AppImage");
+        std::fs::write(&image, bytes).unwrap();
+        assert!(facts_of(&image).sandboxed_browser);
+        let mut out = Vec::new();
+        inspect(std::slice::from_ref(&image), false, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("  browser app:    yes (Chromium/Electron"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        inspect(&[image], true, &mut out);
+        let Json::Arr(items) = Reader::parse(&String::from_utf8(out).unwrap()) else {
+            panic!("not an array")
+        };
+        assert_eq!(items[0].get("sandboxed_browser"), &Json::Bool(true));
     }
 
     // ----- JSON -----
@@ -937,6 +992,7 @@ mod tests {
         assert_eq!(leaf.get("name").str(), "Scribble");
         assert_eq!(leaf.get("version"), &Json::Null);
         assert_eq!(leaf.get("signed"), &Json::Bool(true));
+        assert_eq!(leaf.get("sandboxed_browser"), &Json::Bool(false));
         assert!(leaf.get("update_info").str().starts_with("bintray-zsync|"));
 
         let elf = &items[1];

@@ -4,6 +4,7 @@
 //! here is built at test time (mksquashfs + the stand-in runtime).
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -616,4 +617,199 @@ fn file_types_of_apps_are_known_through_share_mime() {
     }
     drop(mount);
     fails.finish("file types");
+}
+
+// ---------------------------------------------------------------------------
+// Chromium's sandbox
+
+/// Loads a seccomp filter refusing new user namespaces the way Docker's
+/// default profile does (`unshare` and `clone` with CLONE_NEWUSER: EPERM;
+/// `clone3`, whose flags a filter cannot see: ENOSYS, so libc falls back
+/// to `clone`), then execs its arguments.
+const NO_USERNS: &str = "import errno, os, sys, seccomp\n\
+CLONE_NEWUSER = 0x10000000\n\
+f = seccomp.SyscallFilter(defaction=seccomp.ALLOW)\n\
+userns = seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)\n\
+f.add_rule(seccomp.ERRNO(errno.EPERM), 'unshare', userns)\n\
+f.add_rule(seccomp.ERRNO(errno.EPERM), 'clone', userns)\n\
+f.add_rule(seccomp.ERRNO(errno.ENOSYS), 'clone3')\n\
+f.load()\n\
+os.execv(sys.argv[1], sys.argv[1:])\n";
+
+/// Runs Debian's Chromium (`/usr/lib/chromium`, copied into an AppImage
+/// built here, with a `chrome-sandbox` beside the binary and an AppRun
+/// that does not pass `--no-sandbox`) through its `bin/` launcher as
+/// uid 65534, once as is and once under [`NO_USERNS`]: both print the DOM
+/// without Chromium's "No usable sandbox!", and only the second says it
+/// added `--no-sandbox`. Needs Debian's `chromium` and `python3-seccomp`
+/// (scripts/setup.sh installs them).
+#[test]
+fn chromium_starts_with_and_without_user_namespaces() {
+    let chromium = Path::new("/usr/lib/chromium");
+    assert!(
+        chromium.join("chromium").is_file(),
+        "/usr/lib/chromium/chromium is needed: apt-get install chromium (scripts/setup.sh)"
+    );
+    let seccomp = Command::new("/usr/bin/python3")
+        .args(["-c", "import seccomp"])
+        .status();
+    assert!(
+        seccomp.is_ok_and(|s| s.success()),
+        "python3-seccomp is needed: apt-get install python3-seccomp (scripts/setup.sh)"
+    );
+    let tmp = TempDir::new("desktop-chromium");
+    let src = tmp.subdir("src");
+    let mnt = tmp.subdir("mnt");
+    let appdir = tmp.subdir("AppDir");
+    std::fs::create_dir_all(appdir.join("usr/lib")).unwrap();
+    let copied = run_timeout(
+        Command::new("cp")
+            .arg("-a")
+            .arg(chromium)
+            .arg(appdir.join("usr/lib/")),
+        Duration::from_secs(300),
+    );
+    assert!(copied.success(), "cp: {}", copied.describe());
+    // What Electron apps ship: the setuid helper beside the main binary. The
+    // mode is kept in the image; nosuid makes the bit useless.
+    let helper = appdir.join("usr/lib/chromium/chrome-sandbox");
+    std::fs::copy("/bin/true", &helper).unwrap();
+    set_mode(&helper, 0o4755);
+    std::fs::write(
+        appdir.join("AppRun"),
+        "#!/bin/sh\nexec \"$APPDIR/usr/lib/chromium/chromium\" \"$@\"\n",
+    )
+    .unwrap();
+    set_mode(&appdir.join("AppRun"), 0o755);
+    std::fs::write(
+        appdir.join("chromium.desktop"),
+        "[Desktop Entry]\nType=Application\nName=Chromium\nExec=chromium %U\nIcon=chromium\nCategories=Network;\n",
+    )
+    .unwrap();
+    // Data blocks stored uncompressed: the binary is large and compression
+    // is not what is tested.
+    let sqfs = tmp.join("chromium.sqfs");
+    mksquashfs(&appdir, &sqfs, &["-noD", "-noF", "-all-root"]);
+    wrap_squashfs_as_appimage(&sqfs, &src.join("Chromium.AppImage"));
+    std::fs::remove_file(&sqfs).unwrap();
+    std::fs::remove_dir_all(&appdir).unwrap();
+
+    // A world-writable home and page for the unprivileged user.
+    let home = tmp.subdir("home");
+    set_mode(&home, 0o1777);
+    set_mode(tmp.path(), 0o755);
+    let page = tmp.join("page.html");
+    std::fs::write(
+        &page,
+        "<html><body><p id=\"x\">appimagefs-dom-check</p></body></html>\n",
+    )
+    .unwrap();
+    set_mode(&page, 0o644);
+    let wrapper = tmp.join("no-userns.py");
+    std::fs::write(&wrapper, NO_USERNS).unwrap();
+    set_mode(&wrapper, 0o644);
+
+    let mount = Mount::start(&src, &mnt, &[]);
+    let mut fails = Failures::new();
+    let launcher = mnt.join("bin/chromium");
+    let url = format!("file://{}", page.display());
+    let chrome_args = [
+        "--headless",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--dump-dom",
+        url.as_str(),
+    ];
+    for filtered in [false, true] {
+        let mut cmd = if filtered {
+            let mut c = Command::new("/usr/bin/python3");
+            c.arg(&wrapper).arg(&launcher);
+            c
+        } else {
+            Command::new(&launcher)
+        };
+        cmd.args(chrome_args)
+            .current_dir(&home)
+            .env_clear()
+            .env("HOME", &home)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .uid(65534)
+            .gid(65534);
+        let out = run_timeout(&mut cmd, Duration::from_secs(120));
+        let what = if filtered {
+            "without user namespaces"
+        } else {
+            "with user namespaces"
+        };
+        let stderr = out.stderr_text();
+        fails.check(out.stdout_text().contains("appimagefs-dom-check"), || {
+            format!("{what}: Chromium printed no DOM: {}", out.describe())
+        });
+        fails.check(
+            !stderr.contains("No usable sandbox") && !stderr.contains("SUID sandbox helper"),
+            || format!("{what}: Chromium found no sandbox: {}", out.describe()),
+        );
+        let said = stderr
+            .lines()
+            .filter(|l| l.starts_with("appimagefs: chromium: user namespaces are not available"))
+            .count();
+        fails.check(said == usize::from(filtered), || {
+            format!(
+                "{what}: the --no-sandbox line appears {said} times: {}",
+                out.describe()
+            )
+        });
+    }
+    // The filter is what makes the difference: Chromium run directly under
+    // it, without the launcher, has no sandbox and aborts.
+    let mut direct = Command::new("/usr/bin/python3");
+    direct
+        .arg(&wrapper)
+        .arg(mnt.join("Chromium/usr/lib/chromium/chromium"))
+        .args(chrome_args)
+        .current_dir(&home)
+        .env_clear()
+        .env("HOME", &home)
+        .uid(65534)
+        .gid(65534);
+    let out = run_timeout(&mut direct, Duration::from_secs(120));
+    let stderr = out.stderr_text();
+    // Without a user namespace Chromium takes the helper beside it (its
+    // stat shows setuid root; a stand-in here, so the zygote exits) or,
+    // without one, says it has no usable sandbox.
+    let refused = [
+        "No usable sandbox",
+        "SUID sandbox helper",
+        "Zygote process exited",
+    ]
+    .iter()
+    .any(|m| stderr.contains(m));
+    fails.check(
+        !out.stdout_text().contains("appimagefs-dom-check") && refused,
+        || {
+            format!(
+                "Chromium ran sandboxed under the filter: {}",
+                out.describe()
+            )
+        },
+    );
+    // inspect calls it a browser app.
+    let out = run_timeout(
+        Command::new(appimagefs_bin())
+            .arg("inspect")
+            .arg(src.join("Chromium.AppImage")),
+        Duration::from_secs(30),
+    );
+    fails.check(
+        out.stdout_text().contains("\n  browser app:    yes"),
+        || format!("inspect does not call it a browser app: {}", out.describe()),
+    );
+    if !fails.is_empty() {
+        fails.push(format!("daemon log:\n{}", mount.log_text()));
+    }
+    drop(mount);
+    fails.finish("chromium");
 }

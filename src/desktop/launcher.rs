@@ -21,12 +21,16 @@
 //! Settings from the app's `.env` file ([`envfile`]) come first, each value
 //! quoted the same way, so they can never change the variables above.
 //!
+//! For a Chromium or Electron app, the script then decides whether to pass
+//! `--no-sandbox` ([`sandbox`]).
+//!
 //! Paths are arbitrary bytes: they are embedded in single quotes with every
 //! `'` written as `'\''`, the one quoting in which `sh` interprets nothing,
 //! so a path holding `$(...)`, backticks, quotes, newlines or non-UTF-8
 //! bytes is passed on literally and never executed.
 
 use super::envfile::{self, Setting};
+use super::sandbox::{self, Policy};
 
 /// What a launcher does beyond what the AppImage runtime would.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,6 +38,10 @@ pub struct Extras {
     /// The app's settings file ([`envfile`]), applied in order before the
     /// launcher's own variables.
     pub env: Vec<Setting>,
+    /// For a Chromium or Electron app ([`sandbox::is_browser_app`]): what
+    /// to do about `--no-sandbox` ([`sandbox::script_lines`]); `None` for
+    /// any other app.
+    pub sandbox: Option<Policy>,
 }
 
 /// The launcher script for one app: `appimage` is the absolute path of the
@@ -90,9 +98,12 @@ OWD=${OWD%??}\n\
 case $OWD in\n\
 /*) export OWD ;;\n\
 *) unset OWD ;;\n\
-esac\n\
-exec \"$APPDIR/AppRun\" \"$@\"\n",
+esac\n",
     );
+    if let Some(policy) = extras.sandbox {
+        out.extend_from_slice(&sandbox::script_lines(policy));
+    }
+    out.extend_from_slice(b"exec \"$APPDIR/AppRun\" \"$@\"\n");
     Ok(out)
 }
 
@@ -402,7 +413,7 @@ exit 42\n";
         let script = launcher_script(
             b"/x.AppImage",
             appdir.as_os_str().as_bytes(),
-            &Extras { env },
+            &Extras { env, sandbox: None },
         )
         .unwrap();
         write_exec(&tmp.0.join("launch"), &script);
@@ -422,6 +433,7 @@ exit 42\n";
         assert!(!pwned(&tmp.0), "a value was executed");
         let bad = Extras {
             env: vec![Setting::Set("A B".into(), b"x".to_vec())],
+            sandbox: None,
         };
         assert!(launcher_script(b"/a", b"/x", &bad).is_err());
     }
@@ -435,5 +447,95 @@ exit 42\n";
         assert!(launcher_script(b"/a", b"/x\0", &none).is_err());
         let script = launcher_script(b"/a", b"/x", &none).unwrap();
         assert!(script.starts_with(b"#!/bin/sh\n"));
+    }
+
+    /// Runs a browser app's launcher under `policy` with a fake `unshare`
+    /// first in PATH exiting `unshare_status` (`None`: no `unshare` at
+    /// all); returns AppRun's arguments and the launcher's stderr.
+    fn browser_run(policy: Policy, unshare_status: Option<i32>) -> (Vec<Vec<u8>>, String) {
+        let tmp = TempDir::new("launcher-sandbox");
+        let appdir = tmp.0.join("app");
+        std::fs::create_dir_all(&appdir).unwrap();
+        write_exec(
+            &appdir.join("AppRun"),
+            b"#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done\n",
+        );
+        let fake = tmp.0.join("path");
+        std::fs::create_dir_all(&fake).unwrap();
+        if let Some(status) = unshare_status {
+            write_exec(
+                &fake.join("unshare"),
+                format!("#!/bin/sh\nexit {status}\n").as_bytes(),
+            );
+        }
+        let extras = Extras {
+            env: Vec::new(),
+            sandbox: Some(policy),
+        };
+        let script =
+            launcher_script(b"/x.AppImage", appdir.as_os_str().as_bytes(), &extras).unwrap();
+        write_exec(&tmp.0.join("launch"), &script);
+        let output = run(
+            || {
+                // Only the fake directory is searched: without the fake,
+                // `unshare` is not found.
+                let mut c = Command::new("/bin/sh");
+                c.arg(tmp.0.join("launch"))
+                    .args(["--", "it's $(touch pwned)", ""])
+                    .current_dir(&tmp.0)
+                    .env("PATH", &fake);
+                c
+            },
+            b"",
+        );
+        assert!(output.status.success(), "{output:?}");
+        assert!(!pwned(&tmp.0));
+        let mut args: Vec<Vec<u8>> = output
+            .stdout
+            .split(|&b| b == 0)
+            .map(<[u8]>::to_vec)
+            .collect();
+        args.pop();
+        (args, String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
+    #[test]
+    fn no_sandbox_is_added_only_where_namespaces_fail_or_when_forced() {
+        let plain: Vec<Vec<u8>> = vec![
+            b"--".to_vec(),
+            b"it's $(touch pwned)".to_vec(),
+            b"".to_vec(),
+        ];
+        let mut without = vec![b"--no-sandbox".to_vec()];
+        without.extend(plain.iter().cloned());
+        // auto: namespaces work -> unchanged, silent.
+        assert_eq!(
+            browser_run(Policy::Auto, Some(0)),
+            (plain.clone(), String::new())
+        );
+        // auto: unshare refused -> --no-sandbox first, one line saying why.
+        let (args, err) = browser_run(Policy::Auto, Some(1));
+        assert_eq!(args, without);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("launch: user namespaces are not available"),
+            "{err}"
+        );
+        assert!(err.contains("--no-sandbox"), "{err}");
+        // auto: no unshare to ask -> the sandbox stays on.
+        assert_eq!(
+            browser_run(Policy::Auto, None),
+            (plain.clone(), String::new())
+        );
+        // keep: never, whatever unshare says.
+        assert_eq!(
+            browser_run(Policy::Keep, Some(1)),
+            (plain.clone(), String::new())
+        );
+        // off: always, silently.
+        assert_eq!(browser_run(Policy::Off, Some(0)), (without, String::new()));
+        // Not a browser app: no check at all.
+        let script = launcher_script(b"/a", b"/x", &Extras::default()).unwrap();
+        assert!(!String::from_utf8_lossy(&script).contains("sandbox"));
     }
 }

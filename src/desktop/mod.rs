@@ -36,6 +36,7 @@ pub mod mime;
 pub mod names;
 pub mod paths;
 pub mod rewrite;
+pub mod sandbox;
 pub mod version;
 
 #[cfg(test)]
@@ -75,6 +76,9 @@ pub struct AppFacts {
     pub mime: Vec<mime::PackageFile>,
     /// What was wrong with them, one line each.
     pub mime_problems: Vec<String>,
+    /// A Chromium or Electron app ([`sandbox::is_browser_app`]), whose
+    /// launcher decides on `--no-sandbox`.
+    pub browser: bool,
 }
 
 impl AppFacts {
@@ -164,6 +168,10 @@ pub fn analyze(tree: &dyn ImageTree, folder_name: &[u8]) -> AppFacts {
         .and_then(|e| e.main()?.string("X-AppImage-Version").ok().flatten())
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty());
+    let parsed_exec = parsed
+        .as_ref()
+        .ok()
+        .and_then(|e| e.main()?.string("Exec").ok().flatten());
     let menu = parsed.and_then(|e| match rewrite::menu_exclusion(&e) {
         Some(reason) => Err(reason),
         None => Ok(e),
@@ -176,6 +184,7 @@ pub fn analyze(tree: &dyn ImageTree, folder_name: &[u8]) -> AppFacts {
         Err(_) => Vec::new(),
     };
     let (mime, mime_problems) = mime::find_packages(tree);
+    let browser = sandbox::is_browser_app(tree, exec_program(parsed_exec.as_deref()));
     AppFacts {
         base_name,
         desktop_file,
@@ -184,7 +193,15 @@ pub fn analyze(tree: &dyn ImageTree, folder_name: &[u8]) -> AppFacts {
         icons,
         mime,
         mime_problems,
+        browser,
     }
+}
+
+/// The program an `Exec=` value runs (its first word, quotes removed), if
+/// it has one.
+pub fn exec_program(exec: Option<&str>) -> Option<&str> {
+    let first = exec?.split_whitespace().next()?;
+    Some(first.trim_matches('"'))
 }
 
 /// Builds the launcher, menu entry and icon list of an analyzed app, under

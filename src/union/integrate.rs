@@ -19,6 +19,7 @@ use super::inode::{self, Slot, IMAGE_ROOT};
 use super::synth::{SynthContent, SynthNode, SynthTree, BIN, ROOT, SHARE};
 use crate::cache::BlockCache;
 use crate::desktop::mime::database::Database;
+use crate::desktop::sandbox::Policy;
 use crate::desktop::{self, launcher::Extras, version::VersionKey, AppFacts};
 use crate::tree::Kind;
 
@@ -37,13 +38,15 @@ pub fn folders_only(apps: &[(Slot, Arc<App>)], generation: u64) -> SynthTree {
 
 /// The complete synthesized tree: app folders, launchers, menu entries and
 /// icons. Apps whose image cannot be opened get none of them (the reason is
-/// logged by the image opener).
+/// logged by the image opener). `sandbox` is the `-o sandbox=` policy for
+/// Chromium and Electron apps' launchers.
 pub fn build(
     apps: &[(Slot, Arc<App>)],
     generation: u64,
     cache: &Arc<BlockCache>,
     mountpoint: &Path,
     env: &envfiles::Snapshot,
+    sandbox: Policy,
 ) -> SynthTree {
     let facts = analyze_all(apps, cache);
     let mut tree = folders_only(apps, generation);
@@ -80,7 +83,7 @@ pub fn build(
         let Some(f) = &facts[newest] else { continue };
         let launcher = desktop::names::assign_unique(&base, &taken);
         taken.insert(launcher.clone());
-        let extras = extras_for(&apps[newest].1, env);
+        let extras = extras_for(&apps[newest].1, f, env, sandbox);
         add_app(
             &mut tree,
             &apps[newest].1,
@@ -101,6 +104,7 @@ pub fn build(
             let Some(name) = version.and_then(|v| desktop::names::versioned(&launcher, v)) else {
                 continue;
             };
+            let Some(f) = &facts[i] else { continue };
             let name = desktop::names::assign_unique(&name, &taken);
             taken.insert(name.clone());
             let app = &apps[i].1;
@@ -108,7 +112,12 @@ pub fn build(
                 &mut tree,
                 app,
                 &name,
-                desktop::launcher_for(&app.source, mountpoint, &app.name, &extras_for(app, env)),
+                desktop::launcher_for(
+                    &app.source,
+                    mountpoint,
+                    &app.name,
+                    &extras_for(app, f, env, sandbox),
+                ),
             );
         }
     }
@@ -244,10 +253,11 @@ fn add_mime_database(tree: &mut SynthTree, types: &Database) {
 }
 
 /// What the launcher of `app` adds to the runtime's behaviour: its
-/// settings file's variables.
-fn extras_for(app: &App, env: &envfiles::Snapshot) -> Extras {
+/// settings file's variables, and for a browser app the `sandbox` policy.
+fn extras_for(app: &App, facts: &AppFacts, env: &envfiles::Snapshot, sandbox: Policy) -> Extras {
     Extras {
         env: env.get(&app.source).map(|s| s.to_vec()).unwrap_or_default(),
+        sandbox: facts.browser.then_some(sandbox),
     }
 }
 

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cache::BlockCache;
+use crate::desktop::sandbox::Policy;
 use crate::error::{Error, Result};
 use crate::tree::{Attr, ImageTree, Kind, ReadIntent};
 use app::App;
@@ -124,6 +125,7 @@ pub struct Union {
     listing_error: Mutex<Option<String>>,
     env_files: envfiles::EnvFiles,
     owner: (u32, u32),
+    sandbox: Policy,
 }
 
 impl Union {
@@ -155,9 +157,17 @@ impl Union {
             listing_error: Mutex::new(None),
             env_files: envfiles::EnvFiles::default(),
             owner,
+            sandbox: Policy::default(),
         };
         union.rescan(Duration::ZERO);
         Ok(union)
+    }
+
+    /// Sets what Chromium and Electron apps' launchers do about
+    /// `--no-sandbox` (`-o sandbox=`; [`Policy::Auto`] unless set).
+    pub fn with_sandbox(mut self, policy: Policy) -> Union {
+        self.sandbox = policy;
+        self
     }
 
     /// The source folder (absolute).
@@ -322,6 +332,7 @@ impl Union {
             &self.cache,
             &self.mountpoint,
             &env,
+            self.sandbox,
         ));
         let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
         if s.generation == generation {
