@@ -314,6 +314,14 @@ impl Union {
                 return s.synth.clone();
             }
         }
+        // Every image is opened before the lock is taken (opening reads
+        // its superblock and tables: I/O that may stall), so a slow image
+        // holds up only the calls that need it, never a build for a later
+        // generation that no longer has it.
+        let apps = self.read_state().live_apps();
+        for (_, app) in apps {
+            let _ = app.tree(&self.cache);
+        }
         let _building = self.integration.lock().unwrap_or_else(|p| p.into_inner());
         let (apps, generation) = {
             let s = self.read_state();
