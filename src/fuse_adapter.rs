@@ -9,15 +9,16 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags, IoctlFlags,
-    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    IoctlFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyXattr,
+    Request,
 };
 
 use crate::error::Error;
 use crate::profile::Profiles;
 use crate::tree::{Attr, Kind};
-use crate::union::{inode, Union};
+use crate::union::{inode, Listing, Union};
 use crate::warm::KernelWarmer;
 
 /// How long the kernel may trust what it learned about an image's nodes:
@@ -253,37 +254,49 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    /// ENOSYS as for [`open`](Self::open): the kernel then skips OPENDIR
-    /// and RELEASEDIR and caches every listing (FOPEN_CACHE_DIR) until told
-    /// otherwise; the watcher invalidates the synthesized directories when
-    /// the source folder changes.
-    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        reply.error(Errno::ENOSYS)
+    /// Opens a handle that keeps a snapshot of the directory's listing
+    /// ([`Union::opendir`]), so reading it in pages lists it once. The
+    /// kernel may cache the listing (FOPEN_CACHE_DIR, kept across opens);
+    /// the watcher invalidates the synthesized directories when the source
+    /// folder changes.
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.union.opendir(ino.0) {
+            Ok(fh) => reply.opened(
+                FileHandle(fh),
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.union.releasedir(fh.0);
+        reply.ok();
     }
 
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let listing = match self.union.readdir(ino.0) {
+        let listing = match self.union.dir_listing(fh.0, ino.0) {
             Ok(l) => l,
             Err(e) => return reply.error(errno(&e)),
         };
-        let dots = [
-            (b".".as_slice(), ino.0, Kind::Dir),
-            (b"..".as_slice(), ino.0, Kind::Dir),
-        ];
-        let all = dots
-            .into_iter()
-            .chain(listing.iter().map(|l| (l.name.as_slice(), l.ino, l.kind)));
-        for (i, (name, child, kind)) in all.enumerate().skip(offset as usize) {
+        for (next, name, child, kind) in entries_from(&listing, ino.0, offset) {
             if reply.add(
                 INodeNo(child),
-                i as u64 + 1,
+                next,
                 file_type(kind),
                 OsStr::from_bytes(name),
             ) {
@@ -297,11 +310,11 @@ impl Filesystem for FuseAdapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let listing = match self.union.readdir(ino.0) {
+        let listing = match self.union.dir_listing(fh.0, ino.0) {
             Ok(l) => l,
             Err(e) => return reply.error(errno(&e)),
         };
@@ -309,11 +322,7 @@ impl Filesystem for FuseAdapter {
             Ok(a) => a,
             Err(e) => return reply.error(errno(&e)),
         };
-        let dots = [(b".".as_slice(), ino.0), (b"..".as_slice(), ino.0)];
-        let all = dots
-            .into_iter()
-            .chain(listing.iter().map(|l| (l.name.as_slice(), l.ino)));
-        for (i, (name, child)) in all.enumerate().skip(offset as usize) {
+        for (next, name, child, _) in entries_from(&listing, ino.0, offset) {
             let (attr, entry_ttl) = if child == ino.0 {
                 (own, self.ttl(child))
             } else if let Some(placeholder) = self.union.placeholder_attr(child) {
@@ -329,7 +338,7 @@ impl Filesystem for FuseAdapter {
             };
             let full = reply.add(
                 INodeNo(child),
-                i as u64 + 1,
+                next,
                 OsStr::from_bytes(name),
                 &entry_ttl,
                 &file_attr(child, &attr),
@@ -400,6 +409,30 @@ impl Filesystem for FuseAdapter {
     }
 }
 
+/// The entries of directory `ino` from `offset` on: `.` and `..` (offsets
+/// 0 and 1, both naming `ino` itself) then `listing`, each with the offset
+/// of the entry after it. Starts at the offset directly, so each page
+/// costs only what it returns.
+fn entries_from(
+    listing: &[Listing],
+    ino: u64,
+    offset: u64,
+) -> impl Iterator<Item = (u64, &[u8], u64, Kind)> {
+    let dots = [b".".as_slice(), b"..".as_slice()]
+        .into_iter()
+        .map(move |name| (name, ino, Kind::Dir));
+    let rest = listing
+        .get(usize::try_from(offset.saturating_sub(2)).unwrap_or(usize::MAX)..)
+        .unwrap_or(&[])
+        .iter()
+        .map(|l| (l.name.as_slice(), l.ino, l.kind));
+    let first = offset.min(2);
+    dots.skip(first as usize)
+        .chain(rest)
+        .zip(offset.saturating_add(1)..)
+        .map(|((name, child, kind), next)| (next, name, child, kind))
+}
+
 /// Answers an xattr request: the size when asked for it, the bytes when they
 /// fit, ERANGE otherwise.
 fn sized_reply(reply: ReplyXattr, size: u32, bytes: &[u8]) {
@@ -415,6 +448,40 @@ fn sized_reply(reply: ReplyXattr, size: u32, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_start_at_the_offset() {
+        let listing: Vec<Listing> = ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Listing {
+                name: n.as_bytes().to_vec(),
+                ino: 10 + i as u64,
+                kind: Kind::File,
+            })
+            .collect();
+        let names = |offset| {
+            entries_from(&listing, 7, offset)
+                .map(|(next, name, child, _)| {
+                    (next, String::from_utf8_lossy(name).into_owned(), child)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(0),
+            [
+                (1, ".".to_string(), 7),
+                (2, "..".to_string(), 7),
+                (3, "a".to_string(), 10),
+                (4, "b".to_string(), 11),
+                (5, "c".to_string(), 12)
+            ]
+        );
+        assert_eq!(names(1)[0], (2, "..".to_string(), 7));
+        assert_eq!(names(4), [(5, "c".to_string(), 12)]);
+        assert!(names(5).is_empty());
+        assert!(names(u64::MAX).is_empty());
+    }
 
     #[test]
     fn names_in_synthesized_folders_expire_within_a_second() {

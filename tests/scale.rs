@@ -255,3 +255,77 @@ fn the_root_mtime_follows_its_listing() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// How many small files [`small_files_app`] holds in `files/`.
+const SMALL_FILES: usize = 150;
+
+/// A type 2 AppImage whose `files/` holds [`SMALL_FILES`] files of 200 KB of text,
+/// each small enough to be stored into the page cache when opened.
+fn small_files_app() -> &'static Path {
+    static APP: OnceLock<PathBuf> = OnceLock::new();
+    APP.get_or_init(|| {
+        let dir = build_dir().join("scale-small-files");
+        let tree = dir.join("tree");
+        std::fs::create_dir_all(tree.join("files")).unwrap();
+        std::fs::write(tree.join("AppRun"), b"#!/bin/sh\necho small\n").unwrap();
+        set_mode(&tree.join("AppRun"), 0o755);
+        for i in 0..SMALL_FILES {
+            let data = text(200_000, 100 + i);
+            std::fs::write(tree.join(format!("files/f{i:03}")), data).unwrap();
+        }
+        let sqfs = dir.join("small.sqfs");
+        mksquashfs(&tree, &sqfs, &["-comp", "gzip", "-all-root"]);
+        let app = dir.join("small.AppImage");
+        wrap_squashfs_as_appimage(&sqfs, &app);
+        app
+    })
+}
+
+/// Issue 15 item 3: with one request thread, two processes that open each
+/// small file at once, ask `isatty()` of it (the ioctl after which the
+/// daemon stores the file into the page cache) and read it must all finish:
+/// a store made on the request thread could wait for a page another
+/// reader's read-ahead holds while that read waits for the thread.
+#[test]
+fn one_request_thread_serves_concurrent_opens_and_reads() {
+    let tmp = TempDir::new("scale-one-thread");
+    let src = tmp.subdir("src");
+    std::fs::hard_link(small_files_app(), src.join("small.AppImage")).unwrap();
+    let mnt = tmp.subdir("mnt");
+    let m = Mount::start(&src, &mnt, &["--threads", "1"]);
+    let files = m.mountpoint.join("small/files");
+    // One reader asks isatty() before reading, the other only reads: its
+    // read-ahead locks pages while the first one's open triggers a store.
+    let readers: Vec<_> = ["{ test -t 0; cat >/dev/null; }", "cat >/dev/null"]
+        .iter()
+        .map(|body| {
+            let script = format!(
+                "for round in 1 2 3; do for f in \"$1\"/*; do {body} < \"$f\" || exit 1; done; done"
+            );
+            Command::new("sh")
+                .args(["-c", &script, "sh"])
+                .arg(&files)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let statuses = must_finish(
+        "two readers of small files on one request thread",
+        Duration::from_secs(60),
+        move || {
+            readers
+                .into_iter()
+                .map(|mut r| r.wait().unwrap().success())
+                .collect::<Vec<_>>()
+        },
+    );
+    assert_eq!(statuses, [true, true], "a reader failed");
+    let f = files.join("f007");
+    let read = must_finish(
+        "a read after the readers",
+        Duration::from_secs(10),
+        move || std::fs::read(f).unwrap(),
+    );
+    assert_eq!(read, text(200_000, 107));
+    drop(m);
+}

@@ -523,3 +523,24 @@ pub fn elf_only() -> PathBuf {
         fs::write(out, rt.bytes()).unwrap();
     })
 }
+
+/// How many files the folder `many/` of [`wide`] holds.
+pub const WIDE_ENTRIES: usize = 20_000;
+
+/// `Wide-x86_64.AppImage`: an AppRun and a folder `many/` of
+/// [`WIDE_ENTRIES`] empty files, for listing in pages; gzip.
+pub fn wide() -> PathBuf {
+    let mut nodes = vec![
+        ("AppRun".to_string(), apprun("wide")),
+        ("many".to_string(), Node::Dir(0o755)),
+    ];
+    for i in 0..WIDE_ENTRIES {
+        nodes.push((format!("many/file-{i:05}"), Node::File(Vec::new(), 0o644)));
+    }
+    type2(
+        "Wide-x86_64.AppImage",
+        StubRuntime::type2().bytes(),
+        &nodes,
+        &["-comp", "gzip"],
+    )
+}

@@ -120,6 +120,8 @@ impl App {
         if let Some(opened) = self.tree.get() {
             return remembered(opened);
         }
+        #[cfg(test)]
+        open_gate::wait(&self.source);
         let file = Descriptor::Pooled(self.file.clone());
         match open_tree(&file, &self.detected, cache.clone()) {
             Ok(tree) => remembered(self.tree.get_or_init(|| Ok(tree))),
@@ -148,5 +150,26 @@ impl App {
     /// The tree if it has been opened successfully already.
     pub fn opened_tree(&self) -> Option<Arc<dyn ImageTree>> {
         self.tree.get().and_then(|t| t.as_ref().ok().cloned())
+    }
+}
+
+/// A test hook: opening the image of a chosen file waits until the test
+/// lets it go, standing in for an image whose open is slow.
+#[cfg(test)]
+pub mod open_gate {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    /// The gated file and the lock its open waits for.
+    pub static GATE: Mutex<Option<(PathBuf, Arc<Mutex<()>>)>> = Mutex::new(None);
+
+    /// Waits while the test holds the gate of `source`.
+    pub fn wait(source: &Path) {
+        let gate = GATE.lock().unwrap().clone();
+        if let Some((path, lock)) = gate {
+            if path == source {
+                drop(lock.lock());
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod app;
+pub mod dirhandles;
 pub mod envfiles;
 pub mod inode;
 pub mod integrate;
@@ -126,6 +127,11 @@ pub struct Union {
     env_files: envfiles::EnvFiles,
     owner: (u32, u32),
     sandbox: Policy,
+    dirs: dirhandles::DirHandles,
+    /// How many directory listings were built (tests check that paging
+    /// through an open directory builds one).
+    #[cfg(test)]
+    listings_built: std::sync::atomic::AtomicUsize,
 }
 
 impl Union {
@@ -158,6 +164,9 @@ impl Union {
             env_files: envfiles::EnvFiles::default(),
             owner,
             sandbox: Policy::default(),
+            dirs: dirhandles::DirHandles::default(),
+            #[cfg(test)]
+            listings_built: Default::default(),
         };
         union.rescan(Duration::ZERO);
         Ok(union)
@@ -315,6 +324,14 @@ impl Union {
                 return s.synth.clone();
             }
         }
+        // Every image is opened before the lock is taken (opening reads
+        // its superblock and tables: I/O that may stall), so a slow image
+        // holds up only the calls that need it, never a build for a later
+        // generation that no longer has it.
+        let apps = self.read_state().live_apps();
+        for (_, app) in apps {
+            let _ = app.tree(&self.cache);
+        }
         let _building = self.integration.lock().unwrap_or_else(|p| p.into_inner());
         let (apps, generation) = {
             let s = self.read_state();
@@ -443,8 +460,32 @@ impl Union {
         })
     }
 
+    /// Opens directory `ino` for reading: the returned handle (never 0)
+    /// keeps a snapshot of its listing (see [`dirhandles`]) until
+    /// [`Union::releasedir`].
+    pub fn opendir(&self, ino: u64) -> Result<u64> {
+        Ok(self.dirs.open(self.readdir(ino)?))
+    }
+
+    /// The listing of directory `ino` as seen through handle `fh`: the
+    /// handle's snapshot, or a fresh listing when it holds none.
+    pub fn dir_listing(&self, fh: u64, ino: u64) -> Result<Arc<Vec<Listing>>> {
+        match self.dirs.get(fh) {
+            Some(listing) => Ok(listing),
+            None => self.readdir(ino),
+        }
+    }
+
+    /// Closes a handle from [`Union::opendir`], freeing its snapshot.
+    pub fn releasedir(&self, fh: u64) {
+        drop(self.dirs.release(fh));
+    }
+
     /// The listing of directory `ino`, without `.` and `..`.
     pub fn readdir(&self, ino: u64) -> Result<Arc<Vec<Listing>>> {
+        #[cfg(test)]
+        self.listings_built
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (slot, node) = inode::decode(ino);
         if slot == SYNTH_SLOT {
             return self.with_synth_dir(node, |children| {

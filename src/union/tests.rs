@@ -307,3 +307,66 @@ fn an_overwritten_file_is_never_served_with_the_wrong_bytes() {
         "both builds carry the same AppRun"
     );
 }
+
+#[test]
+fn an_open_directory_read_in_pages_is_listed_once() {
+    use std::sync::atomic::Ordering;
+    let src = Source::new("wide", &[apps::wide()]);
+    let u = union(&src);
+    let dir = resolve(&u, "Wide-x86_64/many").ino;
+    let built = || u.listings_built.load(Ordering::Relaxed);
+    let before = built();
+    let fh = u.opendir(dir).unwrap();
+    let mut seen = 0;
+    while seen < apps::WIDE_ENTRIES {
+        let page = u.dir_listing(fh, dir).unwrap();
+        let names = &page[seen..(seen + 100).min(page.len())];
+        assert_eq!(names[0].name, format!("file-{seen:05}").into_bytes());
+        seen += names.len();
+    }
+    assert_eq!(built() - before, 1, "one listing for the whole read");
+    u.releasedir(fh);
+    assert_eq!(u.dirs.held_entries(), 0);
+    let again = u.dir_listing(fh, dir).unwrap();
+    assert_eq!(again.len(), apps::WIDE_ENTRIES);
+    assert_eq!(built() - before, 2, "a released handle lists afresh");
+}
+
+#[test]
+fn a_slow_image_does_not_hold_up_a_later_integration() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let src = Source::new("slow-open", &[apps::echo(), apps::hello()]);
+    let u = Arc::new(union(&src));
+    let bin = u
+        .readdir(1)
+        .unwrap()
+        .iter()
+        .find(|l| l.name == b"bin")
+        .unwrap()
+        .ino;
+    let slow = src.0.join(apps::hello().file_name().unwrap());
+    let gate = Arc::new(std::sync::Mutex::new(()));
+    let held = gate.lock().unwrap();
+    *app::open_gate::GATE.lock().unwrap() = Some((slow.clone(), gate.clone()));
+    let first = {
+        let u = u.clone();
+        std::thread::spawn(move || u.readdir(bin).map(|l| l.len()))
+    };
+    // The first build is now waiting for hello's image; hello goes away.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!first.is_finished());
+    std::fs::remove_file(&slow).unwrap();
+    u.rescan(Duration::ZERO);
+    let (tx, rx) = mpsc::channel();
+    {
+        let u = u.clone();
+        std::thread::spawn(move || tx.send(u.readdir(bin).map(|l| l.len())));
+    }
+    let later = rx.recv_timeout(Duration::from_secs(10));
+    drop(held);
+    *app::open_gate::GATE.lock().unwrap() = None;
+    first.join().unwrap().unwrap();
+    let later = later.expect("bin/ of the new generation waited for the slow image");
+    assert!(later.unwrap() >= 1, "echo's launcher is in bin/");
+}
