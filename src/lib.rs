@@ -30,6 +30,7 @@ pub mod daemon;
 pub mod decompress;
 pub mod desktop;
 pub mod detect;
+pub mod dwarfs;
 pub mod error;
 pub mod fuse_adapter;
 pub mod image;

@@ -65,13 +65,13 @@ impl StubRuntime {
         let mut out = vec![0u8; ehsize];
         let mut headers: Vec<(u32, u32, u64, u64)> = vec![(0, 0, 0, 0)];
         for (name, kind, data) in &sections {
-            while out.len() % 16 != 0 {
+            while !out.len().is_multiple_of(16) {
                 out.push(0);
             }
             headers.push((*name, *kind, out.len() as u64, data.len() as u64));
             out.extend_from_slice(data);
         }
-        while out.len() % 8 != 0 {
+        while !out.len().is_multiple_of(8) {
             out.push(0);
         }
         let shoff = out.len() as u64;
