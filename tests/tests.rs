@@ -12,6 +12,8 @@
 //! - `squashfs_tree`: type 2 payloads (fixtures + built edge-case images),
 //!   one mount, every app folder vs unsquashfs; hard links, xattrs, reads.
 //! - `iso_tree`: type 1 payloads (fixtures + wrapped ISOs) vs xorriso.
+//! - `dwarfs_tree`: DwarFS payloads (uruntime) packed at test time vs the
+//!   folders they were packed from.
 //! - `run_app`: executing `AppRun` through the mount vs
 //!   `--appimage-extract-and-run`.
 //! - `hostile`: malicious/broken inputs next to good ones: no crash, no hang,
@@ -34,6 +36,7 @@ mod common;
 
 mod cli;
 mod comparator;
+mod dwarfs_tree; // issue 16: DwarFS payloads vs the folders they were packed from
 mod faults; // issue 7: I/O errors and slow reads in the backing file
 mod hostile;
 mod iso_tree;

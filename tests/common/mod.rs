@@ -9,6 +9,7 @@
 //!   SquashFS images, ground-truth extraction with unsquashfs and xorriso.
 #![allow(dead_code)]
 
+pub mod dwarfs;
 pub mod images;
 pub mod mount;
 pub mod runtime_stub;
