@@ -12,7 +12,7 @@
 //! only be decoded whole, are split into the same pages; uncompressed
 //! blocks are read straight from the image.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::codec::decode_pages;
 use super::section::{Codec, Section};
@@ -22,6 +22,10 @@ use crate::error::{Error, Result};
 
 /// Smallest page: large enough that a page costs little per cache entry.
 const MIN_PAGE: usize = 1 << 20;
+
+/// Locks that serialize decoding within one block (a block's stream is
+/// decoded by one thread at a time; see [`Blocks::decode`]).
+const STREAM_LOCKS: usize = 64;
 
 /// Pages per block at most; also the factor that makes cache keys unique
 /// (key = payload position * this + page).
@@ -51,6 +55,7 @@ pub struct Blocks {
     sections: Vec<BlockSection>,
     block_size: usize,
     page: usize,
+    streams: Vec<Mutex<()>>,
 }
 
 impl Blocks {
@@ -79,6 +84,7 @@ impl Blocks {
             sections,
             block_size: block_size as usize,
             page: page_size(block_size),
+            streams: (0..STREAM_LOCKS).map(|_| Mutex::new(())).collect(),
         }
     }
 
@@ -164,9 +170,27 @@ impl Blocks {
         })
     }
 
+    /// Page `want` of block `s`, for a cache loader. One thread at a time
+    /// decodes a given block (its lock is held while it decodes): readers
+    /// of other pages of the block, which the kernel sends in parallel,
+    /// wait for it and then find their page among those it kept, instead
+    /// of each decoding the stream from its start at once. The lock is
+    /// taken only inside cache loaders and nothing waits while holding it
+    /// ([`BlockCache::offer`] never waits), so it cannot deadlock.
+    fn decode(&self, s: &BlockSection, codec: Codec, want: usize) -> Result<Block> {
+        let stripe = (s.pos >> 6) as usize % STREAM_LOCKS;
+        let _decoding = self.streams[stripe]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(page) = self.cache.peek(self.key(s, want)) {
+            return Ok(page);
+        }
+        self.decode_through(s, codec, want)
+    }
+
     /// Decodes block `s` from its start through page `2 * want + 1` (or its
     /// end), caching every page but `want`, which is returned.
-    fn decode(&self, s: &BlockSection, codec: Codec, want: usize) -> Result<Block> {
+    fn decode_through(&self, s: &BlockSection, codec: Codec, want: usize) -> Result<Block> {
         let stop = want.saturating_mul(2).saturating_add(1).min(MAX_PAGES - 1);
         let mut wanted = None;
         decode_pages(

@@ -418,3 +418,13 @@ fn damaged_images_give_errors_not_panics() {
     reseal(&mut good);
     check_tree(&open_bytes(&good).unwrap());
 }
+
+#[test]
+fn zero_bit_lists_cannot_claim_unbounded_elements() {
+    // Three million all-zero entries pack into zero bits each: a few bytes
+    // of metadata declare them all. The (patched) decoder refuses instead
+    // of allocating for them; 2^32 would be tens of GiB.
+    let bytes = build(CompressParam::None, |m| m.devices = Some(vec![0; 3 << 20]));
+    let err = open_bytes(&bytes).err().unwrap().to_string();
+    assert!(err.contains("more collection elements"), "{err}");
+}
