@@ -114,6 +114,7 @@ pub fn decode_pages(
     let (mut in_at, mut in_len, mut in_used) = (0u64, 0usize, 0usize);
     let mut page = vec![0u8; page_size];
     let (mut filled, mut number, mut total) = (0usize, 0usize, 0usize);
+    let mut stalls = 0u32;
     loop {
         if in_used == in_len && in_at < size {
             in_len = ((size - in_at) as usize).min(input.len());
@@ -145,11 +146,19 @@ pub fn decode_pages(
         if step.done {
             return Ok(());
         }
-        if step.read == 0 && step.written == 0 && starved {
-            return Err(Error::corrupt(format!(
-                "{} block ends before its stream does",
-                codec.name()
-            )));
+        // With output space left, a decoder that neither reads nor writes
+        // is stuck: at the end of its input the block is truncated,
+        // otherwise the stream is corrupt. Either way the loop ends here.
+        if step.read == 0 && step.written == 0 {
+            stalls += 1;
+            if starved || stalls > 2 {
+                return Err(Error::corrupt(format!(
+                    "{} block ends before its stream does",
+                    codec.name()
+                )));
+            }
+        } else {
+            stalls = 0;
         }
     }
 }
