@@ -71,9 +71,11 @@ impl<'de, T: de::Deserialize<'de>> de::Deserialize<'de> for DenseMap<T> {
             where
                 A: de::MapAccess<'de>,
             {
-                // Keys start at 1.
-                let len = map.size_hint().unwrap_or(0) + 1;
-                let mut vecmap = Vec::with_capacity(len);
+                // Keys start at 1. Keys are i16, so the map never needs more
+                // than 2^15 slots; the size hint is the input's claim and is
+                // not believed beyond that (appimagefs patch).
+                let len = map.size_hint().unwrap_or(0).saturating_add(1);
+                let mut vecmap = Vec::with_capacity(len.min(1 << 15));
                 while let Some((k, v)) = map.next_entry::<i16, T>()? {
                     let k = usize::try_from(k).map_err(|_| {
                         de::Error::invalid_value(
