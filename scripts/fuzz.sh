@@ -4,7 +4,7 @@
 #
 #     scripts/fuzz.sh [SECONDS] [TARGET...]
 #
-# Targets: detect appimage squashfs squashfs-small iso9660 desktop.
+# Targets: detect appimage squashfs squashfs-small iso9660 desktop dwarfs.
 # squashfs-small is the squashfs target on the seeds under 32 KiB with
 # inputs capped there: ten times the executions per second of the full
 # corpus, whose 100-400 KB payloads mostly cost decompression time.
@@ -40,9 +40,12 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(detect appimage squashfs squashfs-small iso9660 desktop)
+  targets=(detect appimage squashfs squashfs-small iso9660 desktop dwarfs)
 fi
 fixtures=${APPIMAGEFS_FIXTURES:-}
+# DwarFS seeds (bare images and the broken ones of bad/) for the dwarfs target:
+# APPIMAGEFS_DWARFS_FIXTURES=DIR adds a real-world DwarFS corpus.
+dwarfs_fixtures=${APPIMAGEFS_DWARFS_FIXTURES:-}
 timeout_s=${FUZZ_TIMEOUT:-20}
 rss_mb=${FUZZ_RSS_MB:-2048}
 jobs=${FUZZ_JOBS:-1}
@@ -64,7 +67,7 @@ for tool in mksquashfs xorriso; do
 done
 
 # ---------------------------------------------------------------- corpora
-mkdir -p corpus/{detect,appimage,squashfs,squashfs-small,iso9660,desktop} artifacts logs
+mkdir -p corpus/{detect,appimage,squashfs,squashfs-small,iso9660,desktop,dwarfs} artifacts logs
 manifest="$fixtures/MANIFEST.tsv"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -156,6 +159,9 @@ find "$scratch" -name '*.desktop' -type f -size -64k 2>/dev/null | while read -r
   cp -f "$d" "corpus/desktop/$(echo "$d" | md5sum | cut -c1-12)-$(basename "$d")"
 done
 cp -f seeds/desktop/* corpus/desktop/ 2>/dev/null || true
+if [ -d "$dwarfs_fixtures" ]; then
+  cp -f "$dwarfs_fixtures"/*.dwarfs "$dwarfs_fixtures"/bad/*.dwarfs corpus/dwarfs/ 2>/dev/null || true
+fi
 find corpus/squashfs -maxdepth 1 -type f -size -33k -exec cp -f {} corpus/squashfs-small/ \;
 chmod -R u+w corpus
 
@@ -186,6 +192,7 @@ for t in "${targets[@]}"; do
     iso9660) max_len=262144 ;;
     squashfs) max_len=400000 ;;
     squashfs-small) max_len=32768 ;;
+    dwarfs) max_len=262144 ;;
     *) max_len=1400000 ;;
   esac
   parallel=()

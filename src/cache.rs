@@ -237,6 +237,19 @@ impl BlockCache {
         });
     }
 
+    /// Keeps `block` under `key` unless that block is cached already (a
+    /// loader under way for it may then find it with [`peek`](Self::peek)).
+    /// Never waits: for a loader that decoded neighbouring blocks on the
+    /// way to its own (a DwarFS block stream), where waiting for another
+    /// loader could wait for this one.
+    pub fn offer(&self, key: BlockKey, block: Vec<u8>) {
+        let mut s = lock(self.shard(&key));
+        if s.blocks.contains(&key) {
+            return;
+        }
+        self.insert(&mut s, key, into_block(block));
+    }
+
     /// Returns the block if it is cached, without loading anything.
     pub fn peek(&self, key: BlockKey) -> Option<Block> {
         lock(self.shard(&key)).blocks.peek(&key).cloned()

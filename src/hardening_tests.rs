@@ -577,7 +577,7 @@ fn squashfs_samples() -> Vec<Sample> {
         let payload = match detect::detect(&memfd(&bytes)) {
             Ok(found) => match found.payload {
                 Payload::SquashFs { offset, .. } => bytes[offset as usize..].to_vec(),
-                Payload::Iso9660 { .. } => continue,
+                Payload::Iso9660 { .. } | Payload::Dwarfs { .. } => continue,
             },
             Err(_) if squashfs::superblock::Superblock::has_magic(&bytes) => bytes,
             Err(_) => continue,
@@ -651,6 +651,7 @@ fn run_appimage(data: &[u8]) -> usize {
             "payload past the end of the file"
         ),
         Payload::Iso9660 { len: l } => assert_eq!(*l, len),
+        Payload::Dwarfs { offset, len: l, .. } => assert_eq!(offset + l, len),
     }
     match image::open_tree(&file, &found, shared_cache()) {
         Ok(tree) => walk_and_integrate(tree.as_ref()),
@@ -791,6 +792,7 @@ fn fuzz_smoke_detection_and_appimages() {
                         start..(offset as usize + 96).min(bytes.len())
                     }
                     Payload::Iso9660 { .. } => 0..bytes.len().min(40 * 2048),
+                    Payload::Dwarfs { offset, .. } => offset as usize..bytes.len(),
                 },
                 Err(_) => 0..bytes.len().min(4096),
             };
@@ -1060,6 +1062,7 @@ fn corrupted_copies_beside_intact_images_in_one_union() {
                     ..(offset + superblock.bytes_used) as usize
             }
             Payload::Iso9660 { .. } => 16 * 2048..bytes.len().min(16 * 2048 + 96 * 1024),
+            Payload::Dwarfs { offset, .. } => offset as usize..bytes.len(),
         };
         let donor = &apps[(k + 1) % apps.len()].1;
         for i in 0..per_app {

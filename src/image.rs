@@ -8,7 +8,7 @@ use crate::cache::BlockCache;
 use crate::detect::{AppImage, Payload};
 use crate::error::Result;
 use crate::tree::ImageTree;
-use crate::{iso9660, squashfs};
+use crate::{dwarfs, iso9660, squashfs};
 
 /// Opens the image tree of a detected AppImage (cheap: readers load tables
 /// on demand).
@@ -31,6 +31,10 @@ pub fn open_tree(
                 superblock.clone(),
                 cache,
             )?))
+        }
+        Payload::Dwarfs { offset, len, .. } => {
+            let backing = Backing::pinned(file.clone(), *offset, *len, detected.version);
+            Ok(Arc::new(dwarfs::open(backing, cache)?))
         }
         Payload::Iso9660 { len } => {
             let backing = Backing::pinned(file.clone(), 0, *len, detected.version);

@@ -62,7 +62,8 @@ pub struct Facts {
     pub payload_offset: u64,
     /// Bytes the filesystem image occupies.
     pub payload_size: u64,
-    /// `squashfs` or `iso9660`.
+    /// `squashfs`, `iso9660`, or `dwarfs` with its format version
+    /// (`dwarfs 2.5`).
     pub format: &'static str,
     /// Compression, e.g. `gzip`, `zstd`, `zisofs`.
     pub compression: String,
@@ -155,6 +156,16 @@ fn facts(
             f.compression = superblock.codec.name().to_string();
             f.block_size = superblock.block_size;
             f.inode_count = Some(u64::from(superblock.inode_count));
+            section(file, e, ".upd_info")
+        }
+        Payload::Dwarfs {
+            offset,
+            len,
+            version,
+        } => {
+            f.payload_offset = *offset;
+            f.payload_size = *len;
+            f.format = crate::dwarfs::section::format_name(*version);
             section(file, e, ".upd_info")
         }
         Payload::Iso9660 { len } => {

@@ -33,6 +33,7 @@ pub mod decompress;
 pub mod desktop;
 pub mod detect;
 pub mod disk_cache;
+pub mod dwarfs;
 pub mod error;
 pub mod fd_pool;
 pub mod fuse_adapter;

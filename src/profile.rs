@@ -484,7 +484,7 @@ impl Profiles {
         let file = File::open(&app.source).ok()?;
         let len = file.metadata().ok()?.len();
         let start = match &app.detected.payload {
-            Payload::SquashFs { offset, .. } => *offset,
+            Payload::SquashFs { offset, .. } | Payload::Dwarfs { offset, .. } => *offset,
             Payload::Iso9660 { .. } => 32768,
         };
         let mut h = Sha256::new();

@@ -18,6 +18,8 @@
 //!   xorriso.
 //! - `run_app`: executing `AppRun` through the mount vs the payload
 //!   extracted by unsquashfs/xorriso, for every way of wrapping an app.
+//! - `dwarfs_tree`: DwarFS payloads (uruntime) packed at test time vs the
+//!   folders they were packed from.
 //! - `hostile`: malicious/broken inputs next to good ones: no crash, no hang,
 //!   no escape.
 //! - `admin`: what an admin sees from outside: the mount type in
@@ -51,6 +53,7 @@ mod cache_dir; // issue 18: decoded blocks kept on disk across daemons
 mod cli;
 mod comparator;
 mod desktop; // issue 17: versions, .env, MIME types, browser sandbox
+mod dwarfs_tree; // issue 16: DwarFS payloads vs the folders they were packed from
 mod faults; // issue 7: I/O errors and slow reads in the backing file
 mod hostile;
 mod iso_tree;

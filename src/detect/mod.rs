@@ -26,6 +26,16 @@ pub enum Payload {
         /// The validated superblock.
         superblock: Superblock,
     },
+    /// Type 2 made by uruntime: a DwarFS image starting right after the
+    /// ELF runtime and running to the end of the file.
+    Dwarfs {
+        /// Byte offset of the image's first section in the file.
+        offset: u64,
+        /// Bytes from there to the end of the file.
+        len: u64,
+        /// Format version of the first section (major, minor).
+        version: (u8, u8),
+    },
     /// Type 1: the whole file is an ISO 9660 image; the runtime sits in its
     /// system area.
     Iso9660 {
@@ -53,7 +63,7 @@ impl AppImage {
     pub fn kind(&self) -> u8 {
         match self.payload {
             Payload::Iso9660 { .. } => 1,
-            Payload::SquashFs { .. } => 2,
+            Payload::SquashFs { .. } | Payload::Dwarfs { .. } => 2,
         }
     }
 }
@@ -102,9 +112,23 @@ pub fn detect(file: &File) -> Result<AppImage> {
         )));
     }
     let sb_bytes = read_at(offset, SUPERBLOCK_SIZE)?;
+    if sb_bytes.starts_with(b"DWARFS") {
+        let format = (sb_bytes[6], sb_bytes[7]);
+        crate::dwarfs::section::check_version(format.0, format.1)?;
+        return Ok(AppImage {
+            elf,
+            magic_type,
+            payload: Payload::Dwarfs {
+                offset,
+                len: len - offset,
+                version: format,
+            },
+            version,
+        });
+    }
     if !Superblock::has_magic(&sb_bytes) {
         return Err(Error::corrupt(format!(
-            "no SquashFS payload at offset {offset} (after the ELF runtime) and no ISO 9660 image"
+            "no SquashFS or DwarFS payload at offset {offset} (after the ELF runtime) and no ISO 9660 image"
         )));
     }
     let superblock = Superblock::parse(&sb_bytes, len - offset)?;

@@ -590,6 +590,7 @@ impl Union {
             .map(|a| match &a.detected.payload {
                 crate::detect::Payload::SquashFs { superblock, .. } => superblock.bytes_used,
                 crate::detect::Payload::Iso9660 { len } => *len,
+                crate::detect::Payload::Dwarfs { len, .. } => *len,
             })
             .sum()
     }

@@ -17,6 +17,7 @@
 #![allow(dead_code)]
 
 pub mod apps;
+pub mod dwarfs;
 pub mod hostile_images;
 pub mod images;
 pub mod mount;
