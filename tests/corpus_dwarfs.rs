@@ -1,8 +1,9 @@
 //! Opt-in: the real DwarFS images of the shared corpus, each wrapped as an
 //! AppImage, all mounted at once (`cargo test --test corpus_dwarfs`).
 //!
-//! Runs only when `APPIMAGEFS_DWARFS_CORPUS` names the folder (usually
-//! `../shared/fixtures-dwarfs`); without it the test says it was skipped.
+//! Runs only when `APPIMAGEFS_DWARFS_CORPUS` names the folder (`.ci/run`
+//! sets it when the corpus stands beside the checkout); without it the test
+//! says it was skipped.
 //! A missing or incomplete folder fails. Checked:
 //! - the compatibility images written by mkdwarfs 0.5.6 and 0.7.5 equal
 //!   `compat-reference.json` (names, types, modes, sizes, symlink targets,
@@ -54,7 +55,7 @@ fn corpus() -> Option<PathBuf> {
     let Some(dir) = std::env::var_os("APPIMAGEFS_DWARFS_CORPUS") else {
         eprintln!(
             "corpus_dwarfs SKIPPED: set APPIMAGEFS_DWARFS_CORPUS=<folder> \
-             (e.g. ../shared/fixtures-dwarfs) to run it"
+             (a folder with compat-reference.json and bad/) to run it"
         );
         return None;
     };

@@ -3,7 +3,7 @@
 //!
 //! - this file: the binary's path, unique temp dirs, running commands and
 //!   closures with a timeout. Every image is built at test time: the
-//!   default suite never reads `../shared`.
+//!   default suite never reads a corpus beside the checkout.
 //! - [`mount`]: the `Mount` guard (FUSE mounts of the binary), `KernelMount`
 //!   (loop mounts used to validate the comparator), /proc/self/mountinfo.
 //! - [`snapshot`]: walking a tree into a comparable snapshot and diffing two.
