@@ -24,6 +24,7 @@ pub mod mount;
 pub mod runtime_stub;
 pub mod sample_apps;
 pub mod snapshot;
+pub mod xvfb;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
