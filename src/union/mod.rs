@@ -468,8 +468,16 @@ impl Union {
     }
 
     /// The listing of directory `ino` as seen through handle `fh`: the
-    /// handle's snapshot, or a fresh listing when it holds none.
+    /// handle's snapshot, or a fresh listing when it holds none. The root,
+    /// `bin/` and `share/` are always listed afresh: they change with the
+    /// source folder, and a snapshot taken before a rescan but served after
+    /// its invalidation would stay in the kernel's directory cache (their
+    /// size is the admin's number of apps, not an image's, so listing them
+    /// per page stays cheap).
     pub fn dir_listing(&self, fh: u64, ino: u64) -> Result<Arc<Vec<Listing>>> {
+        if inode::decode(ino).0 == SYNTH_SLOT {
+            return self.readdir(ino);
+        }
         match self.dirs.get(fh) {
             Some(listing) => Ok(listing),
             None => self.readdir(ino),
