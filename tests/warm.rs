@@ -9,34 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::images::{mksquashfs, pseudo_random, wrap_squashfs_as_appimage};
 use crate::common::mount::Mount;
-use crate::common::{Failures, TempDir};
-
-/// (resident pages, all pages) of `path`, from mincore(2) on a read-only
-/// shared mapping (which faults nothing in).
-fn residency(path: &Path) -> (usize, usize) {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(path).expect("open for mincore");
-    let len = f.metadata().expect("stat").len() as usize;
-    let pages = len.div_ceil(4096);
-    let mut vec = vec![0u8; pages];
-    // SAFETY: a fresh read-only mapping of an open file, unmapped before
-    // return; mincore writes one byte per page into `vec`.
-    unsafe {
-        let addr = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        );
-        assert_ne!(addr, libc::MAP_FAILED, "mmap {}", path.display());
-        let rc = libc::mincore(addr, len, vec.as_mut_ptr());
-        libc::munmap(addr, len);
-        assert_eq!(rc, 0, "mincore {}", path.display());
-    }
-    (vec.iter().filter(|&&b| b & 1 != 0).count(), pages)
-}
+use crate::common::{residency, Failures, TempDir};
 
 /// The packings every test here runs on: the largest and a small block
 /// size, and the three codecs.
