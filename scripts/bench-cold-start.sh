@@ -8,6 +8,7 @@
 #   bash scripts/bench-cold-start.sh --quick    # smoke check: Python only, 3 reps
 #   bash scripts/bench-cold-start.sh --reps 9   # more repetitions
 #   bash scripts/bench-cold-start.sh --cache-dir-only  # only the --cache-dir rows
+#   bash scripts/bench-cold-start.sh --ipython-only    # only the IPython-sized rows
 #
 # Runs as root on Debian: installs what it needs with apt, builds appimagefs
 # with `cargo build --release`, builds the benchmark AppImages once (kept in
@@ -46,6 +47,7 @@ QUICK=0
 REBUILD=0
 ONLY_BUILD=0
 CACHE_DIR_ONLY=0
+IPYTHON_ONLY=0
 usage() {
     sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     cat <<EOF
@@ -57,6 +59,9 @@ Options:
   --cache-dir-only
                measure only first launches: plain directory, appimagefs, and
                appimagefs with a warm --cache-dir folder (fresh daemon)
+  --ipython-only
+               measure only the IPython-sized Python (about 55,000 files,
+               zstd 128K): its metadata walk, cold start and second launch
   --work DIR   work folder (default \$BENCH_WORK or /var/tmp/appimagefs-bench)
 EOF
 }
@@ -68,6 +73,7 @@ while [[ $# -gt 0 ]]; do
     --rebuild) REBUILD=1 ;;
     --build-only) ONLY_BUILD=1 ;;
     --cache-dir-only) CACHE_DIR_ONLY=1 ;;
+    --ipython-only) IPYTHON_ONLY=1 ;;
     --work) WORK=$2; shift ;;
     --work=*) WORK=${1#*=} ;;
     -h | --help) usage; exit 0 ;;
@@ -83,6 +89,14 @@ else
     REPS=${REPS:-5}
     APPS=(chromium python)
     READ_APP=chromium
+fi
+# The IPython-sized Python (issue 18): one image (zstd 128K) measured in the
+# full run and alone with --ipython-only; see its section below.
+IPY_APPS=(ipython)
+[[ $QUICK == 0 && $CACHE_DIR_ONLY == 0 ]] || IPY_APPS=()
+if [[ $IPYTHON_ONLY == 1 ]]; then
+    APPS=()
+    IPY_APPS=(ipython)
 fi
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || { echo "--reps needs a positive number" >&2; exit 2; }
 COMPS=(xz zstd gzip)
@@ -196,6 +210,7 @@ stamp_of() {
     chromium) echo "chromium $(pkg_version chromium)" ;;
     python) echo "python3.11 $(pkg_version libpython3.11-stdlib) $(pkg_version python3.11-minimal)" ;;
     manyfiles) echo "manyfiles $MANYFILES $(md5sum <"$HELPERS/gen_manyfiles.py")" ;;
+    ipython) echo "ipython $(stamp_of python) $(md5sum <"$IPY_REQUIREMENTS")" ;;
     esac
 }
 
@@ -261,8 +276,82 @@ EOF
     manyfiles)
         "$PY" "$HELPERS/gen_manyfiles.py" "$d" "$MANYFILES"
         ;;
+    ipython) build_ipython_appdir "$d" ;;
     esac
     chmod 755 "$d/AppRun"
+}
+
+# ---------------------------------------------------------------------------
+# The IPython-sized Python (issue 18): the Python app's interpreter and
+# standard library plus IPython, its dependencies and a few packages with
+# many files (scripts/bench/ipython-requirements.txt, every version pinned)
+# in its site directory: about 55,000 files in many small folders, packed
+# zstd/128K only. Its rows: the metadata walk (appimagefs, kernel squashfs,
+# squashfuse_ll) and a cold start and second launch that start IPython
+# non-interactively, against the plain folder.
+
+IPY_COMP=zstd
+IPY_REQUIREMENTS=$HELPERS/ipython-requirements.txt
+
+# A pip that can install wheels for another folder (--target skips the
+# externally-managed check of PEP 668).
+pip_for_ipython() {
+    if "$PY" -m pip --version >/dev/null 2>&1; then
+        "$PY" -m pip "$@"
+    elif command -v pip3 >/dev/null 2>&1; then
+        pip3 "$@"
+    else
+        log "installing python3-pip"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-pip >/dev/null ||
+            die "apt-get install python3-pip failed"
+        "$PY" -m pip "$@"
+    fi
+}
+
+build_ipython_appdir() {
+    local d=$1
+    # Debian's Python looks for packages in lib/python3.11/dist-packages
+    # under its prefix (its name for site-packages).
+    local site=$d/usr/lib/python3.11/dist-packages
+    mkdir -p "$d/usr/bin" "$d/usr/lib"
+    cp -a /usr/bin/python3.11 "$d/usr/bin/"
+    cp -a /usr/lib/python3.11 "$d/usr/lib/"
+    rm -rf "$d/usr/lib/python3.11/site-packages" "$site"
+    # Wheels for CPython 3.11 on x86-64 whatever Python runs pip; the
+    # bytecode is compiled afterwards by the app's own interpreter.
+    pip_for_ipython install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --no-compile \
+        --only-binary=:all: --implementation cp --python-version 3.11 \
+        --platform manylinux2014_x86_64 --target "$site" -r "$IPY_REQUIREMENTS" ||
+        die "pip install of $IPY_REQUIREMENTS failed"
+    # A few test files of these packages do not compile on purpose.
+    PYTHONHOME=$d/usr "$d/usr/bin/python3.11" -m compileall -q -j0 "$site" >/dev/null 2>&1 || true
+    {
+        write_apprun_header
+        cat <<'EOF'
+export PYTHONHOME="$APPDIR/usr" PYTHONDONTWRITEBYTECODE=1 PYTHONNOUSERSITE=1
+export IPYTHONDIR="${TMPDIR:-/tmp}/appimagefs-bench-ipython"
+exec "$APPDIR/usr/bin/python3.11" -m IPython --quick --no-banner --colors=NoColor \
+    --HistoryManager.enabled=False -c '
+import sys
+print("appimagefs-bench-ok", len(sys.modules))
+'
+EOF
+    } >"$d/AppRun"
+    printf '[Desktop Entry]\nType=Application\nName=IPython bench\nExec=ipython\nIcon=ipython\nCategories=Development;\n' >"$d/ipython.desktop"
+    printf '\x89PNG\r\n\x1a\n' >"$d/ipython.png"
+}
+
+# One repetition of the IPython rows.
+ipython_rows() {
+    local rep=$1 app tool
+    for app in "${IPY_APPS[@]}"; do
+        for tool in $(rotate "$rep" plain appimagefs kernel squashfuse); do
+            cold_start "$tool" "$app" "$IPY_COMP" "$rep"
+        done
+        for tool in $(rotate "$rep" plain appimagefs kernel squashfuse); do
+            walk_or_read walk "$tool" "$app" "$IPY_COMP" "$rep"
+        done
+    done
 }
 
 comp_opts() {
@@ -276,8 +365,8 @@ comp_opts() {
 
 ALL_APPS=("${APPS[@]}" manyfiles)
 # The --cache-dir rows need no metadata-walk image.
-[[ $CACHE_DIR_ONLY == 0 ]] || ALL_APPS=("${APPS[@]}")
-for app in "${ALL_APPS[@]}"; do
+[[ $CACHE_DIR_ONLY == 0 && $IPYTHON_ONLY == 0 ]] || ALL_APPS=("${APPS[@]}")
+for app in "${ALL_APPS[@]}" "${IPY_APPS[@]}"; do
     stamp=$(stamp_of "$app")
     fresh=1
     if [[ $REBUILD == 1 || ! -d $APPDIRS/$app || $(cat "$APPDIRS/$app.stamp" 2>/dev/null) != "$stamp" ]]; then
@@ -288,6 +377,7 @@ for app in "${ALL_APPS[@]}"; do
     fi
     comps=("${COMPS[@]}")
     [[ $app == manyfiles ]] || comps=("${COLD_COMPS[@]}")
+    [[ $app != ipython ]] || comps=("$IPY_COMP")
     for comp in "${comps[@]}"; do
         img=$IMAGES/$app-$comp.AppImage
         if [[ $fresh == 0 || ! -s $img || $img -ot $APPDIRS/$app.stamp || $img -ot $RUNTIME ]]; then
@@ -313,12 +403,15 @@ for app in "${ALL_APPS[@]}"; do
     for comp in "${COMPS[@]}"; do ln "$IMAGES/$app-$comp.AppImage" "$APPS_DIR/"; done
 done
 n=0
-while [[ $n -lt 100 ]]; do
+while [[ $IPYTHON_ONLY == 0 && $n -lt 100 ]]; do
     for f in "$APPS_DIR"/*-{xz,zstd,gzip}.AppImage; do
         [[ $n -lt 100 ]] || break
         ln "$f" "$RUN/hundred/$(printf 'app%03d-' "$n")$(basename "$f")"
         n=$((n + 1))
     done
+done
+for app in "${IPY_APPS[@]}"; do
+    ln "$IMAGES/$app-$IPY_COMP.AppImage" "$APPS_DIR/"
 done
 log "images: $(cd "$APPS_DIR" && du -sh --apparent-size ./*.AppImage | tr '\n\t' ', ')"
 [[ $ONLY_BUILD == 1 ]] && exit 0
@@ -567,8 +660,8 @@ walk_or_read() {
     mount_tool "$tool" "$app" "$comp" || { fail "$scenario" "$app" "$comp" "$tool" "$rep" "$LAST_ERROR"; return; }
     t0=$(now)
     if [[ $scenario == walk ]]; then
-        got=$(find "$DIR/" -printf '%s\n' 2>"$ERR" | wc -l)
-        want=$WALK_COUNT
+        got=$(find "$DIR/" -printf '%s %m %p\n' 2>"$ERR" | wc -l)
+        want=${WALK_COUNTS[$app]}
     else
         got=$(tar cf - -C "$DIR" . 2>"$ERR" | wc -c)
         want=$TAR_BYTES
@@ -633,11 +726,18 @@ rotate() {
     for ((i = 0; i < n; i++)); do echo "${a[$(((i + k) % n))]}"; done
 }
 
-WALK_COUNT=$([[ $CACHE_DIR_ONLY == 1 ]] || find "$APPDIRS/manyfiles/" -printf '%s\n' | wc -l)
-TAR_BYTES=$(tar cf - -C "$APPDIRS/$READ_APP" . | wc -c)
-CONTENT_BYTES=$(find "$APPDIRS/$READ_APP" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
-echo "read-all: $READ_APP, $CONTENT_BYTES bytes in files; walk: manyfiles, $WALK_COUNT entries" >>"$WORK/run-info.txt"
-echo "content_bytes $READ_APP $CONTENT_BYTES" >>"$WORK/run-info.txt"
+declare -A WALK_COUNTS=()
+for app in "${ALL_APPS[@]}" "${IPY_APPS[@]}"; do
+    [[ $app == manyfiles || $app == ipython ]] || continue
+    WALK_COUNTS[$app]=$(find "$APPDIRS/$app/" -printf '%s %m %p\n' | wc -l)
+    echo "walk: $app, ${WALK_COUNTS[$app]} entries" >>"$WORK/run-info.txt"
+done
+if [[ $IPYTHON_ONLY == 0 ]]; then
+    TAR_BYTES=$(tar cf - -C "$APPDIRS/$READ_APP" . | wc -c)
+    CONTENT_BYTES=$(find "$APPDIRS/$READ_APP" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
+    echo "read-all: $READ_APP, $CONTENT_BYTES bytes in files" >>"$WORK/run-info.txt"
+    echo "content_bytes $READ_APP $CONTENT_BYTES" >>"$WORK/run-info.txt"
+fi
 
 COLD_TOOLS=(plain appimagefs kernel squashfuse extract "${RUNTIME_TOOL[@]}")
 FS_TOOLS=(plain appimagefs kernel squashfuse "${RUNTIME_TOOL[@]}")
@@ -668,6 +768,11 @@ for ((rep = 1; rep <= REPS; rep++)); do
         log "  $(((($(now) - start) / 1000000))) s so far"
         continue
     fi
+    if [[ $IPYTHON_ONLY == 1 ]]; then
+        ipython_rows "$rep"
+        log "  $(((($(now) - start) / 1000000))) s so far"
+        continue
+    fi
     for app in "${APPS[@]}"; do
         for comp in "${COLD_COMPS[@]}"; do
             tools_now=("${COLD_TOOLS[@]}")
@@ -682,6 +787,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
             walk_or_read walk "$tool" manyfiles "$comp" "$rep"
         done
     done
+    [[ ${#IPY_APPS[@]} == 0 ]] || ipython_rows "$rep"
     for comp in "${COMPS[@]}"; do
         for tool in $(rotate "$rep" "${FS_TOOLS[@]}"); do
             walk_or_read read "$tool" "$READ_APP" "$comp" "$rep"
