@@ -93,8 +93,9 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
 
-    /// Also log each app as it is mounted, failed requests, and the block
-    /// cache's counters at exit.
+    /// Also log each app as it is mounted, failed requests, and at exit the
+    /// block cache's counters and how many requests of each kind the
+    /// kernel sent.
     #[arg(short, long)]
     pub verbose: bool,
 }

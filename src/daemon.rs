@@ -379,7 +379,10 @@ fn serve(
     let (apps, skipped) = (union.apps().len(), union.skipped());
     let warmer = Arc::new(Warmer::new(union.clone(), crate::prefetch::cores()));
     let profiles = Profiles::new(union.clone(), warmer.clone());
-    let adapter = FuseAdapter::new(union.clone(), warmer.clone()).with_profiles(profiles.clone());
+    let counts = Arc::new(crate::request_counts::RequestCounts::default());
+    let adapter = FuseAdapter::new(union.clone(), warmer.clone())
+        .with_profiles(profiles.clone())
+        .with_request_counts(counts.clone());
     let config = fuse_config(settings);
     let mount_error = |e: std::io::Error| {
         let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
@@ -448,6 +451,7 @@ fn serve(
     }
     session.run()?;
     guard.0 = None;
+    crate::log::debug(format_args!("requests at exit: {counts}"));
     if let Some(p) = &profiles {
         p.finish_all();
         crate::log::debug(format_args!(

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    IoctlFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyXattr,
-    Request,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags, IoctlFlags,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 
 use crate::error::Error;
 use crate::profile::Profiles;
+use crate::request_counts::{Op, RequestCounts};
 use crate::tree::{Attr, Kind};
 use crate::union::{inode, Listing, Union};
 use crate::warm::KernelWarmer;
@@ -41,6 +41,7 @@ pub struct FuseAdapter {
     union: Arc<Union>,
     warmer: Arc<KernelWarmer>,
     profiles: Option<Arc<Profiles>>,
+    counts: Arc<RequestCounts>,
 }
 
 impl FuseAdapter {
@@ -50,7 +51,14 @@ impl FuseAdapter {
             union,
             warmer,
             profiles: None,
+            counts: Arc::default(),
         }
+    }
+
+    /// Counts every request into `counts` (logged at exit with `-v`).
+    pub fn with_request_counts(mut self, counts: Arc<RequestCounts>) -> FuseAdapter {
+        self.counts = counts;
+        self
     }
 
     /// Also records start-up profiles and replays them (`--cache-dir`).
@@ -182,7 +190,12 @@ impl Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.union.lookup(parent.0, name.as_bytes()) {
+        let found = self.union.lookup(parent.0, name.as_bytes());
+        self.counts.count(match found {
+            Err(Error::NotFound) => Op::NegativeLookup,
+            _ => Op::Lookup,
+        });
+        match found {
             Ok(e) if !self.may_enter(req, e.ino) => reply.error(Errno::EACCES),
             Ok(e) => {
                 self.union.remember(e.ino);
@@ -206,6 +219,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.counts.count(Op::Getattr);
         match self.union.getattr(ino.0) {
             Ok(a) => reply.attr(&self.ttl(ino.0), &file_attr(ino.0, &a)),
             Err(e) => reply.error(errno(&e)),
@@ -213,6 +227,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.counts.count(Op::Readlink);
         match self.union.readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(errno(&e)),
@@ -225,6 +240,7 @@ impl Filesystem for FuseAdapter {
     /// mount is read-only, so the kernel refuses write opens itself, and who
     /// may reach an app's files is decided at lookup.
     fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.counts.count(Op::Open);
         reply.error(Errno::ENOSYS)
     }
 
@@ -239,6 +255,7 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.counts.count(Op::Read);
         match self.union.read(ino.0, offset, size) {
             Ok(data) => {
                 reply.data(&data);
@@ -254,42 +271,29 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    /// Opens a handle that keeps a snapshot of the directory's listing
-    /// ([`Union::opendir`]), so reading it in pages lists it once. The
-    /// kernel may cache the listing (FOPEN_CACHE_DIR, kept across opens);
-    /// the watcher invalidates the synthesized directories when the source
-    /// folder changes.
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.union.opendir(ino.0) {
-            Ok(fh) => reply.opened(
-                FileHandle(fh),
-                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
-            ),
-            Err(e) => reply.error(errno(&e)),
-        }
-    }
-
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
-        self.union.releasedir(fh.0);
-        reply.ok();
+    /// Answered ENOSYS, like [`open`](Self::open): the kernel then stops
+    /// sending OPENDIR and RELEASEDIR, two round trips per directory that
+    /// a walk or a program's module search pays otherwise, and opens every
+    /// directory with FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR, so a listing it
+    /// read once is served from its cache. READDIR then comes without a
+    /// handle; [`Union::dir_listing`] keeps what a page needs. The watcher
+    /// invalidates the synthesized directories when the source folder
+    /// changes.
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.counts.count(Op::Opendir);
+        reply.error(Errno::ENOSYS)
     }
 
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let listing = match self.union.dir_listing(fh.0, ino.0) {
+        self.counts.count(Op::Readdir);
+        let listing = match self.union.dir_listing(ino.0) {
             Ok(l) => l,
             Err(e) => return reply.error(errno(&e)),
         };
@@ -310,11 +314,12 @@ impl Filesystem for FuseAdapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let listing = match self.union.dir_listing(fh.0, ino.0) {
+        self.counts.count(Op::Readdirplus);
+        let listing = match self.union.dir_listing(ino.0) {
             Ok(l) => l,
             Err(e) => return reply.error(errno(&e)),
         };
@@ -371,6 +376,7 @@ impl Filesystem for FuseAdapter {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
+        self.counts.count(Op::Ioctl);
         if let Some(p) = &self.profiles {
             p.on_open(ino.0);
         }
@@ -384,6 +390,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.counts.count(Op::Xattr);
         let attrs = match self.union.xattrs(ino.0) {
             Ok(a) => a,
             Err(e) => return reply.error(errno(&e)),
@@ -395,6 +402,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.counts.count(Op::Xattr);
         match self.union.xattrs(ino.0) {
             Ok(attrs) => {
                 let mut names = Vec::new();

@@ -44,6 +44,7 @@ pub mod kernel_mount;
 pub mod log;
 pub mod prefetch;
 pub mod profile;
+pub mod request_counts;
 pub mod squashfs;
 pub mod tree;
 pub mod union;

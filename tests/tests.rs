@@ -59,6 +59,7 @@ mod hostile;
 mod iso_tree;
 mod live; // issue 6: live source folder
 mod menu; // issue 5: launchers, menu entries, GUI smoke test
+mod requests; // issue 18: what a second use of an app still asks the daemon
 mod run_app;
 mod scale; // issue 15: many AppImages, few descriptors, concurrency, permissions
 mod security; // issue 7: nosuid, nodev, private user mounts

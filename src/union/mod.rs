@@ -8,7 +8,7 @@
 
 pub mod access;
 pub mod app;
-pub mod dirhandles;
+pub mod dirlistings;
 pub mod envfiles;
 pub mod inode;
 pub mod integrate;
@@ -127,7 +127,7 @@ pub struct Union {
     env_files: envfiles::EnvFiles,
     owner: (u32, u32),
     sandbox: Policy,
-    dirs: dirhandles::DirHandles,
+    dirs: dirlistings::DirListings,
     /// How many directory listings were built (tests check that paging
     /// through an open directory builds one).
     #[cfg(test)]
@@ -164,7 +164,7 @@ impl Union {
             env_files: envfiles::EnvFiles::default(),
             owner,
             sandbox: Policy::default(),
-            dirs: dirhandles::DirHandles::default(),
+            dirs: dirlistings::DirListings::default(),
             #[cfg(test)]
             listings_built: Default::default(),
         };
@@ -460,33 +460,25 @@ impl Union {
         })
     }
 
-    /// Opens directory `ino` for reading: the returned handle (never 0)
-    /// keeps a snapshot of its listing (see [`dirhandles`]) until
-    /// [`Union::releasedir`].
-    pub fn opendir(&self, ino: u64) -> Result<u64> {
-        Ok(self.dirs.open(self.readdir(ino)?))
-    }
-
-    /// The listing of directory `ino` as seen through handle `fh`: the
-    /// handle's snapshot, or a fresh listing when it holds none. The root,
-    /// `bin/` and `share/` are always listed afresh: they change with the
-    /// source folder, and a snapshot taken before a rescan but served after
-    /// its invalidation would stay in the kernel's directory cache (their
-    /// size is the admin's number of apps, not an image's, so listing them
-    /// per page stays cheap).
-    pub fn dir_listing(&self, fh: u64, ino: u64) -> Result<Arc<Vec<Listing>>> {
+    /// The listing of directory `ino` for one READDIR page: image
+    /// directories come from the listings kept in [`dirlistings`] (built
+    /// once however many pages are read). The root, `bin/` and `share/`
+    /// are always listed afresh: they change with the source folder, and a
+    /// listing taken before a rescan but served after its invalidation
+    /// would stay in the kernel's directory cache (their size is the
+    /// admin's number of apps, not an image's, so listing them per page
+    /// stays cheap).
+    pub fn dir_listing(&self, ino: u64) -> Result<Arc<Vec<Listing>>> {
         if inode::decode(ino).0 == SYNTH_SLOT {
             return self.readdir(ino);
         }
-        match self.dirs.get(fh) {
-            Some(listing) => Ok(listing),
-            None => self.readdir(ino),
+        let generation = self.generation(ino);
+        if let Some(listing) = self.dirs.get(ino, generation) {
+            return Ok(listing);
         }
-    }
-
-    /// Closes a handle from [`Union::opendir`], freeing its snapshot.
-    pub fn releasedir(&self, fh: u64) {
-        drop(self.dirs.release(fh));
+        let listing = self.readdir(ino)?;
+        drop(self.dirs.insert(ino, generation, listing.clone()));
+        Ok(listing)
     }
 
     /// The listing of directory `ino`, without `.` and `..`.
