@@ -34,7 +34,7 @@ mod xattr;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::backing::Backing;
 use crate::cache::BlockCache;
@@ -68,6 +68,9 @@ pub struct SquashImage {
     inode_table: Table,
     dir_table: Table,
     ids: LookupTable,
+    /// The whole id table once read (see [`SquashImage::id`]); `None`
+    /// when some entry of it could not be read.
+    id_values: OnceLock<Option<Vec<u32>>>,
     fragments: LookupTable,
     xattrs: XattrTable,
     inodes: Memo<Inode>,
@@ -157,6 +160,7 @@ pub fn open(
         inode_table,
         dir_table,
         ids,
+        id_values: OnceLock::new(),
         fragments,
         xattrs,
         inodes: Memo::new(INODE_CACHE_ENTRIES, INODE_CACHE_BYTES),
@@ -211,8 +215,33 @@ impl SquashImage {
         Ok(listing)
     }
 
+    /// Owner or group `index`. Every attribute needs two ids, so the id
+    /// table (at most 65,535 ids of 4 bytes, usually one or two) is read
+    /// whole on first use and kept, instead of fetching a cached block and
+    /// copying an entry out of it twice per `stat`. Read outside any lock
+    /// (two threads may both read it; one result is kept). A table with an
+    /// unreadable entry is not kept whole, and each id is then read on its
+    /// own, failing only the nodes that name the bad one.
     fn id(&self, index: u16) -> Result<u32> {
-        self.ids.entry_u32(&self.reader, u64::from(index))
+        let values = match self.id_values.get() {
+            Some(v) => v,
+            None => {
+                let all = (0..self.ids.count())
+                    .map(|i| self.ids.entry_u32(&self.reader, i))
+                    .collect::<Result<Vec<u32>>>()
+                    .ok();
+                self.id_values.get_or_init(|| all)
+            }
+        };
+        match values {
+            Some(v) => v.get(usize::from(index)).copied().ok_or_else(|| {
+                Error::corrupt(format!(
+                    "id index {index} is out of range ({} entries)",
+                    v.len()
+                ))
+            }),
+            None => self.ids.entry_u32(&self.reader, u64::from(index)),
+        }
     }
 }
 
