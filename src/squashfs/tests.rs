@@ -418,6 +418,49 @@ fn open_reads_nothing() {
     assert_eq!(cache.stats().bytes, 0);
 }
 
+/// The id table is read whole once; when it cannot be (its claimed count
+/// runs past its block), each id is still read on its own, and an index
+/// past the count fails only the node that names it.
+#[test]
+fn ids_come_from_the_whole_table_or_one_by_one() {
+    let path = apps::echo();
+    let file = Arc::new(File::open(&path).unwrap());
+    let len = file.metadata().unwrap().len();
+    let Payload::SquashFs { offset, superblock } = detect(&file).unwrap().payload else {
+        panic!("not type 2");
+    };
+    let open_with = |id_count: u16| {
+        let mut sb = superblock.clone();
+        sb.id_count = id_count;
+        open(
+            Backing::new(file.clone(), offset, len - offset),
+            sb,
+            new_cache(),
+        )
+        .unwrap()
+    };
+    let img = open_with(superblock.id_count);
+    let root = img.root();
+    let want = img.attr(root).unwrap();
+    let files: Vec<_> = img.read_dir(root).unwrap().iter().map(|e| e.node).collect();
+    for &node in &files {
+        img.attr(node).unwrap();
+    }
+    assert_eq!(
+        img.id_values.get().and_then(|v| v.as_ref()).map(Vec::len),
+        Some(usize::from(superblock.id_count)),
+        "read whole"
+    );
+    // 2000 ids of 4 bytes would fill most of one 8 KiB block; the real
+    // block is much shorter, so the table cannot be read whole.
+    let long = open_with(2000);
+    let got = long.attr(root).unwrap();
+    assert_eq!((got.uid, got.gid), (want.uid, want.gid));
+    assert_eq!(long.id_values.get(), Some(&None), "not kept whole");
+    let none = open_with(0);
+    assert!(matches!(none.attr(root), Err(Error::Corrupt(_))));
+}
+
 #[test]
 fn wrong_operations_give_the_right_errors() {
     let img = open_bare(&sqfs::edge_tree("gzip")).unwrap();
