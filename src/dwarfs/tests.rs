@@ -290,6 +290,28 @@ fn sequential_reads_decode_each_page_once_and_random_reads_only_up_to_theirs() {
     }
 }
 
+/// A sequential reader has the start of the file's next block decoded in
+/// the background (another core), not only the next page of its own block.
+#[test]
+fn read_ahead_reaches_the_next_block() {
+    let img = open_bytes(&build(CompressParam::Zstd(3), |_| {})).unwrap();
+    let big = resolve(&img, "big");
+    let first = img
+        .read_with(big, 0, 128 << 10, ReadIntent::Demand)
+        .unwrap();
+    assert!(first[..] == files()[0].5[..128 << 10]);
+    // Page 0 of block 0 for the read, page 0 of block 1 ahead.
+    let started = std::time::Instant::now();
+    while decoded(&img) < 2 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(decoded(&img), 2);
+    let at = 4 << 20;
+    let piece = img.read_with(big, at, 4096, ReadIntent::Warm).unwrap();
+    assert!(piece[..] == files()[0].5[at as usize..at as usize + 4096]);
+    assert_eq!(decoded(&img), 2, "block 1's first page was decoded ahead");
+}
+
 #[test]
 fn lzma_tree_matches_its_source() {
     check_tree(&open_bytes(&build(CompressParam::Lzma(1), |_| {})).unwrap());
