@@ -8,6 +8,7 @@
 #   bash scripts/bench-cold-start.sh --quick    # smoke check: Python only, 3 reps
 #   bash scripts/bench-cold-start.sh --reps 9   # more repetitions
 #   bash scripts/bench-cold-start.sh --cache-dir-only  # only the --cache-dir rows
+#   bash scripts/bench-cold-start.sh --dwarfs-only     # only the DwarFS rows
 #
 # Runs as root on Debian: installs what it needs with apt, builds appimagefs
 # with `cargo build --release`, builds the benchmark AppImages once (kept in
@@ -46,6 +47,7 @@ QUICK=0
 REBUILD=0
 ONLY_BUILD=0
 CACHE_DIR_ONLY=0
+DWARFS_ONLY=0
 usage() {
     sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     cat <<EOF
@@ -57,6 +59,10 @@ Options:
   --cache-dir-only
                measure only first launches: plain directory, appimagefs, and
                appimagefs with a warm --cache-dir folder (fresh daemon)
+  --dwarfs-only
+               measure only the apps packed as DwarFS (appimagefs) beside
+               the plain directory and appimagefs on the SquashFS xz and zstd
+               images: cold start, second launch, read every byte
   --work DIR   work folder (default \$BENCH_WORK or /var/tmp/appimagefs-bench)
 EOF
 }
@@ -68,6 +74,7 @@ while [[ $# -gt 0 ]]; do
     --rebuild) REBUILD=1 ;;
     --build-only) ONLY_BUILD=1 ;;
     --cache-dir-only) CACHE_DIR_ONLY=1 ;;
+    --dwarfs-only) DWARFS_ONLY=1 ;;
     --work) WORK=$2; shift ;;
     --work=*) WORK=${1#*=} ;;
     -h | --help) usage; exit 0 ;;
@@ -277,6 +284,7 @@ comp_opts() {
 ALL_APPS=("${APPS[@]}" manyfiles)
 # The --cache-dir rows need no metadata-walk image.
 [[ $CACHE_DIR_ONLY == 0 ]] || ALL_APPS=("${APPS[@]}")
+[[ $DWARFS_ONLY == 0 ]] || ALL_APPS=("${APPS[@]}")
 for app in "${ALL_APPS[@]}"; do
     stamp=$(stamp_of "$app")
     fresh=1
@@ -302,6 +310,76 @@ for app in "${ALL_APPS[@]}"; do
         fi
     done
 done
+# ---------------------------------------------------------------------------
+# DwarFS rows (issue 16): the apps packed as DwarFS behind the same stand-in
+# runtime, read by appimagefs, beside the plain directory (and, with
+# --dwarfs-only, appimagefs on the SquashFS xz and zstd images) in the same
+# run. mkdwarfs and the dwarfs FUSE driver are not packaged for Debian, so
+# the images are written by examples/pack-dwarfs.rs (on the dwarfs-enc
+# crate) with mkdwarfs's block size, 16 MiB, but lower levels than its
+# defaults (zstd 22, xz 9): zstd 15 (mksquashfs's default) and xz 1, which
+# pack Chromium in minutes rather than an hour on two loaded cores (the
+# decoders' speed depends far less on the level). There is no other DwarFS
+# reader here to compare with.
+# The comps are named so that the mount100 folder's globs skip them.
+
+DWARFS_COMPS=(dwarfs_zstd dwarfs_lzma)
+declare -A DWARFS_LEVEL=([zstd]=15 [lzma]=1)
+
+# Packs the DwarFS images that are missing or older than their AppDir or
+# the runtime, and links them into the folder appimagefs mounts.
+dwarfs_build() {
+    local app comp c img raw built=0
+    for app in "${APPS[@]}"; do
+        for comp in "${DWARFS_COMPS[@]}"; do
+            img=$IMAGES/$app-$comp.AppImage
+            raw=$WORK/sqfs/$app-$comp.dwarfs
+            if [[ $REBUILD == 1 || ! -s $img || $img -ot $APPDIRS/$app.stamp || $img -ot $RUNTIME ]]; then
+                if [[ $built == 0 ]]; then
+                    log "cargo build --release --example pack-dwarfs"
+                    (cd "$ROOT" && cargo build --release --quiet --example pack-dwarfs) ||
+                        die "cargo build --example pack-dwarfs failed"
+                    built=1
+                fi
+                c=${comp#dwarfs_}
+                log "packing $app as DwarFS $c level ${DWARFS_LEVEL[$c]} (16 MiB blocks)"
+                "$ROOT/target/release/examples/pack-dwarfs" "$APPDIRS/$app" "$raw" \
+                    --compression "$c" --level "${DWARFS_LEVEL[$c]}" 2>>"$WORK/pack-dwarfs.log" ||
+                    die "pack-dwarfs failed (see $WORK/pack-dwarfs.log)"
+                cat "$RUNTIME" "$raw" >"$img.new"
+                chmod 755 "$img.new"
+                mv "$img.new" "$img"
+                rm -f "$raw"
+            fi
+            ln "$img" "$APPS_DIR/"
+        done
+    done
+}
+
+dwarfs_info() {
+    echo "DwarFS images: examples/pack-dwarfs.rs (dwarfs-enc), 16 MiB blocks, zstd level ${DWARFS_LEVEL[zstd]} / xz level ${DWARFS_LEVEL[lzma]}; no other DwarFS reader here (mkdwarfs and the dwarfs FUSE driver are not packaged for Debian)"
+}
+
+# One repetition of the DwarFS rows: cold start and second launch of each
+# app and reading every byte of READ_APP, from the plain directory and
+# appimagefs; with --dwarfs-only also appimagefs on SquashFS xz and zstd.
+dwarfs_measure() {
+    local rep=$1 app comp tool comps=("${DWARFS_COMPS[@]}")
+    [[ $DWARFS_ONLY == 0 ]] || comps=(xz zstd "${DWARFS_COMPS[@]}")
+    for app in "${APPS[@]}"; do
+        for comp in "${comps[@]}"; do
+            for tool in $(rotate "$rep" plain appimagefs); do
+                cold_start "$tool" "$app" "$comp" "$rep"
+            done
+        done
+    done
+    for comp in "${comps[@]}"; do
+        for tool in $(rotate "$rep" plain appimagefs); do
+            walk_or_read read "$tool" "$READ_APP" "$comp" "$rep"
+        done
+    done
+}
+
 # The folder appimagefs mounts: this run's images (hard links), and one
 # with 100 AppImages (hard links to them, round robin).
 APPS_DIR=$RUN/apps
@@ -320,6 +398,7 @@ while [[ $n -lt 100 ]]; do
         n=$((n + 1))
     done
 done
+[[ $CACHE_DIR_ONLY == 1 ]] || dwarfs_build
 log "images: $(cd "$APPS_DIR" && du -sh --apparent-size ./*.AppImage | tr '\n\t' ', ')"
 [[ $ONLY_BUILD == 1 ]] && exit 0
 
@@ -633,7 +712,7 @@ rotate() {
     for ((i = 0; i < n; i++)); do echo "${a[$(((i + k) % n))]}"; done
 }
 
-WALK_COUNT=$([[ $CACHE_DIR_ONLY == 1 ]] || find "$APPDIRS/manyfiles/" -printf '%s\n' | wc -l)
+WALK_COUNT=$([[ $CACHE_DIR_ONLY == 1 || $DWARFS_ONLY == 1 ]] || find "$APPDIRS/manyfiles/" -printf '%s\n' | wc -l)
 TAR_BYTES=$(tar cf - -C "$APPDIRS/$READ_APP" . | wc -c)
 CONTENT_BYTES=$(find "$APPDIRS/$READ_APP" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
 echo "read-all: $READ_APP, $CONTENT_BYTES bytes in files; walk: manyfiles, $WALK_COUNT entries" >>"$WORK/run-info.txt"
@@ -646,9 +725,11 @@ if [[ ${#RUNTIME_TOOL[@]} == 0 ]]; then
 else
     echo "AppImage runtime: $BENCH_RUNTIME" >>"$WORK/run-info.txt"
 fi
+[[ $CACHE_DIR_ONLY == 1 ]] || dwarfs_info >>"$WORK/run-info.txt"
 declare -A PRIMED=()
 for app in "${APPS[@]}"; do
     for comp in "${COMPS[@]}"; do
+        [[ $DWARFS_ONLY == 0 ]] || continue
         log "filling the cache folder of $app/$comp"
         prime_cache_dir "$app" "$comp" && PRIMED[$app/$comp]=1
     done
@@ -665,6 +746,11 @@ for ((rep = 1; rep <= REPS; rep++)); do
                 done
             done
         done
+        log "  $(((($(now) - start) / 1000000))) s so far"
+        continue
+    fi
+    if [[ $DWARFS_ONLY == 1 ]]; then
+        dwarfs_measure "$rep"
         log "  $(((($(now) - start) / 1000000))) s so far"
         continue
     fi
@@ -690,6 +776,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
     for tool in $(rotate "$rep" appimagefs kernel squashfuse); do
         mount_hundred "$tool" "$rep"
     done
+    dwarfs_measure "$rep"
     log "  $(((($(now) - start) / 1000000))) s so far"
 done
 echo "measured in $((($(now) - start) / 1000000)) s; load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/run-info.txt"
