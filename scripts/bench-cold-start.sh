@@ -9,6 +9,7 @@
 #   bash scripts/bench-cold-start.sh --reps 9   # more repetitions
 #   bash scripts/bench-cold-start.sh --cache-dir-only  # only the --cache-dir rows
 #   bash scripts/bench-cold-start.sh --ipython-only    # only the IPython-sized rows
+#   bash scripts/bench-cold-start.sh --dwarfs-only     # only the DwarFS rows
 #
 # Runs as root on Debian: installs what it needs with apt, builds appimagefs
 # with `cargo build --release`, builds the benchmark AppImages once (kept in
@@ -48,6 +49,7 @@ REBUILD=0
 ONLY_BUILD=0
 CACHE_DIR_ONLY=0
 IPYTHON_ONLY=0
+DWARFS_ONLY=0
 usage() {
     sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     cat <<EOF
@@ -62,6 +64,10 @@ Options:
   --ipython-only
                measure only the IPython-sized Python (about 55,000 files,
                zstd 128K): its metadata walk, cold start and second launch
+  --dwarfs-only
+               measure only the apps packed as DwarFS (appimagefs) beside
+               the plain directory and appimagefs on the SquashFS xz and zstd
+               images: cold start, second launch, read every byte
   --work DIR   work folder (default \$BENCH_WORK or /var/tmp/appimagefs-bench)
 EOF
 }
@@ -74,6 +80,7 @@ while [[ $# -gt 0 ]]; do
     --build-only) ONLY_BUILD=1 ;;
     --cache-dir-only) CACHE_DIR_ONLY=1 ;;
     --ipython-only) IPYTHON_ONLY=1 ;;
+    --dwarfs-only) DWARFS_ONLY=1 ;;
     --work) WORK=$2; shift ;;
     --work=*) WORK=${1#*=} ;;
     -h | --help) usage; exit 0 ;;
@@ -93,7 +100,7 @@ fi
 # The IPython-sized Python (issue 18): one image (zstd 128K) measured in the
 # full run and alone with --ipython-only; see its section below.
 IPY_APPS=(ipython)
-[[ $QUICK == 0 && $CACHE_DIR_ONLY == 0 ]] || IPY_APPS=()
+[[ $QUICK == 0 && $CACHE_DIR_ONLY == 0 && $DWARFS_ONLY == 0 ]] || IPY_APPS=()
 if [[ $IPYTHON_ONLY == 1 ]]; then
     APPS=()
     IPY_APPS=(ipython)
@@ -365,7 +372,7 @@ comp_opts() {
 
 ALL_APPS=("${APPS[@]}" manyfiles)
 # The --cache-dir rows need no metadata-walk image.
-[[ $CACHE_DIR_ONLY == 0 && $IPYTHON_ONLY == 0 ]] || ALL_APPS=("${APPS[@]}")
+[[ $CACHE_DIR_ONLY == 0 && $IPYTHON_ONLY == 0 && $DWARFS_ONLY == 0 ]] || ALL_APPS=("${APPS[@]}")
 for app in "${ALL_APPS[@]}" "${IPY_APPS[@]}"; do
     stamp=$(stamp_of "$app")
     fresh=1
@@ -392,6 +399,76 @@ for app in "${ALL_APPS[@]}" "${IPY_APPS[@]}"; do
         fi
     done
 done
+# ---------------------------------------------------------------------------
+# DwarFS rows (issue 16): the apps packed as DwarFS behind the same stand-in
+# runtime, read by appimagefs, beside the plain directory (and, with
+# --dwarfs-only, appimagefs on the SquashFS xz and zstd images) in the same
+# run. mkdwarfs and the dwarfs FUSE driver are not packaged for Debian, so
+# the images are written by examples/pack-dwarfs.rs (on the dwarfs-enc
+# crate) with mkdwarfs's block size, 16 MiB, but lower levels than its
+# defaults (zstd 22, xz 9): zstd 15 (mksquashfs's default) and xz 1, which
+# pack Chromium in minutes rather than an hour on two loaded cores (the
+# decoders' speed depends far less on the level). There is no other DwarFS
+# reader here to compare with.
+# The comps are named so that the mount100 folder's globs skip them.
+
+DWARFS_COMPS=(dwarfs_zstd dwarfs_lzma)
+declare -A DWARFS_LEVEL=([zstd]=15 [lzma]=1)
+
+# Packs the DwarFS images that are missing or older than their AppDir or
+# the runtime, and links them into the folder appimagefs mounts.
+dwarfs_build() {
+    local app comp c img raw built=0
+    for app in "${APPS[@]}"; do
+        for comp in "${DWARFS_COMPS[@]}"; do
+            img=$IMAGES/$app-$comp.AppImage
+            raw=$WORK/sqfs/$app-$comp.dwarfs
+            if [[ $REBUILD == 1 || ! -s $img || $img -ot $APPDIRS/$app.stamp || $img -ot $RUNTIME ]]; then
+                if [[ $built == 0 ]]; then
+                    log "cargo build --release --example pack-dwarfs"
+                    (cd "$ROOT" && cargo build --release --quiet --example pack-dwarfs) ||
+                        die "cargo build --example pack-dwarfs failed"
+                    built=1
+                fi
+                c=${comp#dwarfs_}
+                log "packing $app as DwarFS $c level ${DWARFS_LEVEL[$c]} (16 MiB blocks)"
+                "$ROOT/target/release/examples/pack-dwarfs" "$APPDIRS/$app" "$raw" \
+                    --compression "$c" --level "${DWARFS_LEVEL[$c]}" 2>>"$WORK/pack-dwarfs.log" ||
+                    die "pack-dwarfs failed (see $WORK/pack-dwarfs.log)"
+                cat "$RUNTIME" "$raw" >"$img.new"
+                chmod 755 "$img.new"
+                mv "$img.new" "$img"
+                rm -f "$raw"
+            fi
+            ln "$img" "$APPS_DIR/"
+        done
+    done
+}
+
+dwarfs_info() {
+    echo "DwarFS images: examples/pack-dwarfs.rs (dwarfs-enc), 16 MiB blocks, zstd level ${DWARFS_LEVEL[zstd]} / xz level ${DWARFS_LEVEL[lzma]}; no other DwarFS reader here (mkdwarfs and the dwarfs FUSE driver are not packaged for Debian)"
+}
+
+# One repetition of the DwarFS rows: cold start and second launch of each
+# app and reading every byte of READ_APP, from the plain directory and
+# appimagefs; with --dwarfs-only also appimagefs on SquashFS xz and zstd.
+dwarfs_measure() {
+    local rep=$1 app comp tool comps=("${DWARFS_COMPS[@]}")
+    [[ $DWARFS_ONLY == 0 ]] || comps=(xz zstd "${DWARFS_COMPS[@]}")
+    for app in "${APPS[@]}"; do
+        for comp in "${comps[@]}"; do
+            for tool in $(rotate "$rep" plain appimagefs); do
+                cold_start "$tool" "$app" "$comp" "$rep"
+            done
+        done
+    done
+    for comp in "${comps[@]}"; do
+        for tool in $(rotate "$rep" plain appimagefs); do
+            walk_or_read read "$tool" "$READ_APP" "$comp" "$rep"
+        done
+    done
+}
+
 # The folder appimagefs mounts: this run's images (hard links), and one
 # with 100 AppImages (hard links to them, round robin).
 APPS_DIR=$RUN/apps
@@ -413,6 +490,7 @@ done
 for app in "${IPY_APPS[@]}"; do
     ln "$IMAGES/$app-$IPY_COMP.AppImage" "$APPS_DIR/"
 done
+[[ $CACHE_DIR_ONLY == 1 || $IPYTHON_ONLY == 1 ]] || dwarfs_build
 log "images: $(cd "$APPS_DIR" && du -sh --apparent-size ./*.AppImage | tr '\n\t' ', ')"
 [[ $ONLY_BUILD == 1 ]] && exit 0
 
@@ -746,9 +824,11 @@ if [[ ${#RUNTIME_TOOL[@]} == 0 ]]; then
 else
     echo "AppImage runtime: $BENCH_RUNTIME" >>"$WORK/run-info.txt"
 fi
+[[ $CACHE_DIR_ONLY == 1 || $IPYTHON_ONLY == 1 ]] || dwarfs_info >>"$WORK/run-info.txt"
 declare -A PRIMED=()
 for app in "${APPS[@]}"; do
     for comp in "${COMPS[@]}"; do
+        [[ $DWARFS_ONLY == 0 ]] || continue
         log "filling the cache folder of $app/$comp"
         prime_cache_dir "$app" "$comp" && PRIMED[$app/$comp]=1
     done
@@ -770,6 +850,11 @@ for ((rep = 1; rep <= REPS; rep++)); do
     fi
     if [[ $IPYTHON_ONLY == 1 ]]; then
         ipython_rows "$rep"
+        log "  $(((($(now) - start) / 1000000))) s so far"
+        continue
+    fi
+    if [[ $DWARFS_ONLY == 1 ]]; then
+        dwarfs_measure "$rep"
         log "  $(((($(now) - start) / 1000000))) s so far"
         continue
     fi
@@ -796,6 +881,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
     for tool in $(rotate "$rep" appimagefs kernel squashfuse); do
         mount_hundred "$tool" "$rep"
     done
+    dwarfs_measure "$rep"
     log "  $(((($(now) - start) / 1000000))) s so far"
 done
 echo "measured in $((($(now) - start) / 1000000)) s; load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/run-info.txt"

@@ -16,10 +16,17 @@
 //! the on-disk cache of `--cache-dir` (when there is one) before decoding
 //! and hands it what it decoded.
 //!
+//! A loader that decodes a stream piecewise (a DwarFS block) can park its
+//! decoder between loads ([`BlockCache::park`]) so that the next load
+//! resumes where it stopped instead of decoding from the start again.
+//! Parked decoders are few and bounded daemon-wide, in number and in
+//! bytes; the least recently parked is dropped first.
+//!
 //! The cache is split into shards, each behind its own mutex, so readers of
 //! different blocks rarely contend; the lock is never held while a block is
 //! decompressed.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +60,19 @@ pub type Block = Arc<Vec<u8>>;
 const PER_BLOCK_OVERHEAD: usize = 96;
 
 const SHARDS: usize = 16;
+
+/// Most decoders parked at once, daemon-wide: about one per reader of a
+/// large block at a time.
+const MAX_PARKED: usize = 8;
+
+/// A decoder state parked between loads, and the bytes it holds.
+type ParkedState = (Box<dyn Any + Send>, usize);
+
+/// Parked decoder states (see [`BlockCache::park`]).
+struct Parked {
+    states: LruCache<BlockKey, ParkedState>,
+    bytes: usize,
+}
 
 type InFlight = Arc<OnceLock<std::result::Result<Block, String>>>;
 
@@ -97,6 +117,8 @@ pub struct BlockCache {
     evictions: AtomicU64,
     prefetcher: Prefetcher,
     disk: Option<DiskCache>,
+    parked: Mutex<Parked>,
+    parked_budget: usize,
 }
 
 impl BlockCache {
@@ -127,6 +149,11 @@ impl BlockCache {
             evictions: AtomicU64::new(0),
             prefetcher: Prefetcher::new(crate::prefetch::cores()),
             disk,
+            parked: Mutex::new(Parked {
+                states: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            parked_budget: budget / 4,
         }
     }
 
@@ -255,6 +282,53 @@ impl BlockCache {
         lock(self.shard(&key)).blocks.peek(&key).cloned()
     }
 
+    /// Keeps a loader's decoder `state` (holding about `bytes` bytes) under
+    /// `key` until [`unpark`](Self::unpark) takes it, replacing any state
+    /// parked there. At most [`MAX_PARKED`] states and a quarter of the
+    /// budget are kept: older ones are dropped (outside the lock), and a
+    /// state larger than that share is not kept at all.
+    pub fn park(&self, key: BlockKey, state: Box<dyn Any + Send>, bytes: usize) {
+        let mut dropped = Vec::new();
+        if !self.can_park(bytes) {
+            dropped.push(state);
+        } else {
+            let mut p = lock_parked(&self.parked);
+            if let Some((old, size)) = p.states.put(key, (state, bytes)) {
+                p.bytes -= size;
+                dropped.push(old);
+            }
+            p.bytes += bytes;
+            while p.bytes > self.parked_budget || p.states.len() > MAX_PARKED {
+                match p.states.pop_lru() {
+                    Some((_, (old, size))) => {
+                        p.bytes -= size;
+                        dropped.push(old);
+                    }
+                    None => break,
+                }
+            }
+        }
+        drop(dropped);
+    }
+
+    /// Whether a state of `bytes` bytes can be parked at all.
+    pub fn can_park(&self, bytes: usize) -> bool {
+        bytes <= self.parked_budget
+    }
+
+    /// Takes the decoder state parked under `key`, if any.
+    pub fn unpark(&self, key: BlockKey) -> Option<Box<dyn Any + Send>> {
+        let mut p = lock_parked(&self.parked);
+        let (state, bytes) = p.states.pop(&key)?;
+        p.bytes -= bytes;
+        Some(state)
+    }
+
+    /// Bytes held by parked decoder states.
+    pub fn parked_bytes(&self) -> usize {
+        lock_parked(&self.parked).bytes
+    }
+
     fn insert(&self, s: &mut Shard, key: BlockKey, block: Block) {
         let charge = cost(&block);
         if charge > self.shard_budget {
@@ -275,8 +349,22 @@ impl BlockCache {
         }
     }
 
-    /// Drops every block of one image (used when an image is closed).
+    /// Drops every block and parked state of one image (used when an image
+    /// is closed).
     pub fn forget_image(&self, image: u64) {
+        let dropped: Vec<ParkedState> = {
+            let mut p = lock_parked(&self.parked);
+            let doomed: Vec<BlockKey> = p
+                .states
+                .iter()
+                .filter(|(k, _)| k.image == image)
+                .map(|(k, _)| *k)
+                .collect();
+            let states: Vec<ParkedState> = doomed.iter().filter_map(|k| p.states.pop(k)).collect();
+            p.bytes -= states.iter().map(|(_, size)| size).sum::<usize>();
+            states
+        };
+        drop(dropped);
         for shard in &self.shards {
             let mut s = lock(shard);
             let doomed: Vec<BlockKey> = s
@@ -313,6 +401,12 @@ fn into_block(mut data: Vec<u8>) -> Block {
         data.shrink_to_fit();
     }
     Arc::new(data)
+}
+
+/// Locks the parked states; as for [`lock`], every critical section only
+/// performs infallible map operations.
+fn lock_parked(m: &Mutex<Parked>) -> std::sync::MutexGuard<'_, Parked> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Bytes a cached block is charged: its buffer and the fixed overhead.
@@ -458,6 +552,29 @@ mod tests {
             Some(&[5u8; 10][..])
         );
         c.prefetch(key(5), || panic!("cached blocks are not loaded again"));
+    }
+
+    #[test]
+    fn parked_states_are_bounded_in_number_and_bytes() {
+        let c = BlockCache::new(1 << 20);
+        for pos in 0..20 {
+            c.park(key(pos), Box::new(pos), 100);
+        }
+        assert!(c.unpark(key(0)).is_none(), "the oldest is dropped");
+        let last = c.unpark(key(19)).expect("the newest is kept");
+        assert_eq!(*last.downcast::<u64>().unwrap(), 19);
+        assert!(c.unpark(key(19)).is_none(), "unpark takes the state");
+        assert_eq!(c.parked_bytes(), (MAX_PARKED - 1) * 100);
+        // More than a quarter of the budget is not kept at all.
+        assert!(c.can_park(1 << 18) && !c.can_park((1 << 18) + 1));
+        c.park(key(30), Box::new(0u8), (1 << 18) + 1);
+        assert!(c.unpark(key(30)).is_none());
+        // A large one pushes out older ones to stay inside its share.
+        c.park(key(31), Box::new(0u8), 1 << 18);
+        assert_eq!(c.parked_bytes(), 1 << 18);
+        c.forget_image(1);
+        assert_eq!(c.parked_bytes(), 0);
+        assert!(c.unpark(key(31)).is_none());
     }
 
     #[test]

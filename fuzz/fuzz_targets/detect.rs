@@ -31,6 +31,22 @@ fuzz_target!(|data: &[u8]| {
                 superblock.bytes_used
             );
         }
+        Payload::Dwarfs {
+            offset,
+            len: l,
+            version,
+        } => {
+            assert!(found.kind() == 2);
+            assert_eq!(
+                offset.checked_add(*l),
+                Some(len),
+                "dwarfs at {offset} of {l} bytes does not end with the file ({len})"
+            );
+            assert!(
+                appimagefs::dwarfs::section::check_version(version.0, version.1).is_ok(),
+                "dwarfs format {version:?} accepted"
+            );
+        }
         Payload::Iso9660 { len: l } => {
             assert!(found.kind() == 1);
             assert_eq!(*l, len);

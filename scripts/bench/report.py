@@ -20,7 +20,8 @@ NAMES = {
     "cachedir": "appimagefs, warm --cache-dir",
 }
 COMP_LABEL = {"xz": "xz 1M", "zstd": "zstd 128K", "gzip": "gzip 128K",
-              "none": "uncompressed", "mixed": "mixed"}
+              "none": "uncompressed", "dwarfs_zstd": "DwarFS zstd 16M",
+              "dwarfs_lzma": "DwarFS xz 16M", "mixed": "mixed"}
 SCENARIOS = [
     ("cold", "cold start (mount + 1st launch)"),
     ("second", "second launch, same mount"),

@@ -5,16 +5,20 @@
 //! it whole would hold tens of MiB per block, more than one shard of the
 //! shared cache takes, and decoding it whole for a 4 KiB read wastes most
 //! of the work. So a block is cached as pages of [`page_size`] bytes, each
-//! its own cache entry: a miss on page `k` decodes the stream from its
-//! start up to page `2k + 1` at most (so a reader walking through a block
-//! decodes it about twice, a random read no more than twice what it
-//! needs), keeping every page decoded on the way. LZ4 blocks, which can
-//! only be decoded whole, are split into the same pages; uncompressed
-//! blocks are read straight from the image.
+//! its own cache entry. A miss on page `k` decodes the stream up to page
+//! `k` and no further, keeping every page decoded on the way, and parks the
+//! decoder in the cache ([`BlockCache::park`]): the next miss in that block
+//! (the reader going on, or its read-ahead) resumes from there. A reader
+//! walking through a block thus decodes it once, and a random read decodes
+//! no more than the stream up to the page it needs. When the parked
+//! decoder is gone (the cache dropped it) or is past the page asked for
+//! (that page was evicted), the stream starts again from the block's
+//! start. LZ4 blocks, which can only be decoded whole, are split into the
+//! same pages; uncompressed blocks are read straight from the image.
 
 use std::sync::{Arc, Mutex};
 
-use super::codec::decode_pages;
+use super::codec::{decode_whole_pages, PageStream};
 use super::section::{Codec, Section};
 use crate::backing::Backing;
 use crate::cache::{Block, BlockCache, BlockKey};
@@ -56,6 +60,9 @@ pub struct Blocks {
     block_size: usize,
     page: usize,
     streams: Vec<Mutex<()>>,
+    /// Pages decoded so far, for tests of how much a read decodes.
+    #[cfg(test)]
+    pub decoded: std::sync::atomic::AtomicUsize,
 }
 
 impl Blocks {
@@ -85,6 +92,8 @@ impl Blocks {
             block_size: block_size as usize,
             page: page_size(block_size),
             streams: (0..STREAM_LOCKS).map(|_| Mutex::new(())).collect(),
+            #[cfg(test)]
+            decoded: Default::default(),
         }
     }
 
@@ -174,9 +183,10 @@ impl Blocks {
     /// decodes a given block (its lock is held while it decodes): readers
     /// of other pages of the block, which the kernel sends in parallel,
     /// wait for it and then find their page among those it kept, instead
-    /// of each decoding the stream from its start at once. The lock is
-    /// taken only inside cache loaders and nothing waits while holding it
-    /// ([`BlockCache::offer`] never waits), so it cannot deadlock.
+    /// of each decoding the stream at once. The lock is taken only inside
+    /// cache loaders and nothing waits while holding it
+    /// ([`BlockCache::offer`] and [`BlockCache::park`] never wait), so it
+    /// cannot deadlock.
     fn decode(&self, s: &BlockSection, codec: Codec, want: usize) -> Result<Block> {
         let stripe = (s.pos >> 6) as usize % STREAM_LOCKS;
         let _decoding = self.streams[stripe]
@@ -185,15 +195,73 @@ impl Blocks {
         if let Some(page) = self.cache.peek(self.key(s, want)) {
             return Ok(page);
         }
-        self.decode_through(s, codec, want)
+        match codec {
+            Codec::Zstd | Codec::Lzma => self.decode_streaming(s, codec, want),
+            Codec::None | Codec::Lz4 => self.decode_whole(s, codec, want),
+        }
     }
 
-    /// Decodes block `s` from its start through page `2 * want + 1` (or its
-    /// end), caching every page but `want`, which is returned.
-    fn decode_through(&self, s: &BlockSection, codec: Codec, want: usize) -> Result<Block> {
-        let stop = want.saturating_mul(2).saturating_add(1).min(MAX_PAGES - 1);
+    /// Decodes block `s` up to page `want`, resuming its parked decoder
+    /// when that has not passed `want`, caching every page decoded on the
+    /// way and parking the decoder again after `want`, which is returned.
+    fn decode_streaming(&self, s: &BlockSection, codec: Codec, want: usize) -> Result<Block> {
+        let park_key = self.key(s, 0);
+        let parked = self
+            .cache
+            .unpark(park_key)
+            .and_then(|state| state.downcast::<PageStream>().ok());
+        let (mut stream, ahead) = match parked {
+            Some(parked) if parked.next() <= want => (*parked, None),
+            other => (self.fresh_stream(s, codec)?, other),
+        };
         let mut wanted = None;
-        decode_pages(
+        loop {
+            let number = stream.next();
+            let Some(bytes) = stream.next_page(&self.backing)? else {
+                break;
+            };
+            #[cfg(test)]
+            self.decoded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if number == want {
+                wanted = Some(Arc::new(bytes));
+                // Of this stream and one parked further on (its page
+                // `want` was evicted), the one further on is kept.
+                if let Some(ahead) = ahead {
+                    let bytes = ahead.memory();
+                    self.cache.park(park_key, ahead, bytes);
+                    break;
+                }
+                if self.cache.can_park(stream.memory()) {
+                    if !stream.ended() {
+                        let bytes = stream.memory();
+                        self.cache.park(park_key, Box::new(stream), bytes);
+                    }
+                    break;
+                }
+            } else {
+                self.cache.offer(self.key(s, number), bytes);
+            }
+            // A decoder too large to park (a small cache) goes on to page
+            // `2 * want + 1`, so that a reader walking through the block
+            // decodes it about twice rather than once per page.
+            if wanted.is_some() && number >= want.saturating_mul(2).saturating_add(1) {
+                break;
+            }
+        }
+        wanted.ok_or_else(|| Error::corrupt("DwarFS chunk passes the end of its block"))
+    }
+
+    fn fresh_stream(&self, s: &BlockSection, codec: Codec) -> Result<PageStream> {
+        PageStream::new(codec, s.pos, s.size, self.page, self.block_size)?
+            .ok_or_else(|| Error::corrupt(format!("{} blocks do not stream", codec.name())))
+    }
+
+    /// Decodes block `s` whole (LZ4), caching every page but `want`, which
+    /// is returned.
+    fn decode_whole(&self, s: &BlockSection, codec: Codec, want: usize) -> Result<Block> {
+        let mut wanted = None;
+        decode_whole_pages(
             &self.backing,
             s.pos,
             s.size,
@@ -201,13 +269,15 @@ impl Blocks {
             self.page,
             self.block_size,
             |number, bytes| {
+                #[cfg(test)]
+                self.decoded
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if number == want {
                     wanted = Some(Arc::new(bytes));
                 } else {
-                    let key = self.key(s, number);
-                    self.cache.offer(key, bytes);
+                    self.cache.offer(self.key(s, number), bytes);
                 }
-                number < stop
+                true
             },
         )?;
         wanted.ok_or_else(|| Error::corrupt("DwarFS chunk passes the end of its block"))

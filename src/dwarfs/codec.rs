@@ -7,9 +7,7 @@
 //! needs, reading the compressed input a piece at a time. An LZ4 block can
 //! only be decoded whole, so it is, and handed out in the same pages.
 
-use std::io;
-
-use zstd::stream::raw::{Decoder as ZstdDecoder, Operation};
+use zstd::zstd_safe::{self, DCtx, InBuffer, OutBuffer};
 
 use super::section::Codec;
 use crate::backing::Backing;
@@ -24,7 +22,7 @@ const LZMA_MEMLIMIT: u64 = 256 << 20;
 
 /// A streaming decoder of one compressed payload.
 enum Streaming {
-    Zstd(ZstdDecoder<'static>),
+    Zstd(DCtx<'static>),
     Lzma(liblzma::stream::Stream),
 }
 
@@ -38,7 +36,9 @@ struct Step {
 impl Streaming {
     fn new(codec: Codec) -> Result<Option<Streaming>> {
         Ok(match codec {
-            Codec::Zstd => Some(Streaming::Zstd(ZstdDecoder::new().map_err(zstd_err)?)),
+            Codec::Zstd => Some(Streaming::Zstd(
+                DCtx::try_create().ok_or_else(|| Error::corrupt("zstd: no decoder"))?,
+            )),
             Codec::Lzma => Some(Streaming::Lzma(
                 liblzma::stream::Stream::new_stream_decoder(LZMA_MEMLIMIT, 0)
                     .map_err(|e| Error::corrupt(format!("lzma: {e}")))?,
@@ -47,15 +47,38 @@ impl Streaming {
         })
     }
 
+    fn name(&self) -> &'static str {
+        match self {
+            Streaming::Zstd(_) => Codec::Zstd.name(),
+            Streaming::Lzma(_) => Codec::Lzma.name(),
+        }
+    }
+
+    /// Bytes the decoder holds (its window or dictionary): zstd's as it
+    /// reports it; for xz, whose binding does not report it, `limit`, the
+    /// most a dictionary fills on a stream of at most that many bytes.
+    fn memory(&self, limit: usize) -> usize {
+        match self {
+            Streaming::Zstd(d) => d.sizeof(),
+            Streaming::Lzma(_) => limit,
+        }
+    }
+
     fn step(&mut self, input: &[u8], out: &mut [u8]) -> Result<Step> {
         match self {
             Streaming::Zstd(d) => {
-                let s = d.run_on_buffers(input, out).map_err(zstd_err)?;
+                let mut input = InBuffer::around(input);
+                let mut output = OutBuffer::around(out);
+                let remaining = d
+                    .decompress_stream(&mut output, &mut input)
+                    .map_err(|code| {
+                        Error::corrupt(format!("zstd block: {}", zstd_safe::get_error_name(code)))
+                    })?;
                 Ok(Step {
-                    read: s.bytes_read,
-                    written: s.bytes_written,
+                    read: input.pos(),
+                    written: output.pos(),
                     // 0: the frame is decoded and flushed completely.
-                    done: s.remaining == 0,
+                    done: remaining == 0,
                 })
             }
             Streaming::Lzma(s) => {
@@ -73,10 +96,6 @@ impl Streaming {
     }
 }
 
-fn zstd_err(e: io::Error) -> Error {
-    Error::corrupt(format!("zstd block: {e}"))
-}
-
 /// Decodes a whole payload held in memory to at most `limit` bytes.
 pub fn decode_all(codec: Codec, input: &[u8], limit: usize) -> Result<Vec<u8>> {
     let mut out = Vec::new();
@@ -87,80 +106,149 @@ pub fn decode_all(codec: Codec, input: &[u8], limit: usize) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Decodes the payload of `size` bytes at `pos` in `backing`, passing each
-/// page of `page_size` decoded bytes (the last one may be shorter) to
-/// `sink` with its number; stops when `sink` returns false or the stream
-/// ends. More than `limit` decoded bytes is corruption.
-pub fn decode_pages(
+/// A block's stream decoded a page at a time, which can stop after any
+/// page and go on later where it stopped (zstd and xz only: an LZ4 block
+/// decodes whole). The blocks layer parks one in the shared cache between
+/// reads, so that a reader walking through a block decodes it once.
+pub struct PageStream {
+    decoder: Streaming,
+    pos: u64,
+    size: u64,
+    input: Vec<u8>,
+    in_at: u64,
+    in_len: usize,
+    in_used: usize,
+    page_size: usize,
+    limit: usize,
+    next: usize,
+    total: usize,
+    ended: bool,
+}
+
+impl PageStream {
+    /// The stream of the payload of `size` bytes at `pos`, in pages of
+    /// `page_size` bytes, more than `limit` decoded bytes being corruption;
+    /// `None` for codecs that cannot be decoded piecewise.
+    pub fn new(
+        codec: Codec,
+        pos: u64,
+        size: u64,
+        page_size: usize,
+        limit: usize,
+    ) -> Result<Option<PageStream>> {
+        let Some(decoder) = Streaming::new(codec)? else {
+            return Ok(None);
+        };
+        Ok(Some(PageStream {
+            decoder,
+            pos,
+            size,
+            input: vec![0u8; INPUT_PIECE.min(size as usize)],
+            in_at: 0,
+            in_len: 0,
+            in_used: 0,
+            page_size: page_size.max(1),
+            limit,
+            next: 0,
+            total: 0,
+            ended: false,
+        }))
+    }
+
+    /// Number of the page [`next_page`](Self::next_page) decodes next.
+    pub fn next(&self) -> usize {
+        self.next
+    }
+
+    /// Whether the stream has ended (no page follows).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Bytes this stream holds: its decoder (the window or dictionary it
+    /// allocated) and its input buffer.
+    pub fn memory(&self) -> usize {
+        self.decoder.memory(self.limit) + self.input.capacity() + std::mem::size_of::<Self>()
+    }
+
+    /// Decodes the next page (the last one may be shorter); `None` once
+    /// the stream has ended.
+    pub fn next_page(&mut self, backing: &Backing) -> Result<Option<Vec<u8>>> {
+        if self.ended {
+            return Ok(None);
+        }
+        let name = self.decoder.name();
+        let mut page = vec![0u8; self.page_size];
+        let mut filled = 0usize;
+        let mut stalls = 0u32;
+        loop {
+            if self.in_used == self.in_len && self.in_at < self.size {
+                self.in_len = ((self.size - self.in_at) as usize).min(self.input.len());
+                backing.read_exact_at(&mut self.input[..self.in_len], self.pos + self.in_at)?;
+                self.in_at += self.in_len as u64;
+                self.in_used = 0;
+            }
+            let step = self
+                .decoder
+                .step(&self.input[self.in_used..self.in_len], &mut page[filled..])?;
+            self.in_used += step.read;
+            filled += step.written;
+            self.total += step.written;
+            if self.total > self.limit {
+                return Err(Error::corrupt(format!(
+                    "{name} block decodes to more than the block size ({} bytes)",
+                    self.limit
+                )));
+            }
+            self.ended = step.done;
+            if filled == self.page_size || (step.done && filled > 0) {
+                page.truncate(filled);
+                self.next += 1;
+                return Ok(Some(page));
+            }
+            if step.done {
+                return Ok(None);
+            }
+            // With output space left, a decoder that neither reads nor
+            // writes is stuck: at the end of its input the block is
+            // truncated, otherwise the stream is corrupt. Either way the
+            // loop ends here.
+            let starved = self.in_used == self.in_len && self.in_at == self.size;
+            if step.read == 0 && step.written == 0 {
+                stalls += 1;
+                if starved || stalls > 2 {
+                    return Err(Error::corrupt(format!(
+                        "{name} block ends before its stream does"
+                    )));
+                }
+            } else {
+                stalls = 0;
+            }
+        }
+    }
+}
+
+/// Decodes the payload of `size` bytes at `pos` in `backing` whole (codecs
+/// that cannot be decoded piecewise: none and LZ4), passing each page of
+/// `page_size` decoded bytes (the last one may be shorter) to `sink` with
+/// its number. More than `limit` decoded bytes is corruption.
+pub fn decode_whole_pages(
     backing: &Backing,
     pos: u64,
     size: u64,
     codec: Codec,
     page_size: usize,
     limit: usize,
-    mut sink: impl FnMut(usize, Vec<u8>) -> bool,
+    sink: impl FnMut(usize, Vec<u8>) -> bool,
 ) -> Result<()> {
-    let Some(mut decoder) = Streaming::new(codec)? else {
-        if size > limit as u64 + 4 {
-            return Err(Error::corrupt(format!(
-                "{} block of {size} bytes is larger than the block size",
-                codec.name()
-            )));
-        }
-        let raw = backing.read_vec(pos, size as usize)?;
-        return decode_slice_pages(codec, &raw, page_size, limit, sink);
-    };
-    let mut input = vec![0u8; INPUT_PIECE.min(size as usize)];
-    let (mut in_at, mut in_len, mut in_used) = (0u64, 0usize, 0usize);
-    let mut page = vec![0u8; page_size];
-    let (mut filled, mut number, mut total) = (0usize, 0usize, 0usize);
-    let mut stalls = 0u32;
-    loop {
-        if in_used == in_len && in_at < size {
-            in_len = ((size - in_at) as usize).min(input.len());
-            backing.read_exact_at(&mut input[..in_len], pos + in_at)?;
-            in_at += in_len as u64;
-            in_used = 0;
-        }
-        let step = decoder.step(&input[in_used..in_len], &mut page[filled..])?;
-        in_used += step.read;
-        filled += step.written;
-        total += step.written;
-        if total > limit {
-            return Err(Error::corrupt(format!(
-                "{} block decodes to more than the block size ({limit} bytes)",
-                codec.name()
-            )));
-        }
-        let starved = in_used == in_len && in_at == size;
-        if filled == page_size || (step.done && filled > 0) {
-            let full = std::mem::replace(&mut page, vec![0u8; page_size]);
-            let mut full = full;
-            full.truncate(filled);
-            filled = 0;
-            if !sink(number, full) {
-                return Ok(());
-            }
-            number += 1;
-        }
-        if step.done {
-            return Ok(());
-        }
-        // With output space left, a decoder that neither reads nor writes
-        // is stuck: at the end of its input the block is truncated,
-        // otherwise the stream is corrupt. Either way the loop ends here.
-        if step.read == 0 && step.written == 0 {
-            stalls += 1;
-            if starved || stalls > 2 {
-                return Err(Error::corrupt(format!(
-                    "{} block ends before its stream does",
-                    codec.name()
-                )));
-            }
-        } else {
-            stalls = 0;
-        }
+    if size > limit as u64 + 4 {
+        return Err(Error::corrupt(format!(
+            "{} block of {size} bytes is larger than the block size",
+            codec.name()
+        )));
     }
+    let raw = backing.read_vec(pos, size as usize)?;
+    decode_slice_pages(codec, &raw, page_size, limit, sink)
 }
 
 /// [`decode_pages`] for a payload already in memory.

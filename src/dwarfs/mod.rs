@@ -49,6 +49,9 @@ const MAX_SCHEMA: usize = 1 << 20;
 /// Read-ahead trackers per image (files share them by inode number).
 const TRACKERS: usize = 64;
 
+/// Chunks looked at past a read's end for the file's next block.
+const AHEAD_CHUNKS: usize = 16;
+
 /// An opened DwarFS image.
 pub struct DwarfsImage {
     index: Index,
@@ -213,9 +216,22 @@ impl ImageTree for DwarfsImage {
         let mut out = Vec::with_capacity(size.min(16 << 20) as usize);
         let mut start = 0u64;
         let mut next = None;
+        // Where the file goes on in another block than `next`'s (the block
+        // after the one being read), looked for among a few more chunks.
+        let mut beyond = None;
+        let mut after = 0usize;
         for c in chunks {
             if start > end {
-                break;
+                match next {
+                    Some((block, _)) if c.block != block => {
+                        beyond = Some((c.block, c.offset as usize));
+                        break;
+                    }
+                    Some(_) if after < AHEAD_CHUNKS => after += 1,
+                    _ => break,
+                }
+                start += u64::from(c.size);
+                continue;
             }
             let stop = start + u64::from(c.size);
             if stop > offset && start < end {
@@ -236,7 +252,10 @@ impl ImageTree for DwarfsImage {
         let tracker = &self.sequential[ino as usize % TRACKERS];
         let page = blocks::page_size(self.index.block_size()) as u64;
         if intent == ReadIntent::Demand && tracker.follows(offset, end, page) {
-            if let Some((block, at)) = next {
+            // The next page, and the start of the file's next block, which
+            // another core can decode meanwhile (a block's own pages can
+            // only be decoded one after the other).
+            for (block, at) in next.into_iter().chain(beyond) {
                 self.blocks.prefetch(block, at);
             }
         }

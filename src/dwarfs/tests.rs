@@ -241,6 +241,77 @@ fn zstd_tree_matches_its_source() {
     assert_eq!(img.version(), (2, 5));
 }
 
+/// Pages the blocks layer of `img` has decoded so far.
+fn decoded(img: &DwarfsImage) -> usize {
+    img.blocks
+        .decoded
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Reading a file from start to end decodes each page of its blocks once
+/// (the stream is resumed, not restarted, at each page), and a read in the
+/// middle of a block decodes the stream only up to the page it needs.
+#[test]
+fn sequential_reads_decode_each_page_once_and_random_reads_only_up_to_theirs() {
+    const MIB: u64 = 1 << 20;
+    for compress in [CompressParam::Zstd(3), CompressParam::Lzma(1)] {
+        let bytes = build(compress, |_| {});
+        // Warm reads: no read-ahead, so the counts are exact.
+        let img = open_bytes(&bytes).unwrap();
+        let big = resolve(&img, "big");
+        let expected = &files()[0].5;
+        let mut got = Vec::new();
+        while got.len() < expected.len() {
+            let piece = img
+                .read_with(big, got.len() as u64, 128 << 10, ReadIntent::Warm)
+                .unwrap();
+            assert!(!piece.is_empty());
+            got.extend_from_slice(&piece);
+        }
+        assert!(got == *expected, "{compress:?}: contents differ");
+        // "big" (9 MiB + 12345 bytes) fills blocks 0 and 1 (4 pages each)
+        // and 2 pages of block 2.
+        assert_eq!(decoded(&img), 10, "{compress:?}: pages decoded");
+
+        let img = open_bytes(&bytes).unwrap();
+        let big = resolve(&img, "big");
+        let at = |offset: u64| {
+            let piece = img.read_with(big, offset, 4096, ReadIntent::Warm).unwrap();
+            assert!(piece[..] == expected[offset as usize..offset as usize + 4096]);
+        };
+        at(4 * MIB + 2 * MIB + 5000);
+        assert_eq!(decoded(&img), 3, "{compress:?}: block 1 up to page 2");
+        at(4 * MIB + 3 * MIB + 5000);
+        assert_eq!(decoded(&img), 4, "{compress:?}: page 3 resumes the stream");
+        at(4 * MIB + MIB);
+        assert_eq!(decoded(&img), 4, "{compress:?}: page 1 was kept on the way");
+        at(MIB + 100);
+        assert_eq!(decoded(&img), 6, "{compress:?}: block 0 up to page 1");
+    }
+}
+
+/// A sequential reader has the start of the file's next block decoded in
+/// the background (another core), not only the next page of its own block.
+#[test]
+fn read_ahead_reaches_the_next_block() {
+    let img = open_bytes(&build(CompressParam::Zstd(3), |_| {})).unwrap();
+    let big = resolve(&img, "big");
+    let first = img
+        .read_with(big, 0, 128 << 10, ReadIntent::Demand)
+        .unwrap();
+    assert!(first[..] == files()[0].5[..128 << 10]);
+    // Page 0 of block 0 for the read, page 0 of block 1 ahead.
+    let started = std::time::Instant::now();
+    while decoded(&img) < 2 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(decoded(&img), 2);
+    let at = 4 << 20;
+    let piece = img.read_with(big, at, 4096, ReadIntent::Warm).unwrap();
+    assert!(piece[..] == files()[0].5[at as usize..at as usize + 4096]);
+    assert_eq!(decoded(&img), 2, "block 1's first page was decoded ahead");
+}
+
 #[test]
 fn lzma_tree_matches_its_source() {
     check_tree(&open_bytes(&build(CompressParam::Lzma(1), |_| {})).unwrap());
