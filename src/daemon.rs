@@ -450,10 +450,7 @@ fn serve(
     guard.0 = None;
     if let Some(p) = &profiles {
         p.finish_all();
-        crate::log::debug(format_args!(
-            "start-up profiles: {} bytes replayed",
-            p.replayed_bytes()
-        ));
+        crate::log::debug(format_args!("start-up profiles at exit: {:?}", p.stats()));
     }
     crate::log::info(format_args!("{} unmounted", mnt.display()));
     Ok(())
