@@ -629,7 +629,7 @@ impl Profiles {
         let mut stats = ReplayStats::default();
         let Some(replay) = self
             .warmer
-            .start_replay(ReadIntent::Warm, self.counts.clone())
+            .start_replay(ReadIntent::Replay, self.counts.clone())
         else {
             return;
         };
@@ -669,6 +669,9 @@ impl Profiles {
                     let Some((size, block)) = self.union.file_extent(meta.ino()) else {
                         continue;
                     };
+                    if e.whole {
+                        self.warmer.replaying_whole(meta.ino());
+                    }
                     let (now, later) = pieces(meta.ino(), size, block, e, &mut budget);
                     stats.pieces += now.len() as u64;
                     stats.bytes += now.iter().map(|p| u64::from(p.2)).sum::<u64>();

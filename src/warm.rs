@@ -339,6 +339,21 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
         }))
     }
 
+    /// Tells the warmer that a replay is storing all of `ino` (a file the
+    /// profile marks as read whole): the app's reads of pages the replay
+    /// has not reached yet then do not start a whole-file pass of their own
+    /// over the same bytes, only one after many misses, as for a file
+    /// warmed before.
+    pub fn replaying_whole(&self, ino: u64) {
+        let Some((size, block)) = self.source.file_facts(ino) else {
+            return;
+        };
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let f = files.get_or_insert_mut(ino, || FileState::new(size, block));
+        f.warmed = true;
+        f.reads = 0;
+    }
+
     fn job(&self, ino: u64, f: &FileState, first: u64, todo: u64) -> Job {
         Job {
             ino,
@@ -853,6 +868,36 @@ mod tests {
         assert!(unconnected
             .start_replay(ReadIntent::Warm, Arc::default())
             .is_none());
+    }
+
+    #[test]
+    fn a_file_a_replay_stores_whole_is_not_warmed_again_by_two_reads() {
+        let size = 10 * 128 * KIB;
+        let (w, sink) = setup(&[(7, size), (8, size)], 4096, None, Recorder::default());
+        w.replaying_whole(7);
+        w.on_read(7, 0, 4096);
+        w.on_read(7, 5 * 128 * KIB, 4096);
+        w.on_read(8, 0, 4096);
+        w.on_read(8, 5 * 128 * KIB, 4096);
+        settle(|| sink.covered(8) == size);
+        quiet();
+        assert_eq!(
+            sink.covered(8),
+            size,
+            "a file outside the replay is warmed whole"
+        );
+        assert!(
+            sink.covered(7) <= 2 * 128 * KIB,
+            "only the chunks of the reads themselves: {:?}",
+            sink.stores()
+        );
+        // Many misses later (the kernel dropped what the replay stored), it
+        // is warmed again as any file warmed before.
+        for i in 0..u64::from(REWARM_AFTER) {
+            w.on_read(7, (i % 10) * 128 * KIB + 4096, 4096);
+        }
+        settle(|| sink.covered(7) == size);
+        assert_eq!(sink.covered(7), size);
     }
 
     #[test]
