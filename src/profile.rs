@@ -35,8 +35,10 @@
 //! that does not match (a collision, a damaged file) can only make the
 //! replay look up names inside that app's own folder and store that app's
 //! own bytes: paths are resolved under the app folder on this mount only
-//! (no `..`, no symbolic link followed, the result checked to be the same
-//! mount and app), and every byte stored is read from the image as for any
+//! (no `..`; each entry's folder is checked to be a folder of this app on
+//! this mount before anything in it is looked up or it is listed, so no
+//! symbolic link leads the replay outside; a file found is checked the
+//! same way), and every byte stored is read from the image as for any
 //! read.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -367,7 +369,12 @@ impl Recording {
     /// Records the chunks of `[lo, hi)` of the file at `path`; `reads` is 1
     /// for a read, 0 for an open.
     fn read(&mut self, path: &[u8], lo: u64, hi: u64, reads: u32) {
-        let room = (MAX_CHUNKS - self.chunks).min((MAX_PROFILE_BYTES / 2 - self.bytes) / 4);
+        if self.entry(Kind::Found, path).is_none() {
+            return;
+        }
+        let room = MAX_CHUNKS
+            .saturating_sub(self.chunks)
+            .min((MAX_PROFILE_BYTES / 2).saturating_sub(self.bytes) / 4);
         let Some(e) = self.entry(Kind::Found, path) else {
             return;
         };
@@ -639,16 +646,45 @@ impl Profiles {
             Ok(m) if m.ino() == inode::encode(slot, IMAGE_ROOT) => m.dev(),
             _ => return,
         };
+        // Whether `rel` is a folder of this app on this mount: checked before
+        // anything is looked up in it or it is listed, so that a path
+        // through a symbolic link (a profile that does not fit the image)
+        // never makes the replay look at anything outside.
+        let ours = |m: &std::fs::Metadata| m.dev() == dev && inode::decode(m.ino()).0 == slot;
+        let mut checked: Vec<u8> = Vec::new();
+        let mut folder_ok = |rel: &[u8]| {
+            if rel.is_empty() || rel == checked.as_slice() {
+                return true;
+            }
+            let ok = std::fs::symlink_metadata(folder.join(OsStr::from_bytes(rel)))
+                .is_ok_and(|m| m.is_dir() && ours(&m));
+            if ok {
+                checked = rel.to_vec();
+            }
+            ok
+        };
         let mut budget = REPLAY_MAX;
         let mut rest: Vec<Piece> = Vec::new();
         for e in entries {
+            let parent = match e.path.iter().rposition(|&b| b == b'/') {
+                Some(at) => &e.path[..at],
+                None => &[][..],
+            };
+            let dir = if e.kind == Kind::Listed {
+                &e.path[..]
+            } else {
+                parent
+            };
+            if !folder_ok(dir) {
+                continue;
+            }
             let path = folder.join(OsStr::from_bytes(&e.path));
             match e.kind {
-                Kind::Missing => {
-                    if std::fs::symlink_metadata(&path).is_err() {
-                        stats.missing += 1;
-                    }
-                }
+                Kind::Missing => match std::fs::symlink_metadata(&path) {
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => break,
+                    Err(_) => stats.missing += 1,
+                    Ok(_) => {}
+                },
                 Kind::Listed => {
                     if let Ok(list) = std::fs::read_dir(&path) {
                         list.for_each(drop);
@@ -656,12 +692,11 @@ impl Profiles {
                     }
                 }
                 Kind::Found => {
-                    let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                        continue;
+                    let meta = match std::fs::symlink_metadata(&path) {
+                        Ok(m) if ours(&m) => m,
+                        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => break,
+                        _ => continue,
                     };
-                    if meta.dev() != dev || inode::decode(meta.ino()).0 != slot {
-                        continue;
-                    }
                     stats.found += 1;
                     if !meta.is_file() || (e.chunks.is_empty() && !e.whole) {
                         continue;

@@ -7,6 +7,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use appimagefs::profile::{decode, encode, Entry, Kind};
+
 use crate::common::images::{mksquashfs, pseudo_random, text, wrap_squashfs_as_appimage};
 use crate::common::mount::Mount;
 use crate::common::{residency, TempDir};
@@ -206,6 +208,10 @@ fn a_new_daemon_replays_what_the_app_did_at_start_before_it_asks() {
     for name in ["liba.so", "libb.so", "unread.so"] {
         std::fs::write(tree.join(name), text(1 << 20, name.len())).unwrap();
     }
+    // A link out of the image, to a folder of the host.
+    let host = tmp.subdir("host");
+    std::fs::write(host.join("secret"), b"host bytes").unwrap();
+    std::os::unix::fs::symlink(&host, tree.join("out")).unwrap();
     let sqfs = tmp.join("app.sqfs");
     mksquashfs(&tree, &sqfs, &["-comp", "zstd", "-b", "128K"]);
     wrap_squashfs_as_appimage(&sqfs, &src.join("App.AppImage"));
@@ -215,7 +221,7 @@ fn a_new_daemon_replays_what_the_app_did_at_start_before_it_asks() {
     // reads all of liba and a page of libb.
     let mut m = Mount::start(&src, &mnt, &args);
     let app = m.mountpoint.join("App");
-    assert_eq!(std::fs::read_dir(&app).unwrap().count(), 4);
+    assert_eq!(std::fs::read_dir(&app).unwrap().count(), 5);
     assert!(std::fs::metadata(app.join("libnone.so")).is_err());
     assert_eq!(std::fs::read(app.join("liba.so")).unwrap().len(), 1 << 20);
     let mut head = vec![0u8; 4096];
@@ -230,6 +236,24 @@ fn a_new_daemon_replays_what_the_app_did_at_start_before_it_asks() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("profile-"))
         .collect();
     assert_eq!(profiles.len(), 1, "one profile for one app");
+    // A profile that does not fit the image (damage, a collision) names
+    // paths through the link: the replay must not follow it out.
+    let path = profiles[0].path();
+    let mut entries = decode(&std::fs::read(&path).unwrap()).expect("a valid profile");
+    for (kind, rel) in [
+        (Kind::Listed, "out"),
+        (Kind::Missing, "out/nothere"),
+        (Kind::Found, "out/secret"),
+    ] {
+        entries.push(Entry {
+            kind,
+            path: rel.as_bytes().to_vec(),
+            chunks: if kind == Kind::Found { vec![0] } else { vec![] },
+            whole: false,
+            misses: 0,
+        });
+    }
+    std::fs::write(&path, encode(&entries)).unwrap();
 
     // Second daemon: touching the app folder replays the profile. The
     // replay itself looks the files up (a store into a file the kernel
