@@ -71,7 +71,8 @@ pub struct Args {
     pub cache_dir: Option<PathBuf>,
 
     /// Disk space the --cache-dir folder may use, e.g. 500M or 8G; the least
-    /// recently used blocks are deleted beyond it. Default: 2G.
+    /// recently used blocks and start-up profiles are deleted beyond it.
+    /// Default: 2G.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub cache_dir_size: Option<u64>,
 

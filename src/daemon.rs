@@ -454,10 +454,7 @@ fn serve(
     crate::log::debug(format_args!("requests at exit: {counts}"));
     if let Some(p) = &profiles {
         p.finish_all();
-        crate::log::debug(format_args!(
-            "start-up profiles: {} bytes replayed",
-            p.replayed_bytes()
-        ));
+        crate::log::debug(format_args!("start-up profiles at exit: {:?}", p.stats()));
     }
     crate::log::info(format_args!("{} unmounted", mnt.display()));
     Ok(())

@@ -203,13 +203,18 @@ impl Filesystem for FuseAdapter {
                 let ttl = entry_ttl(parent.0, self.ttl(e.ino));
                 reply.entry(&ttl, &file_attr(e.ino, &e.attr), generation);
                 if let Some(p) = &self.profiles {
-                    p.on_lookup(e.ino);
+                    p.on_lookup(parent.0, name.as_bytes(), e.ino);
                 }
             }
             // A name that is not there is cached as a negative entry: the
             // programs an AppImage runs probe many missing paths (library
             // and module search), and image directories never change.
-            Err(Error::NotFound) => reply.entry(&ttl(parent.0), &negative_entry(), Generation(0)),
+            Err(Error::NotFound) => {
+                reply.entry(&ttl(parent.0), &negative_entry(), Generation(0));
+                if let Some(p) = &self.profiles {
+                    p.on_missing(parent.0, name.as_bytes());
+                }
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -297,6 +302,9 @@ impl Filesystem for FuseAdapter {
             Ok(l) => l,
             Err(e) => return reply.error(errno(&e)),
         };
+        if let Some(p) = &self.profiles {
+            p.on_listed(ino.0, offset, &listing);
+        }
         for (next, name, child, kind) in entries_from(&listing, ino.0, offset) {
             if reply.add(
                 INodeNo(child),
@@ -327,6 +335,9 @@ impl Filesystem for FuseAdapter {
             Ok(a) => a,
             Err(e) => return reply.error(errno(&e)),
         };
+        if let Some(p) = &self.profiles {
+            p.on_listed(ino.0, offset, &listing);
+        }
         for (next, name, child, _) in entries_from(&listing, ino.0, offset) {
             let (attr, entry_ttl) = if child == ino.0 {
                 (own, self.ttl(child))

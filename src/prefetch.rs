@@ -79,6 +79,7 @@ impl Prefetcher {
 }
 
 fn worker(rx: &Mutex<Receiver<Job>>) {
+    crate::disk_cache::background_thread();
     loop {
         let job = match rx.lock() {
             Ok(rx) => rx.recv(),

@@ -1,30 +1,51 @@
-//! Start-up profiles: which files, and which ranges of them, an app reads
-//! in its first seconds, kept in the `--cache-dir` folder per image content
-//! and replayed as page-cache warming the next time the app is touched, in
-//! any daemon sharing the folder.
+//! Start-up profiles: which names an app looks up, which folders it lists
+//! and which parts of which files it reads in its first seconds, kept in
+//! the `--cache-dir` folder per image content and replayed the next time
+//! the app is touched, in any daemon sharing the folder.
 //!
 //! - **Recording** starts when an app is first touched in this daemon (a
-//!   lookup in or of its folder) and lasts [`RECORD_FOR`]: every read and
-//!   every open (the `isatty()` ioctl) of one of its files widens that
-//!   file's range. At most [`MAX_ENTRIES`] files per profile.
-//! - **Merging and ageing**: when recording ends (or the daemon stops),
-//!   the ranges are merged into the stored profile; a file not read in
-//!   [`MAX_MISSES`] runs in a row is dropped from it.
-//! - **Replay**: on the same first touch, the stored profile (if any) is
-//!   read on the profile thread and its ranges handed to the warmer, whose
-//!   workers (one per core) store them into the page cache; at most
-//!   [`REPLAY_MAX`] bytes. Nothing on a request thread waits for it.
+//!   lookup in or of its folder, or a listing of a folder of it) and lasts
+//!   [`RECORD_FOR`]. Each name looked
+//!   up (found or not), each folder listed and each file read or opened
+//!   (the `isatty()` ioctl) becomes an entry, named by its path in the app
+//!   folder, in first-access order; a file's entry lists the 128 KiB chunks
+//!   read, in the order first read, and whether it was read twice (the
+//!   warmer then stores all of it). At most [`MAX_ENTRIES`] entries and
+//!   [`MAX_CHUNKS`] chunks per profile.
+//! - **Merging**: when recording ends (or the daemon stops), the entries
+//!   are merged into the stored profile: stored ones keep their place, new
+//!   ones follow, chunks are added. An entry not seen in [`MAX_MISSES`]
+//!   runs in a row leaves. The replay itself looks up, lists and probes
+//!   every entry it reaches (see below), so replayed entries are seen in
+//!   every run and only leave with their whole profile (the folder's size
+//!   limit); a path that is gone is recorded missing at once.
+//! - **Replay**: on the same first touch, a thread of its own (never a
+//!   request thread) walks the stored profile through the mount itself, in
+//!   order: it looks names up and lists folders as the app did, so the
+//!   kernel holds those names, folders and inodes before the app asks (a
+//!   second-launch namespace), and each file, the moment the kernel knows
+//!   it (a page-cache store for an inode the kernel has not looked up is
+//!   dropped), has its chunks queued, in first-read order, to the warmer's
+//!   workers, which store them into the page cache on every core. Chunks
+//!   of files read twice that the app was not seen reading follow, after
+//!   the walk. At most [`REPLAY_MAX`] bytes; nothing waits for it.
 //!
-//! A profile is a hint and names files by the image reader's node ids, so
-//! it is tied to one image content by a cheap identity (size, the bytes at
-//! the payload's start, the last 64 KiB). A profile that does not match
-//! (a collision, a damaged file) can only make the warmer store the wrong
-//! files' *own* bytes: every byte stored is read from the image as for any
+//! A profile is a hint, tied to one image content by a cheap identity
+//! (size, the bytes at the payload's start, the last 64 KiB). A profile
+//! that does not match (a collision, a damaged file) can only make the
+//! replay look up names inside that app's own folder and store that app's
+//! own bytes: paths are resolved under the app folder on this mount only
+//! (no `..`; each entry's folder is checked to be a folder of this app on
+//! this mount before anything in it is looked up or it is listed, so no
+//! symbolic link leads the replay outside; a file found is checked the
+//! same way), and every byte stored is read from the image as for any
 //! read.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ffi::OsStr;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -35,43 +56,107 @@ use sha2::{Digest, Sha256};
 use crate::detect::Payload;
 use crate::tree::ReadIntent;
 use crate::union::inode::{self, Slot, IMAGE_ROOT, SYNTH_SLOT};
-use crate::union::Union;
-use crate::warm::{Gate, KernelWarmer, Piece, OPEN_STORE_MAX};
+use crate::union::{Listing, Union};
+use crate::warm::{KernelWarmer, Piece, ReplayCounts, OPEN_STORE_MAX};
 
-/// How long an app's reads are recorded after it is first touched.
+/// How long an app's accesses are recorded after it is first touched.
 pub const RECORD_FOR: Duration = Duration::from_secs(30);
-/// Files remembered per profile at most.
+/// Entries per profile at most.
 pub const MAX_ENTRIES: usize = 16_384;
-/// Runs in a row without reading a file after which it leaves the profile.
+/// Chunks per profile at most (8 GiB of 128 KiB chunks; replay stops at
+/// [`REPLAY_MAX`] anyway).
+pub const MAX_CHUNKS: usize = 65_536;
+/// Longest path kept (bytes, relative to the app folder).
+pub const MAX_PATH: usize = 4096;
+/// Runs in a row without an entry being seen after which it leaves.
 pub const MAX_MISSES: u8 = 4;
 /// Bytes one replay stores at most.
 pub const REPLAY_MAX: u64 = 1 << 30;
+/// Granularity of the chunks a profile records.
+pub const CHUNK: u64 = 128 << 10;
+/// Paths of nodes remembered per recording at most (names looked up or
+/// listed, to name the files later read).
+const MAX_PATHS: usize = 65_536;
 
-const MAGIC: &[u8; 8] = b"AIFSPRF1";
-const ENTRY_LEN: usize = 8 + 8 + 8 + 1;
+const MAGIC: &[u8; 8] = b"AIFSPRF2";
+/// Kind, misses, path length, chunk count.
+const ENTRY_HEAD: usize = 1 + 1 + 2 + 4;
+/// Largest profile file: every entry at its longest path is not possible
+/// within this, so recording also stops adding at [`MAX_PROFILE_BYTES`].
+pub const MAX_PROFILE_BYTES: usize = 4 << 20;
+/// Set in an entry's kind byte: the file was read twice, and is stored
+/// whole (after the walk) when replayed.
+const WHOLE: u8 = 0x80;
 
-/// One file of a profile: its node id in the image, the range read, and
-/// for how many runs in a row it was not read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What an entry records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A name looked up and found (and, for a file, the chunks read).
+    Found,
+    /// A name looked up and not there.
+    Missing,
+    /// A folder listed.
+    Listed,
+}
+
+impl Kind {
+    fn byte(self) -> u8 {
+        match self {
+            Kind::Found => 0,
+            Kind::Missing => 1,
+            Kind::Listed => 2,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Kind> {
+        match b {
+            0 => Some(Kind::Found),
+            1 => Some(Kind::Missing),
+            2 => Some(Kind::Listed),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a profile.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    /// The image reader's node id.
-    pub node: u64,
-    /// First byte read.
-    pub lo: u64,
-    /// End of the last byte read.
-    pub hi: u64,
-    /// Runs since it was last read.
+    /// What was done.
+    pub kind: Kind,
+    /// Path in the app folder, names joined by `/` (see [`valid_path`]).
+    pub path: Vec<u8>,
+    /// Chunks ([`CHUNK`] bytes) read, in the order first read.
+    pub chunks: Vec<u32>,
+    /// Read twice: stored whole when replayed.
+    pub whole: bool,
+    /// Runs since it was last seen.
     pub misses: u8,
+}
+
+/// Whether `path` may name something in an app folder: names joined by
+/// `/`, none empty, `.` or `..`, no NUL, at most [`MAX_PATH`] bytes. The
+/// empty path is the folder itself.
+pub fn valid_path(path: &[u8]) -> bool {
+    path.len() <= MAX_PATH
+        && !path.contains(&0)
+        && (path.is_empty()
+            || path
+                .split(|&b| b == b'/')
+                .all(|n| !n.is_empty() && n != b"." && n != b".."))
 }
 
 /// Serialises a profile: magic, count, xxh3 of the entries, entries.
 pub fn encode(entries: &[Entry]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(entries.len() * ENTRY_LEN);
+    let mut body = Vec::new();
     for e in entries {
-        body.extend_from_slice(&e.node.to_le_bytes());
-        body.extend_from_slice(&e.lo.to_le_bytes());
-        body.extend_from_slice(&e.hi.to_le_bytes());
+        body.push(e.kind.byte() | if e.whole { WHOLE } else { 0 });
         body.push(e.misses);
+        body.extend_from_slice(&(e.path.len() as u16).to_le_bytes());
+        body.extend_from_slice(&(e.chunks.len() as u32).to_le_bytes());
+        body.extend_from_slice(&e.path);
+        for c in &e.chunks {
+            body.extend_from_slice(&c.to_le_bytes());
+        }
     }
     let mut out = Vec::with_capacity(20 + body.len());
     out.extend_from_slice(MAGIC);
@@ -83,81 +168,232 @@ pub fn encode(entries: &[Entry]) -> Vec<u8> {
 
 /// Parses a profile; `None` for anything damaged or over the bounds.
 pub fn decode(data: &[u8]) -> Option<Vec<Entry>> {
-    let (head, body) = (data.get(..20)?, data.get(20..)?);
+    if data.len() > MAX_PROFILE_BYTES {
+        return None;
+    }
+    let (head, mut body) = (data.get(..20)?, data.get(20..)?);
     if &head[..8] != MAGIC {
         return None;
     }
     let count = u32::from_le_bytes(head[8..12].try_into().ok()?) as usize;
     let sum = u64::from_le_bytes(head[12..20].try_into().ok()?);
-    if count > MAX_ENTRIES
-        || body.len() != count * ENTRY_LEN
-        || xxhash_rust::xxh3::xxh3_64(body) != sum
-    {
+    if count > MAX_ENTRIES || xxhash_rust::xxh3::xxh3_64(body) != sum {
         return None;
     }
-    let u64_at =
-        |c: &[u8], at: usize| u64::from_le_bytes(c[at..at + 8].try_into().unwrap_or_default());
-    body.chunks_exact(ENTRY_LEN)
-        .map(|c| {
-            let e = Entry {
-                node: u64_at(c, 0),
-                lo: u64_at(c, 8),
-                hi: u64_at(c, 16),
-                misses: c[24],
-            };
-            (e.lo < e.hi).then_some(e)
-        })
-        .collect()
+    let mut out = Vec::with_capacity(count);
+    let mut chunks_total = 0usize;
+    for _ in 0..count {
+        let h = body.get(..ENTRY_HEAD)?;
+        let kind = Kind::from_byte(h[0] & !WHOLE)?;
+        let path_len = usize::from(u16::from_le_bytes([h[2], h[3]]));
+        let n = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        chunks_total = chunks_total.checked_add(n)?;
+        if chunks_total > MAX_CHUNKS || (n > 0 && kind != Kind::Found) {
+            return None;
+        }
+        let path = body.get(ENTRY_HEAD..ENTRY_HEAD + path_len)?.to_vec();
+        let raw = body.get(ENTRY_HEAD + path_len..ENTRY_HEAD + path_len + 4 * n)?;
+        if !valid_path(&path) {
+            return None;
+        }
+        out.push(Entry {
+            kind,
+            path,
+            chunks: raw
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            whole: h[0] & WHOLE != 0,
+            misses: h[1],
+        });
+        body = &body[ENTRY_HEAD + path_len + 4 * n..];
+    }
+    body.is_empty().then_some(out)
 }
 
-/// Merges this run's ranges (in first-read order) into a stored profile:
-/// stored files keep their place (ranges widened, or a miss counted), new
-/// ones follow, files missed [`MAX_MISSES`] times leave.
-pub fn merge(old: &[Entry], run: &[(u64, u64, u64)]) -> Vec<Entry> {
-    let now: HashMap<u64, (u64, u64)> = run.iter().map(|&(n, lo, hi)| (n, (lo, hi))).collect();
+/// Merges this run's entries (in first-access order, misses 0) into a
+/// stored profile: stored entries keep their place (chunks added, or a
+/// miss counted), new ones follow, entries missed [`MAX_MISSES`] times
+/// leave. Bounded by [`MAX_ENTRIES`], [`MAX_CHUNKS`] and
+/// [`MAX_PROFILE_BYTES`] encoded.
+pub fn merge(old: &[Entry], run: &[Entry]) -> Vec<Entry> {
+    let now: HashMap<(Kind, &[u8]), &Entry> = run
+        .iter()
+        .map(|e| ((e.kind, e.path.as_slice()), e))
+        .collect();
     let mut out: Vec<Entry> = Vec::with_capacity(old.len() + run.len());
-    let mut seen = std::collections::HashSet::new();
+    let mut seen: HashSet<(Kind, &[u8])> = HashSet::new();
+    let (mut chunks_total, mut bytes) = (0usize, 20usize);
+    let mut push = |out: &mut Vec<Entry>, mut e: Entry| {
+        let head = ENTRY_HEAD + e.path.len();
+        if out.len() >= MAX_ENTRIES || bytes + head > MAX_PROFILE_BYTES {
+            return;
+        }
+        e.chunks
+            .truncate((MAX_CHUNKS - chunks_total).min((MAX_PROFILE_BYTES - bytes - head) / 4));
+        chunks_total += e.chunks.len();
+        bytes += head + 4 * e.chunks.len();
+        out.push(e);
+    };
     for e in old {
-        if !seen.insert(e.node) {
+        let key = (e.kind, e.path.as_slice());
+        if !seen.insert(key) {
             continue;
         }
-        match now.get(&e.node) {
-            Some(&(lo, hi)) => out.push(Entry {
-                node: e.node,
-                lo: lo.min(e.lo),
-                hi: hi.max(e.hi),
-                misses: 0,
-            }),
-            None if e.misses + 1 < MAX_MISSES => out.push(Entry {
-                misses: e.misses + 1,
-                ..*e
-            }),
+        match now.get(&key) {
+            Some(r) => {
+                let mut merged = e.clone();
+                let have: HashSet<u32> = merged.chunks.iter().copied().collect();
+                merged
+                    .chunks
+                    .extend(r.chunks.iter().filter(|c| !have.contains(c)));
+                merged.whole |= r.whole;
+                merged.misses = 0;
+                push(&mut out, merged);
+            }
+            None if e.misses + 1 < MAX_MISSES => push(
+                &mut out,
+                Entry {
+                    misses: e.misses + 1,
+                    ..e.clone()
+                },
+            ),
             None => {}
         }
     }
-    for &(node, lo, hi) in run {
-        if seen.insert(node) {
-            out.push(Entry {
-                node,
-                lo,
-                hi,
-                misses: 0,
-            });
+    for r in run {
+        if seen.insert((r.kind, r.path.as_slice())) {
+            push(&mut out, r.clone());
         }
     }
-    out.truncate(MAX_ENTRIES);
     out
 }
 
-/// What one app read so far in this daemon.
+/// One entry being recorded.
+struct RecEntry {
+    entry: Entry,
+    /// Chunks already listed, and reads seen (a file read twice is stored
+    /// whole by the warmer, so later reads never reach the daemon).
+    have: HashSet<u32>,
+    reads: u32,
+}
+
+/// What one app did so far in this daemon.
 struct Recording {
     until: Instant,
-    /// Node → index in `order`, and reads seen.
-    index: HashMap<u64, (usize, u32)>,
-    /// (node, lo, hi) in first-read order.
-    order: Vec<(u64, u64, u64)>,
+    /// Node → its path in the app folder, from lookups and listings.
+    paths: HashMap<u64, Vec<u8>>,
+    /// (kind, path) → index in `order`.
+    index: HashMap<(Kind, Vec<u8>), usize>,
+    order: Vec<RecEntry>,
+    /// Bytes the entries would take stored, and chunks listed.
+    bytes: usize,
+    chunks: usize,
     /// The image's identity, once the profile thread has computed it.
     identity: Option<[u8; 32]>,
+}
+
+impl Recording {
+    fn new() -> Recording {
+        Recording {
+            until: Instant::now() + RECORD_FOR,
+            paths: HashMap::new(),
+            index: HashMap::new(),
+            order: Vec::new(),
+            bytes: 0,
+            chunks: 0,
+            identity: None,
+        }
+    }
+
+    /// The path of `node`: the app folder's own is empty.
+    fn path_of(&self, node: u64) -> Option<&[u8]> {
+        if node == IMAGE_ROOT {
+            Some(&[])
+        } else {
+            self.paths.get(&node).map(Vec::as_slice)
+        }
+    }
+
+    /// `name` in the folder `parent`, if the folder's path is known.
+    fn child_path(&self, parent: u64, name: &[u8]) -> Option<Vec<u8>> {
+        let dir = self.path_of(parent)?;
+        let mut p = Vec::with_capacity(dir.len() + 1 + name.len());
+        if !dir.is_empty() {
+            p.extend_from_slice(dir);
+            p.push(b'/');
+        }
+        p.extend_from_slice(name);
+        valid_path(&p).then_some(p)
+    }
+
+    fn remember(&mut self, node: u64, path: Vec<u8>) {
+        if self.paths.len() < MAX_PATHS || self.paths.contains_key(&node) {
+            self.paths.insert(node, path);
+        }
+    }
+
+    /// The entry for (`kind`, `path`), added if recording is still open and
+    /// the bounds allow.
+    fn entry(&mut self, kind: Kind, path: &[u8]) -> Option<&mut RecEntry> {
+        let key = (kind, path.to_vec());
+        let i = match self.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                let cost = ENTRY_HEAD + path.len();
+                if self.order.len() >= MAX_ENTRIES
+                    || self.bytes + cost > MAX_PROFILE_BYTES / 2
+                    || Instant::now() >= self.until
+                {
+                    return None;
+                }
+                self.bytes += cost;
+                self.order.push(RecEntry {
+                    entry: Entry {
+                        kind,
+                        path: path.to_vec(),
+                        chunks: Vec::new(),
+                        whole: false,
+                        misses: 0,
+                    },
+                    have: HashSet::new(),
+                    reads: 0,
+                });
+                self.index.insert(key, self.order.len() - 1);
+                self.order.len() - 1
+            }
+        };
+        self.order.get_mut(i)
+    }
+
+    /// Records the chunks of `[lo, hi)` of the file at `path`; `reads` is 1
+    /// for a read, 0 for an open.
+    fn read(&mut self, path: &[u8], lo: u64, hi: u64, reads: u32) {
+        if self.entry(Kind::Found, path).is_none() {
+            return;
+        }
+        let room = MAX_CHUNKS
+            .saturating_sub(self.chunks)
+            .min((MAX_PROFILE_BYTES / 2).saturating_sub(self.bytes) / 4);
+        let Some(e) = self.entry(Kind::Found, path) else {
+            return;
+        };
+        e.reads += reads;
+        e.entry.whole |= e.reads >= 2;
+        let mut added = 0;
+        for c in lo / CHUNK..hi.div_ceil(CHUNK) {
+            let Ok(c) = u32::try_from(c) else { break };
+            if added >= room {
+                break;
+            }
+            if e.have.insert(c) {
+                e.entry.chunks.push(c);
+                added += 1;
+            }
+        }
+        self.chunks += added;
+        self.bytes += 4 * added;
+    }
 }
 
 /// Work for the profile thread.
@@ -165,55 +401,48 @@ enum Msg {
     /// An app was touched for the first time: replay its profile, and end
     /// its recording after [`RECORD_FOR`].
     Touched(Slot),
-    /// Pieces of files just looked up, to store from this time on.
-    Store(Instant, Vec<Piece>),
+}
+
+/// What replays did, for `-v` and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Replays started.
+    pub replays: u64,
+    /// Names looked up and found.
+    pub found: u64,
+    /// Names looked up and not there.
+    pub missing: u64,
+    /// Folders listed.
+    pub listed: u64,
+    /// Pieces queued to be stored, and their bytes.
+    pub pieces: u64,
+    /// Bytes of those pieces.
+    pub bytes: u64,
+    /// Pieces stored into the page cache.
+    pub stored: u64,
+    /// Pieces whose read or store failed.
+    pub failed: u64,
 }
 
 /// Start-up profiles of one daemon (see the module documentation).
 pub struct Profiles {
-    me: std::sync::Weak<Profiles>,
     union: Arc<Union>,
     warmer: Arc<KernelWarmer>,
     /// One bit per slot: touched in this daemon.
     touched: Vec<AtomicU64>,
     recordings: Mutex<HashMap<Slot, Recording>>,
     thread: OnceLock<Option<Sender<Msg>>>,
-    replayed: AtomicU64,
-    /// Replayed pieces waiting for their file's lookup, and the files
-    /// looked up.
-    pending: Mutex<Pending>,
-    pending_count: AtomicU64,
+    stats: Mutex<ReplayStats>,
+    /// Pieces stored and failed by every replay's workers.
+    counts: Arc<ReplayCounts>,
 }
-
-/// Replayed pieces of files the kernel does not know yet (it drops pages
-/// of a file it has not looked up, with no error that reaches us), stored
-/// once it does. One lock covers both maps, so a piece is either parked
-/// before its file's lookup takes the parked pieces, or sees the lookup.
-#[derive(Default)]
-struct Pending {
-    /// Parked pieces by inode; at most [`MAX_PENDING`] in all.
-    parked: HashMap<u64, Vec<Piece>>,
-    /// When each inode was last looked up; emptied when it reaches
-    /// [`MAX_PENDING`] (a replay runs in the first seconds of an app, so
-    /// only recent lookups matter).
-    known: HashMap<u64, Instant>,
-}
-
-/// How long after a lookup reply the kernel surely holds the inode: it
-/// makes the inode in the looking-up process once that process has taken
-/// the reply, so a store sent at once could still be dropped.
-const LOOKUP_SETTLE: Duration = Duration::from_millis(20);
-
-/// Replayed pieces waiting for their file's lookup, across all apps.
-pub const MAX_PENDING: u64 = 65_536;
 
 impl Profiles {
     /// Profiles kept in the cache folder of `union`'s block cache; `None`
     /// without `--cache-dir`.
     pub fn new(union: Arc<Union>, warmer: Arc<KernelWarmer>) -> Option<Arc<Profiles>> {
         union.cache().disk()?;
-        Some(Arc::new_cyclic(|me| Profiles {
-            me: me.clone(),
+        Some(Arc::new(Profiles {
             union,
             warmer,
             touched: (0..(1usize << 16) / 64)
@@ -221,51 +450,86 @@ impl Profiles {
                 .collect(),
             recordings: Mutex::new(HashMap::new()),
             thread: OnceLock::new(),
-            replayed: AtomicU64::new(0),
-            pending: Mutex::new(Pending::default()),
-            pending_count: AtomicU64::new(0),
+            stats: Mutex::new(ReplayStats::default()),
+            counts: Arc::default(),
         }))
     }
 
-    /// Called after every lookup answered with `ino`: the first one in an
-    /// app starts its recording and replay; a file whose replayed pages the
-    /// kernel refused before it knew the file is stored now.
-    pub fn on_lookup(self: &Arc<Self>, ino: u64) {
-        let (slot, _) = inode::decode(ino);
+    /// Called after a lookup of `name` in `parent` answered with `ino`: the
+    /// first one in an app starts its recording and replay.
+    pub fn on_lookup(self: &Arc<Self>, parent: u64, name: &[u8], ino: u64) {
+        let (slot, node) = inode::decode(ino);
         if slot == SYNTH_SLOT {
             return;
         }
+        self.touch(slot);
+        let (pslot, pnode) = inode::decode(parent);
+        if pslot != slot || node == IMAGE_ROOT {
+            return;
+        }
+        let mut recs = self.lock();
+        let Some(r) = recs.get_mut(&slot) else { return };
+        let Some(path) = r.child_path(pnode, name) else {
+            return;
+        };
+        r.entry(Kind::Found, &path);
+        r.remember(node, path);
+    }
+
+    /// The first touch of `slot` in this daemon starts its recording and
+    /// replay.
+    fn touch(self: &Arc<Self>, slot: Slot) {
         let bit = 1u64 << (slot % 64);
         let word = &self.touched[usize::from(slot / 64)];
         let first = word.load(Ordering::Relaxed) & bit == 0
             && word.fetch_or(bit, Ordering::Relaxed) & bit == 0;
-        let pieces = {
-            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            if p.known.len() >= MAX_PENDING as usize {
-                p.known.clear();
+        if first {
+            self.lock().insert(slot, Recording::new());
+            if let Some(tx) = self.thread() {
+                let _ = tx.send(Msg::Touched(slot));
             }
-            p.known.entry(ino).or_insert_with(Instant::now);
-            p.parked.remove(&ino)
-        };
-        if let Some(pieces) = pieces {
-            self.pending_count
-                .fetch_sub(pieces.len() as u64, Ordering::Relaxed);
-            self.store_later(pieces);
         }
-        if !first {
+    }
+
+    /// Called after a lookup of `name` in `parent` found nothing.
+    pub fn on_missing(&self, parent: u64, name: &[u8]) {
+        let (slot, node) = inode::decode(parent);
+        if slot == SYNTH_SLOT {
             return;
         }
-        self.lock().insert(
-            slot,
-            Recording {
-                until: Instant::now() + RECORD_FOR,
-                index: HashMap::new(),
-                order: Vec::new(),
-                identity: None,
-            },
-        );
-        if let Some(tx) = self.thread() {
-            let _ = tx.send(Msg::Touched(slot));
+        let mut recs = self.lock();
+        let Some(r) = recs.get_mut(&slot) else { return };
+        if let Some(path) = r.child_path(node, name) {
+            r.entry(Kind::Missing, &path);
+        }
+    }
+
+    /// Called when the folder `dir` is listed from `offset` on: a listing
+    /// from the start is an entry, and the names listed name the files
+    /// the app may then open without a lookup. Listing an app's folder
+    /// touches the app as a lookup does (the folder itself may have come
+    /// with the root's listing, without a lookup).
+    pub fn on_listed(self: &Arc<Self>, dir: u64, offset: u64, listing: &[Listing]) {
+        let (slot, node) = inode::decode(dir);
+        if slot == SYNTH_SLOT {
+            return;
+        }
+        self.touch(slot);
+        let mut recs = self.lock();
+        let Some(r) = recs.get_mut(&slot) else { return };
+        let Some(path) = r.path_of(node).map(<[u8]>::to_vec) else {
+            return;
+        };
+        if offset == 0 {
+            r.entry(Kind::Listed, &path);
+        }
+        for l in listing {
+            let (s, child) = inode::decode(l.ino);
+            if s == slot && child != IMAGE_ROOT && !r.paths.contains_key(&child) {
+                if let Some(p) = r.child_path(node, &l.name) {
+                    r.remember(child, p);
+                }
+            }
         }
     }
 
@@ -280,8 +544,6 @@ impl Profiles {
         self.record(ino, 0, OPEN_STORE_MAX, 0);
     }
 
-    /// Widens the recorded range of `ino` to `[lo, hi)`; `reads` is 1 for
-    /// a read, 0 for an open.
     fn record(&self, ino: u64, lo: u64, hi: u64, reads: u32) {
         let (slot, node) = inode::decode(ino);
         if slot == SYNTH_SLOT || node == IMAGE_ROOT || lo >= hi {
@@ -289,21 +551,8 @@ impl Profiles {
         }
         let mut recs = self.lock();
         let Some(r) = recs.get_mut(&slot) else { return };
-        match r.index.get_mut(&node) {
-            Some((i, seen)) => {
-                *seen += reads;
-                let e = &mut r.order[*i];
-                e.1 = e.1.min(lo);
-                // A file read twice is warmed whole by the warmer, so later
-                // reads of it never reach the daemon: record it whole
-                // (clamped to its size at replay).
-                e.2 = if *seen >= 2 { u64::MAX } else { e.2.max(hi) };
-            }
-            None if r.order.len() < MAX_ENTRIES && Instant::now() < r.until => {
-                r.index.insert(node, (r.order.len(), reads));
-                r.order.push((node, lo, hi));
-            }
-            None => {}
+        if let Some(path) = r.paths.get(&node).cloned() {
+            r.read(&path, lo, hi, reads);
         }
     }
 
@@ -334,12 +583,6 @@ impl Profiles {
                                         me.start(slot);
                                         due.push_back((Instant::now() + RECORD_FOR, slot));
                                     }
-                                    Ok(Msg::Store(at, pieces)) => {
-                                        std::thread::sleep(
-                                            at.saturating_duration_since(Instant::now()),
-                                        );
-                                        me.warmer.replay(pieces, ReadIntent::Warm, None);
-                                    }
                                     Err(RecvTimeoutError::Timeout) => {}
                                     Err(RecvTimeoutError::Disconnected) => return,
                                 }
@@ -361,8 +604,9 @@ impl Profiles {
             .as_ref()
     }
 
-    /// Computes the app's identity and replays its stored profile.
-    fn start(&self, slot: Slot) {
+    /// Computes the app's identity and starts replaying its stored profile
+    /// on a thread of its own.
+    fn start(self: &Arc<Self>, slot: Slot) {
         let Some(identity) = self.identity(slot) else {
             return;
         };
@@ -372,70 +616,127 @@ impl Profiles {
         let Some(entries) = self.load(&identity) else {
             return;
         };
-        let mut pieces = Vec::new();
-        let mut total = 0u64;
-        for e in entries {
-            let ino = inode::encode(slot, e.node);
-            let Some((size, block)) = self.union.file_extent(ino) else {
-                continue;
-            };
-            let chunk = u64::from(block.clamp(128 << 10, 1 << 20));
-            let mut at = e.lo / chunk * chunk;
-            let end = e.hi.min(size);
-            while at < end && total < REPLAY_MAX {
-                let len = chunk.min(size - at);
-                pieces.push((ino, at, len as u32));
-                total += len;
-                at += len;
-            }
+        let Ok(app) = self.union.app(slot) else {
+            return;
+        };
+        let folder = self.union.mountpoint().join(OsStr::from_bytes(&app.name));
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("profile-replay".into())
+            .spawn(move || me.replay(slot, &folder, &entries));
+        if let Err(e) = spawned {
+            crate::log::debug(format_args!("cannot start a profile replay: {e}"));
         }
-        self.replayed.fetch_add(total, Ordering::Relaxed);
-        crate::log::debug(format_args!(
-            "replaying the start-up profile of slot {slot}: {} pieces, {total} bytes",
-            pieces.len()
-        ));
-        // Pieces of files the kernel does not know yet are decoded now (kept
-        // in the block cache) and stored from memory after their lookup.
-        let me = self.me.clone();
-        let gate: Gate = Arc::new(move |piece: Piece| match me.upgrade() {
-            Some(me) => me.may_store(piece),
-            None => false,
-        });
-        self.warmer.replay(pieces, ReadIntent::Rewarm, Some(gate));
     }
 
-    /// True when `piece`'s file was looked up long enough ago for a store
-    /// to reach its pages; otherwise the piece is parked until its lookup
-    /// (or, looked up just now, handed to the profile thread to store in a
-    /// moment).
-    fn may_store(self: &Arc<Self>, piece: Piece) -> bool {
-        let recent = {
-            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            match p.known.get(&piece.0) {
-                Some(at) if at.elapsed() >= LOOKUP_SETTLE => return true,
-                Some(_) => true,
-                None => {
-                    if self.pending_count.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING {
-                        self.pending_count.fetch_sub(1, Ordering::Relaxed);
-                    } else {
-                        p.parked.entry(piece.0).or_default().push(piece);
+    /// Walks `entries` under the app folder `folder` of `slot` (see the
+    /// module documentation) and has the files' chunks stored.
+    fn replay(&self, slot: Slot, folder: &std::path::Path, entries: &[Entry]) {
+        let started = Instant::now();
+        let mut stats = ReplayStats::default();
+        let Some(replay) = self
+            .warmer
+            .start_replay(ReadIntent::Replay, self.counts.clone())
+        else {
+            return;
+        };
+        // The folder must be this mount's folder of this app: its inode
+        // number says so (a mount stacked on ours would give another).
+        let dev = match std::fs::symlink_metadata(folder) {
+            Ok(m) if m.ino() == inode::encode(slot, IMAGE_ROOT) => m.dev(),
+            _ => return,
+        };
+        // Whether `rel` is a folder of this app on this mount: checked before
+        // anything is looked up in it or it is listed, so that a path
+        // through a symbolic link (a profile that does not fit the image)
+        // never makes the replay look at anything outside.
+        let ours = |m: &std::fs::Metadata| m.dev() == dev && inode::decode(m.ino()).0 == slot;
+        let mut checked: Vec<u8> = Vec::new();
+        let mut folder_ok = |rel: &[u8]| {
+            if rel.is_empty() || rel == checked.as_slice() {
+                return true;
+            }
+            let ok = std::fs::symlink_metadata(folder.join(OsStr::from_bytes(rel)))
+                .is_ok_and(|m| m.is_dir() && ours(&m));
+            if ok {
+                checked = rel.to_vec();
+            }
+            ok
+        };
+        let mut budget = REPLAY_MAX;
+        let mut rest: Vec<Piece> = Vec::new();
+        for e in entries {
+            let parent = match e.path.iter().rposition(|&b| b == b'/') {
+                Some(at) => &e.path[..at],
+                None => &[][..],
+            };
+            let dir = if e.kind == Kind::Listed {
+                &e.path[..]
+            } else {
+                parent
+            };
+            if !folder_ok(dir) {
+                continue;
+            }
+            let path = folder.join(OsStr::from_bytes(&e.path));
+            match e.kind {
+                Kind::Missing => match std::fs::symlink_metadata(&path) {
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => break,
+                    Err(_) => stats.missing += 1,
+                    Ok(_) => {}
+                },
+                Kind::Listed => {
+                    if let Ok(list) = std::fs::read_dir(&path) {
+                        list.for_each(drop);
+                        stats.listed += 1;
                     }
-                    false
+                }
+                Kind::Found => {
+                    let meta = match std::fs::symlink_metadata(&path) {
+                        Ok(m) if ours(&m) => m,
+                        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => break,
+                        _ => continue,
+                    };
+                    stats.found += 1;
+                    if !meta.is_file() || (e.chunks.is_empty() && !e.whole) {
+                        continue;
+                    }
+                    let Some((size, block)) = self.union.file_extent(meta.ino()) else {
+                        continue;
+                    };
+                    if e.whole {
+                        self.warmer.replaying_whole(meta.ino());
+                    }
+                    let (now, later) = pieces(meta.ino(), size, block, e, &mut budget);
+                    stats.pieces += now.len() as u64;
+                    stats.bytes += now.iter().map(|p| u64::from(p.2)).sum::<u64>();
+                    replay.feed(now);
+                    rest.extend(later);
                 }
             }
-        };
-        if recent {
-            self.store_later(vec![piece]);
         }
-        false
-    }
-
-    /// Stores `pieces` of files just looked up, [`LOOKUP_SETTLE`] from now,
-    /// on the profile thread's schedule and the warmer's workers.
-    fn store_later(self: &Arc<Self>, pieces: Vec<Piece>) {
-        if let Some(tx) = self.thread() {
-            let _ = tx.send(Msg::Store(Instant::now() + LOOKUP_SETTLE, pieces));
-        }
+        stats.pieces += rest.len() as u64;
+        stats.bytes += rest.iter().map(|p| u64::from(p.2)).sum::<u64>();
+        replay.feed(rest);
+        replay.help();
+        crate::log::debug(format_args!(
+            "replayed the start-up profile of {}: {} found, {} missing, {} listed, {} pieces \
+             ({} bytes) queued in {} ms",
+            folder.display(),
+            stats.found,
+            stats.missing,
+            stats.listed,
+            stats.pieces,
+            stats.bytes,
+            started.elapsed().as_millis()
+        ));
+        let mut all = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        all.replays += 1;
+        all.found += stats.found;
+        all.missing += stats.missing;
+        all.listed += stats.listed;
+        all.pieces += stats.pieces;
+        all.bytes += stats.bytes;
     }
 
     /// Ends the recording of `slot` and merges it into the stored profile.
@@ -449,8 +750,9 @@ impl Profiles {
         if rec.order.is_empty() {
             return;
         }
+        let run: Vec<Entry> = rec.order.into_iter().map(|r| r.entry).collect();
         let old = self.load(&identity).unwrap_or_default();
-        let merged = merge(&old, &rec.order);
+        let merged = merge(&old, &run);
         if let Some(disk) = self.union.cache().disk() {
             let _ = disk
                 .store()
@@ -466,15 +768,20 @@ impl Profiles {
         }
     }
 
-    /// Bytes handed to the warmer by replays so far.
-    pub fn replayed_bytes(&self) -> u64 {
-        self.replayed.load(Ordering::Relaxed)
+    /// What replays did so far.
+    pub fn stats(&self) -> ReplayStats {
+        let mut s = *self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        (s.stored, s.failed) = self.counts.get();
+        s
     }
 
     fn load(&self, identity: &[u8; 32]) -> Option<Vec<Entry>> {
         let disk = self.union.cache().disk()?;
-        let max = (20 + MAX_ENTRIES * ENTRY_LEN) as u64;
-        decode(&disk.store().read_aux(&file_name(identity), max)?)
+        decode(
+            &disk
+                .store()
+                .read_aux(&file_name(identity), MAX_PROFILE_BYTES as u64)?,
+        )
     }
 
     /// The image's identity: its size, 4 KiB at the payload's start and its
@@ -501,6 +808,40 @@ impl Profiles {
     }
 }
 
+/// The pieces to store for `e`, the file `ino` of `size` bytes in an image
+/// of `block`-byte blocks: its chunks in first-read order now, and (for a
+/// file read twice) the rest of it later; `budget` bytes at most.
+fn pieces(
+    ino: u64,
+    size: u64,
+    block: u32,
+    e: &Entry,
+    budget: &mut u64,
+) -> (Vec<Piece>, Vec<Piece>) {
+    let unit = u64::from(block.clamp(CHUNK as u32, 1 << 20));
+    let mut done: HashSet<u64> = HashSet::new();
+    let mut take = |k: u64, out: &mut Vec<Piece>| {
+        let at = k * unit;
+        if at >= size || *budget == 0 || !done.insert(k) {
+            return;
+        }
+        let len = unit.min(size - at).min(*budget);
+        *budget -= len;
+        out.push((ino, at, len as u32));
+    };
+    let mut now = Vec::new();
+    for &c in &e.chunks {
+        take(u64::from(c) * CHUNK / unit, &mut now);
+    }
+    let mut later = Vec::new();
+    if e.whole {
+        for k in 0..size.div_ceil(unit) {
+            take(k, &mut later);
+        }
+    }
+    (now, later)
+}
+
 fn file_name(identity: &[u8; 32]) -> String {
     let hex: String = identity.iter().map(|b| format!("{b:02x}")).collect();
     format!("profile-{hex}")
@@ -510,49 +851,170 @@ fn file_name(identity: &[u8; 32]) -> String {
 mod tests {
     use super::*;
 
-    fn e(node: u64, lo: u64, hi: u64, misses: u8) -> Entry {
+    fn e(kind: Kind, path: &str, chunks: &[u32], whole: bool, misses: u8) -> Entry {
         Entry {
-            node,
-            lo,
-            hi,
+            kind,
+            path: path.as_bytes().to_vec(),
+            chunks: chunks.to_vec(),
+            whole,
             misses,
         }
     }
 
     #[test]
     fn profiles_round_trip_and_damage_is_refused() {
-        let entries = vec![e(1, 0, 10, 0), e(0x2_0000, 4096, 1 << 20, 3)];
+        let entries = vec![
+            e(Kind::Found, "usr/lib/liba.so", &[3, 0, 7], true, 0),
+            e(Kind::Missing, "usr/lib/libnone.so", &[], false, 2),
+            e(Kind::Listed, "usr/lib", &[], false, 0),
+            e(Kind::Found, "usr", &[], false, 3),
+        ];
         let bytes = encode(&entries);
-        assert_eq!(decode(&bytes), Some(entries));
-        for at in [0, 9, 15, 25, bytes.len() - 1] {
+        assert_eq!(decode(&bytes), Some(entries.clone()));
+        for at in [0, 9, 15, 20, 25, bytes.len() - 1] {
             let mut bad = bytes.clone();
             bad[at] ^= 1;
             assert_eq!(decode(&bad), None, "byte {at} flipped");
         }
         assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
         assert_eq!(decode(&[]), None);
-        // An empty range is refused even under a valid checksum.
-        assert_eq!(decode(&encode(&[e(1, 5, 5, 0)])), None);
+        // Paths that could leave the app folder, and chunks on an entry
+        // that is no file, are refused even under a valid checksum.
+        for path in [
+            "../etc/passwd",
+            "usr/../../x",
+            "/abs",
+            "a//b",
+            "a/./b",
+            "a\0b",
+        ] {
+            let bad = encode(&[e(Kind::Found, path, &[], false, 0)]);
+            assert_eq!(decode(&bad), None, "{path:?}");
+        }
+        assert_eq!(
+            decode(&encode(&[e(Kind::Missing, "x", &[1], false, 0)])),
+            None
+        );
+        let too_many: Vec<Entry> = (0..2)
+            .map(|i| {
+                e(
+                    Kind::Found,
+                    &format!("f{i}"),
+                    &vec![0; MAX_CHUNKS / 2 + 1],
+                    false,
+                    0,
+                )
+            })
+            .collect();
+        assert_eq!(decode(&encode(&too_many)), None);
     }
 
     #[test]
-    fn runs_merge_and_unread_files_age_out() {
+    fn runs_merge_and_unseen_entries_age_out() {
         let old = vec![
-            e(1, 100, 200, 0),
-            e(2, 0, 50, MAX_MISSES - 1),
-            e(3, 0, 10, 1),
+            e(Kind::Found, "a", &[1, 0], false, 0),
+            e(Kind::Found, "b", &[], false, MAX_MISSES - 1),
+            e(Kind::Missing, "c", &[], false, 1),
+            e(Kind::Listed, "a", &[], false, 0),
         ];
-        let merged = merge(&old, &[(4, 0, 5), (1, 0, 150)]);
+        let run = vec![
+            e(Kind::Found, "d", &[0], false, 0),
+            e(Kind::Found, "a", &[0, 5, 1], true, 0),
+            e(Kind::Listed, "a", &[], false, 0),
+        ];
         assert_eq!(
-            merged,
-            vec![e(1, 0, 200, 0), e(3, 0, 10, 2), e(4, 0, 5, 0)],
-            "1 widened, 2 aged out, 3 missed once more, 4 appended"
+            merge(&old, &run),
+            vec![
+                e(Kind::Found, "a", &[1, 0, 5], true, 0),
+                e(Kind::Missing, "c", &[], false, 2),
+                e(Kind::Listed, "a", &[], false, 0),
+                e(Kind::Found, "d", &[0], false, 0),
+            ],
+            "a widened in first-read order, b aged out, c missed once more, d appended"
         );
     }
 
     #[test]
-    fn a_profile_never_grows_past_its_bound() {
-        let run: Vec<(u64, u64, u64)> = (0..MAX_ENTRIES as u64 + 10).map(|n| (n, 0, 1)).collect();
-        assert_eq!(merge(&[], &run).len(), MAX_ENTRIES);
+    fn a_profile_never_grows_past_its_bounds() {
+        let run: Vec<Entry> = (0..MAX_ENTRIES + 10)
+            .map(|n| e(Kind::Found, &format!("f{n}"), &[0, 1, 2, 3, 4, 5], false, 0))
+            .collect();
+        let merged = merge(&[], &run);
+        assert_eq!(merged.len(), MAX_ENTRIES);
+        assert_eq!(
+            merged.iter().map(|e| e.chunks.len()).sum::<usize>(),
+            MAX_CHUNKS
+        );
+        assert!(decode(&encode(&merged)).is_some());
+        // Long paths: the encoded size is the bound.
+        let long = "d/".repeat(MAX_PATH / 2 - 4) + "f";
+        let run: Vec<Entry> = (0..2000)
+            .map(|n| e(Kind::Found, &format!("{long}{n}"), &[1, 2], false, 0))
+            .collect();
+        assert!(run.iter().all(|e| valid_path(&e.path)));
+        let merged = merge(&[], &run);
+        assert!(merged.len() < 2000);
+        assert!(encode(&merged).len() <= MAX_PROFILE_BYTES);
+        assert!(decode(&encode(&merged)).is_some());
+    }
+
+    #[test]
+    fn a_recording_names_files_by_path_and_lists_chunks_in_first_read_order() {
+        let mut r = Recording::new();
+        // usr (node 5) looked up in the app folder, lib (6) in usr; lib
+        // listed, naming liba.so (7) without a lookup.
+        let usr = r.child_path(IMAGE_ROOT, b"usr").unwrap();
+        r.entry(Kind::Found, &usr);
+        r.remember(5, usr);
+        let lib = r.child_path(5, b"lib").unwrap();
+        r.remember(6, lib.clone());
+        assert_eq!(r.child_path(6, b"liba.so").unwrap(), b"usr/lib/liba.so");
+        assert_eq!(r.child_path(99, b"x"), None, "unknown folder");
+        assert_eq!(r.child_path(6, b".."), None);
+        let liba = r.child_path(6, b"liba.so").unwrap();
+        r.read(&liba, 5 * CHUNK + 10, 5 * CHUNK + 20, 1);
+        assert!(!r.order[1].entry.whole);
+        r.read(&liba, 0, 2 * CHUNK + 1, 1);
+        let entries: Vec<Entry> = r.order.iter().map(|x| x.entry.clone()).collect();
+        assert_eq!(
+            entries,
+            vec![
+                e(Kind::Found, "usr", &[], false, 0),
+                e(Kind::Found, "usr/lib/liba.so", &[5, 0, 1, 2], true, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_files_chunks_are_replayed_in_read_order_and_the_rest_after() {
+        let entry = e(Kind::Found, "f", &[9, 2, 3, 40], true, 0);
+        let mut budget = u64::MAX;
+        // 128 KiB blocks: one piece per chunk; chunk 40 is past the end.
+        let size = 10 * CHUNK + 5;
+        let (now, later) = pieces(7, size, 128 << 10, &entry, &mut budget);
+        let offsets = |v: &[Piece]| v.iter().map(|p| p.1 / CHUNK).collect::<Vec<_>>();
+        assert_eq!(offsets(&now), [9, 2, 3]);
+        assert_eq!(offsets(&later), [0, 1, 4, 5, 6, 7, 8, 10]);
+        assert_eq!(
+            later.last().unwrap().2,
+            5,
+            "the last piece ends with the file"
+        );
+        // 1 MiB blocks: chunks map to the block holding them, once each.
+        let (now, later) = pieces(7, 3 << 20, 1 << 20, &entry, &mut budget);
+        assert_eq!(now, vec![(7, 1 << 20, 1 << 20), (7, 0, 1 << 20)]);
+        assert_eq!(later, vec![(7, 2 << 20, 1 << 20)]);
+        // The budget stops it, mid-piece.
+        let mut budget = 3 * CHUNK / 2;
+        let (now, later) = pieces(7, size, 128 << 10, &entry, &mut budget);
+        assert_eq!(
+            now,
+            vec![
+                (7, 9 * CHUNK, CHUNK as u32),
+                (7, 2 * CHUNK, (CHUNK / 2) as u32)
+            ]
+        );
+        assert!(later.is_empty());
+        assert_eq!(budget, 0);
     }
 }

@@ -100,6 +100,12 @@ pub enum ReadIntent {
     /// Warming a file again after the kernel dropped pages stored before:
     /// what is decompressed now is kept, so later drops cost no decompression.
     Rewarm,
+    /// Storing a replayed start-up profile into the page cache (there is
+    /// one only with `--cache-dir`): as `Warm`, but no data block is kept
+    /// whatever the codec, since the cache folder gives it back without
+    /// decoding. Keeping a replayed app's blocks (a few hundred MiB for a
+    /// browser) cost more in fresh memory than reading them back.
+    Replay,
 }
 
 impl ReadIntent {
@@ -110,6 +116,7 @@ impl ReadIntent {
         match self {
             ReadIntent::Demand | ReadIntent::Rewarm => true,
             ReadIntent::Warm => slow_codec,
+            ReadIntent::Replay => false,
         }
     }
 }

@@ -25,6 +25,7 @@
 //! sequential reader; jobs that do not fit the pool's queue are dropped.
 //! Warming is a hint: any error stops it and changes nothing for readers.
 
+use std::collections::VecDeque;
 use std::io;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -140,7 +141,7 @@ pub struct Warmer<S: WarmSource, K: PageSink> {
     source: Arc<S>,
     sink: OnceLock<Arc<K>>,
     files: Mutex<LruCache<u64, FileState>>,
-    pool: Prefetcher,
+    pool: Arc<Prefetcher>,
     workers: usize,
 }
 
@@ -193,7 +194,7 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
             files: Mutex::new(LruCache::new(
                 NonZeroUsize::new(TRACKED_FILES).unwrap_or(NonZeroUsize::MIN),
             )),
-            pool: Prefetcher::new(workers),
+            pool: Arc::new(Prefetcher::new(workers)),
             workers: workers.max(1),
         }
     }
@@ -316,28 +317,41 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
         }
     }
 
-    /// Stores the pieces `(ino, offset, len)` into the page cache on every
-    /// worker, in order (a replayed start-up profile, see
-    /// [`crate::profile`]), reading them for `intent`. Each piece read is
-    /// passed to `gate`, if any, before it is stored: the kernel drops pages
-    /// of a file it has not looked up yet, with no error that reaches us,
-    /// so the gate keeps those for later. Nothing waits for the result.
-    pub fn replay(&self, pieces: Vec<Piece>, intent: ReadIntent, gate: Option<Gate>) {
-        let Some(sink) = self.sink.get() else { return };
-        if pieces.is_empty() {
-            return;
-        }
-        let replay = Arc::new(Replay {
-            workers: self.workers.min(pieces.len()),
-            pieces,
-            next: AtomicUsize::new(0),
+    /// Starts a replay (of a start-up profile, see [`crate::profile`]):
+    /// pieces fed to it are read for `intent` and stored into the page cache
+    /// in the order fed, by up to one worker per core. `None` until the
+    /// warmer is connected.
+    pub fn start_replay(
+        &self,
+        intent: ReadIntent,
+        counts: Arc<ReplayCounts>,
+    ) -> Option<Arc<Replay>> {
+        let sink = self.sink.get()?.clone();
+        Some(Arc::new(Replay {
+            queue: Mutex::new(VecDeque::new()),
+            running: AtomicUsize::new(0),
+            workers: self.workers,
             intent,
-            gate,
-        });
-        for _ in 0..replay.workers {
-            let (mine, source, sink) = (replay.clone(), self.source.clone(), sink.clone());
-            self.pool.submit(move || mine.work(&*source, &*sink));
-        }
+            counts,
+            pool: self.pool.clone(),
+            source: self.source.clone(),
+            sink,
+        }))
+    }
+
+    /// Tells the warmer that a replay is storing all of `ino` (a file the
+    /// profile marks as read whole): the app's reads of pages the replay
+    /// has not reached yet then do not start a whole-file pass of their own
+    /// over the same bytes, only one after many misses, as for a file
+    /// warmed before.
+    pub fn replaying_whole(&self, ino: u64) {
+        let Some((size, block)) = self.source.file_facts(ino) else {
+            return;
+        };
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let f = files.get_or_insert_mut(ino, || FileState::new(size, block));
+        f.warmed = true;
+        f.reads = 0;
     }
 
     fn job(&self, ino: u64, f: &FileState, first: u64, todo: u64) -> Job {
@@ -379,37 +393,125 @@ impl<S: WarmSource, K: PageSink> Warmer<S, K> {
 /// A range of a file to store: inode, offset, length.
 pub type Piece = (u64, u64, u32);
 
-/// Asked before a replayed piece is stored: `true` stores it now, `false`
-/// means the gate kept it to store later.
-pub type Gate = Arc<dyn Fn(Piece) -> bool + Send + Sync>;
+/// Pieces replays stored into the page cache, and pieces whose read or
+/// store failed (shared by the replays of one daemon).
+#[derive(Debug, Default)]
+pub struct ReplayCounts {
+    stored: AtomicU64,
+    failed: AtomicU64,
+}
 
-/// The pieces of a replayed profile, taken in turn by the workers.
-struct Replay {
-    pieces: Vec<Piece>,
-    next: AtomicUsize,
+impl ReplayCounts {
+    /// (stored, failed) so far.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.stored.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Pieces a replay worker stores before it lets other warming jobs
+/// queued behind it run.
+const REPLAY_BATCH: usize = 8;
+
+/// A replay under way (see [`Warmer::start_replay`]): a queue of pieces
+/// that grows while the profile is walked, and the workers taking from it.
+pub struct Replay {
+    queue: Mutex<VecDeque<Piece>>,
+    /// Workers on the queue now (at most `workers`).
+    running: AtomicUsize,
     workers: usize,
     intent: ReadIntent,
-    gate: Option<Gate>,
+    counts: Arc<ReplayCounts>,
+    pool: Arc<Prefetcher>,
+    source: Arc<dyn WarmSource>,
+    sink: Arc<dyn PageSink>,
 }
 
 impl Replay {
-    fn work(&self, source: &dyn WarmSource, sink: &dyn PageSink) {
-        loop {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(&(ino, offset, len)) = self.pieces.get(i) else {
-                return;
-            };
-            let Ok(data) = source.read(ino, offset, len, self.intent) else {
-                continue;
-            };
-            if self
-                .gate
-                .as_ref()
-                .is_none_or(|gate| gate((ino, offset, len)))
-            {
-                let _ = sink.store(ino, offset, &data);
+    /// Queues `pieces` behind those fed before, and starts workers for them
+    /// (up to one per core). Never waits for a piece to be stored.
+    pub fn feed(self: &Arc<Self>, pieces: impl IntoIterator<Item = Piece>) {
+        let fed = {
+            let mut q = self.lock();
+            let before = q.len();
+            q.extend(pieces);
+            q.len() > before
+        };
+        while fed && self.claim() {
+            let me = self.clone();
+            if !self.pool.submit(move || me.work()) {
+                // The pool is full: the pieces wait for a running worker, or
+                // for the feeder's own [`help`](Self::help).
+                self.running.fetch_sub(1, Ordering::AcqRel);
+                break;
             }
         }
+    }
+
+    /// Stores what is queued on the calling thread (not a request thread)
+    /// until the queue is empty: a feeder that has fed everything lends a
+    /// hand, and pieces the full pool could not take are not left behind.
+    pub fn help(&self) {
+        while let Some(piece) = self.pop() {
+            self.store(piece);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Piece>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pop(&self) -> Option<Piece> {
+        self.lock().pop_front()
+    }
+
+    /// Takes a worker's place if one is free.
+    fn claim(&self) -> bool {
+        self.running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.workers).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// One worker's turn: a batch of pieces, then its place goes back to the
+    /// pool's queue (so warming of files outside the profile is not held up
+    /// for the whole replay), or it leaves when the queue is empty.
+    fn work(self: Arc<Self>) {
+        loop {
+            for _ in 0..REPLAY_BATCH {
+                match self.pop() {
+                    Some(piece) => self.store(piece),
+                    None => {
+                        self.running.fetch_sub(1, Ordering::AcqRel);
+                        // A piece fed between the pop and the release found
+                        // every place taken and started nobody: take it.
+                        if self.lock().is_empty() || !self.claim() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let me = self.clone();
+            if self.pool.submit(move || me.work()) {
+                return;
+            }
+        }
+    }
+
+    fn store(&self, (ino, offset, len): Piece) {
+        let stored = self
+            .source
+            .read(ino, offset, len, self.intent)
+            .map_err(|e| io::Error::other(e.to_string()))
+            .and_then(|data| self.sink.store(ino, offset, &data));
+        let counter = match stored {
+            Ok(()) => &self.counts.stored,
+            Err(_) => &self.counts.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -468,7 +570,9 @@ mod tests {
             if self.fail_from.is_some_and(|f| offset >= f) {
                 return Err(Error::corrupt("injected failure"));
             }
-            let size = self.sizes[&ino];
+            let Some(&size) = self.sizes.get(&ino) else {
+                return Err(Error::NotFound);
+            };
             let end = (offset + u64::from(len)).min(size);
             Ok((offset..end).map(|o| byte_at(ino, o)).collect())
         }
@@ -694,55 +798,106 @@ mod tests {
     }
 
     #[test]
-    fn a_replay_stores_every_piece_its_gate_lets_through() {
-        let pieces = vec![(1, 0, 4096), (1, 128 * KIB, 1000), (2, 8192, 4096)];
+    fn a_replay_stores_every_piece_fed_also_after_its_workers_left() {
         let (w, sink) = setup(
             &[(1, 256 * KIB), (2, 64 * KIB)],
             4096,
             None,
             Recorder::default(),
         );
-        w.replay(pieces.clone(), ReadIntent::Rewarm, None);
+        let replay = w
+            .start_replay(ReadIntent::Warm, Arc::default())
+            .expect("connected");
+        let first = vec![(1, 0, 4096), (1, 128 * KIB, 1000), (2, 8192, 4096)];
+        replay.feed(first.clone());
         settle(|| sink.stores().len() == 3);
-        let mut want: Vec<(u64, u64, u64)> = pieces
+        assert_eq!(replay.counts.get(), (3, 0));
+        // Every worker has left; a later feed starts them again.
+        assert_eq!(replay.running.load(Ordering::Acquire), 0);
+        let later: Vec<Piece> = (0..20).map(|i| (1, i * 8192, 8192)).collect();
+        replay.feed(later.clone());
+        settle(|| sink.stores().len() == 23);
+        let mut want: Vec<(u64, u64, u64)> = first
             .iter()
+            .chain(&later)
             .map(|&(i, o, l)| (i, o, u64::from(l)))
             .collect();
         want.sort();
         assert_eq!(sink.stores(), want);
         assert!(sink.wrong.lock().unwrap().is_empty(), "{:?}", sink.wrong);
+        assert_eq!(replay.counts.get(), (23, 0));
         assert!(w
             .source
             .intents
             .lock()
             .unwrap()
             .iter()
-            .all(|&i| i == ReadIntent::Rewarm));
-        let (w, sink) = setup(
-            &[(1, 256 * KIB), (2, 64 * KIB)],
-            4096,
-            None,
-            Recorder::default(),
-        );
-        let kept = Arc::new(Mutex::new(Vec::new()));
-        let log = kept.clone();
-        w.replay(
-            pieces.clone(),
-            ReadIntent::Warm,
-            Some(Arc::new(move |p: Piece| {
-                if p.0 == 2 {
-                    return true;
-                }
-                log.lock().unwrap().push(p);
-                false
-            })),
-        );
-        settle(|| kept.lock().unwrap().len() == 2 && sink.stores().len() == 1);
+            .all(|&i| i == ReadIntent::Warm));
+        // Pieces past the end of a file or of an unknown file count as
+        // failed, and the rest goes on.
+        replay.feed([(9, 0, 4096), (2, 0, 4096)]);
+        replay.help();
+        settle(|| replay.counts.get().0 == 24);
+        assert_eq!(replay.counts.get(), (24, 1));
+    }
+
+    #[test]
+    fn a_feeder_that_helps_stores_everything_itself_when_no_worker_runs() {
+        let (w, sink) = setup(&[(1, 64 * KIB)], 4096, None, Recorder::default());
+        let replay = w
+            .start_replay(ReadIntent::Rewarm, Arc::default())
+            .expect("connected");
+        // As if every worker place were taken by others: feeding starts no
+        // worker, and help() stores all of it on this thread.
+        replay.running.store(replay.workers, Ordering::Release);
+        replay.feed((0..16).map(|i| (1, i * 4096, 4096)));
         quiet();
-        let mut got = kept.lock().unwrap().clone();
-        got.sort();
-        assert_eq!(got, pieces[..2]);
-        assert_eq!(sink.stores(), vec![(2, 8192, 4096)]);
+        assert!(sink.stores().is_empty());
+        replay.help();
+        assert_eq!(sink.covered(1), 64 * KIB);
+        assert_eq!(replay.counts.get(), (16, 0));
+        let unconnected: Warmer<Files, Recorder> = Warmer::new(
+            Arc::new(Files {
+                sizes: BTreeMap::new(),
+                block: 4096,
+                fail_from: None,
+                intents: Mutex::default(),
+            }),
+            2,
+        );
+        assert!(unconnected
+            .start_replay(ReadIntent::Warm, Arc::default())
+            .is_none());
+    }
+
+    #[test]
+    fn a_file_a_replay_stores_whole_is_not_warmed_again_by_two_reads() {
+        let size = 10 * 128 * KIB;
+        let (w, sink) = setup(&[(7, size), (8, size)], 4096, None, Recorder::default());
+        w.replaying_whole(7);
+        w.on_read(7, 0, 4096);
+        w.on_read(7, 5 * 128 * KIB, 4096);
+        w.on_read(8, 0, 4096);
+        w.on_read(8, 5 * 128 * KIB, 4096);
+        settle(|| sink.covered(8) == size);
+        quiet();
+        assert_eq!(
+            sink.covered(8),
+            size,
+            "a file outside the replay is warmed whole"
+        );
+        assert!(
+            sink.covered(7) <= 2 * 128 * KIB,
+            "only the chunks of the reads themselves: {:?}",
+            sink.stores()
+        );
+        // Many misses later (the kernel dropped what the replay stored), it
+        // is warmed again as any file warmed before.
+        for i in 0..u64::from(REWARM_AFTER) {
+            w.on_read(7, (i % 10) * 128 * KIB + 4096, 4096);
+        }
+        settle(|| sink.covered(7) == size);
+        assert_eq!(sink.covered(7), size);
     }
 
     #[test]

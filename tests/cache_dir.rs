@@ -7,6 +7,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use appimagefs::profile::{decode, encode, Entry, Kind};
+
 use crate::common::images::{mksquashfs, pseudo_random, text, wrap_squashfs_as_appimage};
 use crate::common::mount::Mount;
 use crate::common::{residency, TempDir};
@@ -178,8 +180,24 @@ fn a_cache_folder_of_another_user_stops_the_mount() {
     assert!(err.contains("belongs to uid 4242"), "{err}");
 }
 
+/// A field of the `start-up profiles at exit: ReplayStats { .. }` line the
+/// daemon logs with `-v`.
+fn replay_counter(log: &str, name: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.contains("start-up profiles at exit"))
+        .unwrap_or_else(|| panic!("no replay counters in the log:\n{log}"));
+    let at = line.find(&format!(" {name}: ")).expect(name) + name.len() + 3;
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 #[test]
-fn a_new_daemon_replays_what_the_app_read_at_start_into_the_page_cache() {
+fn a_new_daemon_replays_what_the_app_did_at_start_before_it_asks() {
     use std::os::unix::fs::FileExt;
     let tmp = TempDir::new("cachedir-profile");
     let src = tmp.subdir("src");
@@ -190,14 +208,21 @@ fn a_new_daemon_replays_what_the_app_read_at_start_into_the_page_cache() {
     for name in ["liba.so", "libb.so", "unread.so"] {
         std::fs::write(tree.join(name), text(1 << 20, name.len())).unwrap();
     }
+    // A link out of the image, to a folder of the host.
+    let host = tmp.subdir("host");
+    std::fs::write(host.join("secret"), b"host bytes").unwrap();
+    std::os::unix::fs::symlink(&host, tree.join("out")).unwrap();
     let sqfs = tmp.join("app.sqfs");
     mksquashfs(&tree, &sqfs, &["-comp", "zstd", "-b", "128K"]);
     wrap_squashfs_as_appimage(&sqfs, &src.join("App.AppImage"));
     let args = ["--cache-dir", cache.to_str().unwrap(), "-v"];
 
-    // First daemon: the app reads all of liba and a page of libb.
+    // First daemon: the app lists its folder, probes a missing library,
+    // reads all of liba and a page of libb.
     let mut m = Mount::start(&src, &mnt, &args);
     let app = m.mountpoint.join("App");
+    assert_eq!(std::fs::read_dir(&app).unwrap().count(), 5);
+    assert!(std::fs::metadata(app.join("libnone.so")).is_err());
     assert_eq!(std::fs::read(app.join("liba.so")).unwrap().len(), 1 << 20);
     let mut head = vec![0u8; 4096];
     std::fs::File::open(app.join("libb.so"))
@@ -211,11 +236,32 @@ fn a_new_daemon_replays_what_the_app_read_at_start_into_the_page_cache() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("profile-"))
         .collect();
     assert_eq!(profiles.len(), 1, "one profile for one app");
+    // A profile that does not fit the image (damage, a collision) names
+    // paths through the link: the replay must not follow it out.
+    let path = profiles[0].path();
+    let mut entries = decode(&std::fs::read(&path).unwrap()).expect("a valid profile");
+    for (kind, rel) in [
+        (Kind::Listed, "out"),
+        (Kind::Missing, "out/nothere"),
+        (Kind::Found, "out/secret"),
+    ] {
+        entries.push(Entry {
+            kind,
+            path: rel.as_bytes().to_vec(),
+            chunks: if kind == Kind::Found { vec![0] } else { vec![] },
+            whole: false,
+            misses: 0,
+        });
+    }
+    std::fs::write(&path, encode(&entries)).unwrap();
 
-    // Second daemon: touching the app replays the profile; nothing reads.
+    // Second daemon: touching the app folder replays the profile. The
+    // replay itself looks the files up (a store into a file the kernel
+    // does not know yet is dropped), so their pages are in place before
+    // anything here opens them.
     let mut m = Mount::start(&src, &mnt, &args);
     let app = m.mountpoint.join("App");
-    std::fs::metadata(app.join("AppRun")).unwrap();
+    std::fs::symlink_metadata(&app).unwrap();
     let (liba, libb, unread) = (
         app.join("liba.so"),
         app.join("libb.so"),
@@ -233,5 +279,23 @@ fn a_new_daemon_replays_what_the_app_read_at_start_into_the_page_cache() {
     assert_eq!(a.0, a.1, "all of liba is in the page cache ({a:?})\n{log}");
     assert!(b.0 > 0, "the start of libb ({b:?})\n{log}");
     assert_eq!(u.0, 0, "a file the app did not read is not warmed ({u:?})");
-    assert!(log.contains("replaying the start-up profile"), "{log}");
+    let count = |name| replay_counter(&log, name);
+    assert_eq!(count("replays"), 1, "{log}");
+    assert_eq!(
+        count("found"),
+        2,
+        "liba and libb looked up by the replay\n{log}"
+    );
+    assert_eq!(count("missing"), 1, "libnone probed by the replay\n{log}");
+    assert_eq!(count("listed"), 1, "the folder listed by the replay\n{log}");
+    assert!(
+        count("pieces") >= 9,
+        "8 chunks of liba, libb's first\n{log}"
+    );
+    assert_eq!(
+        count("stored"),
+        count("pieces"),
+        "every piece stored\n{log}"
+    );
+    assert_eq!(count("failed"), 0, "{log}");
 }

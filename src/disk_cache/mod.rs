@@ -3,9 +3,9 @@
 //! block it has decoded before instead of decoding it again
 //! (`--cache-dir`).
 //!
-//! **Keys are content addresses.** An entry is named by the SHA-256 of the
-//! codec, the output cap and the block's *compressed bytes as read from the
-//! image right now*. Decompression is a pure function of those, so an entry
+//! **Keys are content addresses.** An entry is named by the BLAKE3 hash of
+//! the codec, the output cap and the block's *compressed bytes as read from
+//! the image right now*. Decompression is a pure function of those, so an entry
 //! can only ever be served for a block whose stored bytes are exactly the
 //! ones it was decoded from: a replaced, rewritten or truncated AppImage
 //! gets no other file's bytes, whatever its name, size or times, and two
@@ -13,9 +13,9 @@
 //! cryptographic because AppImage authors are untrusted: with a weaker hash
 //! one image could be crafted to collide with another's blocks and have
 //! its own bytes served inside the other app. The cost is hashing the
-//! compressed bytes once per block missed in memory (SHA-256 runs at
-//! gigabytes per second with the CPU's SHA instructions), far less than
-//! decoding them.
+//! compressed bytes once per block missed in memory (BLAKE3 runs at several
+//! gigabytes per second on one core with AVX2 or AVX-512, 3-4 times
+//! SHA-256 with the SHA instructions), far less than decoding them.
 //!
 //! **Entries are checked before use.** Each file holds a header (magic,
 //! key, length, xxh3 checksum of the payload) and the payload; a file that
@@ -31,7 +31,8 @@
 //! write the same bytes, and either rename wins.
 //!
 //! **Writing never delays a request.** Decoded blocks are queued (bounded
-//! in bytes; a block that does not fit is simply not stored) to one writer
+//! in bytes; a block a request thread decoded that does not fit is simply
+//! not stored, one a warming thread decoded waits for room) to one writer
 //! thread, started on first use. The writer also keeps the folder within
 //! its size: entries are touched when read (at most once a minute), and
 //! the least recently used are deleted first.
@@ -39,6 +40,7 @@
 //! **A folder that cannot be written** (read-only, full, over quota) is
 //! still read from; storing stops with one log line.
 
+use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -46,9 +48,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
-
-use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::decompress::Codec;
 
@@ -70,8 +70,9 @@ const STALE_TMP: Duration = Duration::from_secs(3600);
 /// memory whatever the folder holds).
 const SCAN_LIMIT: usize = 4_000_000;
 
-/// The address of one decoded block: SHA-256 over a domain tag, the codec,
-/// the output cap and the compressed bytes.
+/// The address of one decoded block: BLAKE3 (in its key-derivation mode,
+/// for a context of its own) over the codec, the output cap and the
+/// compressed bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Key([u8; 32]);
 
@@ -79,15 +80,12 @@ impl Key {
     /// The key of the block stored as `stored` that `codec` decodes to at
     /// most `max_out` bytes.
     pub fn of(codec: Codec, max_out: usize, stored: &[u8]) -> Key {
-        let mut h = Sha256::new();
-        h.update(b"appimagefs block v1\0");
+        let mut h = blake3::Hasher::new_derive_key("appimagefs 2026-12 cache-dir block key v2");
         h.update(codec.name().as_bytes());
-        h.update([0]);
-        h.update((max_out as u64).to_le_bytes());
+        h.update(&[0]);
+        h.update(&(max_out as u64).to_le_bytes());
         h.update(stored);
-        let mut k = [0u8; 32];
-        k.copy_from_slice(&h.finalize());
-        Key(k)
+        Key(*h.finalize().as_bytes())
     }
 
     /// The entry's file name: the key in lower-case hex.
@@ -254,33 +252,48 @@ impl DiskCache {
         &self.store
     }
 
-    /// Queues `data`, the decoded block for `key`, to be stored. Never
-    /// blocks: when the queue is full or storing has stopped, nothing is
-    /// stored.
+    /// Queues `data`, the decoded block for `key`, to be stored. On a
+    /// request thread it never blocks: when the queue is full or storing
+    /// has stopped, nothing is stored. On a background thread (see
+    /// [`background_thread`]) it waits up to [`WAIT_FOR_ROOM`] for room,
+    /// so that warming a whole app, which decodes faster than the writer
+    /// writes (gzip and zstd most of all), leaves all of it in the folder.
     pub fn put(&self, key: Key, data: &[u8]) {
         let store = &self.store;
-        if !store.writable.load(Ordering::Relaxed) {
-            return;
-        }
-        let queued = store.queued.fetch_add(data.len(), Ordering::Relaxed);
-        if queued + data.len() > QUEUE_BYTES {
-            store.queued.fetch_sub(data.len(), Ordering::Relaxed);
-            store.skipped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let job = Job {
+        let may_wait = MAY_WAIT.with(Cell::get);
+        let deadline = Instant::now() + WAIT_FOR_ROOM;
+        let mut job = Job {
             key,
-            data: data.to_vec(),
+            data: Vec::new(),
         };
-        let sent = match self.writer() {
-            Some(tx) => tx.try_send(job).map_err(|e| match e {
-                TrySendError::Full(j) | TrySendError::Disconnected(j) => j,
-            }),
-            None => Err(job),
-        };
-        if let Err(job) = sent {
-            store.queued.fetch_sub(job.data.len(), Ordering::Relaxed);
-            store.skipped.fetch_add(1, Ordering::Relaxed);
+        loop {
+            if !store.writable.load(Ordering::Relaxed) {
+                return;
+            }
+            let queued = store.queued.fetch_add(data.len(), Ordering::Relaxed);
+            let sent = if queued + data.len() > QUEUE_BYTES {
+                false
+            } else {
+                if job.data.is_empty() {
+                    job.data = data.to_vec();
+                }
+                match self.writer().map(|tx| tx.try_send(job)) {
+                    Some(Ok(())) => return,
+                    Some(Err(TrySendError::Full(j) | TrySendError::Disconnected(j))) => {
+                        job = j;
+                        false
+                    }
+                    None => return store.skip(data.len()),
+                }
+            };
+            if !sent {
+                store.queued.fetch_sub(data.len(), Ordering::Relaxed);
+                if !may_wait || Instant::now() >= deadline {
+                    store.skipped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 
@@ -320,7 +333,28 @@ impl DiskCache {
     }
 }
 
+/// How long a background thread waits for room in the writer's queue
+/// before giving up on storing a block.
+pub const WAIT_FOR_ROOM: Duration = Duration::from_secs(2);
+
+thread_local! {
+    static MAY_WAIT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread as a background thread (read-ahead and
+/// warming workers, never a request thread): blocks it decodes wait for
+/// room in the writer's queue instead of being skipped (see
+/// [`DiskCache::put`]).
+pub fn background_thread() {
+    MAY_WAIT.with(|w| w.set(true));
+}
+
 impl Store {
+    fn skip(&self, len: usize) {
+        self.queued.fetch_sub(len, Ordering::Relaxed);
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The folder.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -438,7 +472,8 @@ impl Store {
     }
 
     /// The bytes of the auxiliary file `name` (start-up profiles) if it is
-    /// ours, a regular file and at most `max` bytes.
+    /// ours, a regular file and at most `max` bytes; it is marked recently
+    /// used, as an entry read is.
     pub fn read_aux(&self, name: &str, max: u64) -> Option<Vec<u8>> {
         let mut file = OpenOptions::new()
             .read(true)
@@ -449,6 +484,7 @@ impl Store {
         if !meta.is_file() || meta.uid() != self.uid || meta.len() > max {
             return None;
         }
+        touch(&file);
         let mut data = Vec::with_capacity(meta.len() as usize);
         Read::by_ref(&mut file)
             .take(max)
@@ -471,6 +507,12 @@ impl Store {
             let _ = std::fs::remove_file(&tmp);
             self.stop_writing(&e);
             return Err(e);
+        }
+        // Profiles count in the folder's size like entries (the one
+        // replaced is counted until the next scan: the count errs high).
+        let size = data.len() as u64;
+        if self.used.fetch_add(size, Ordering::Relaxed) + size > self.limit {
+            self.scan_and_evict();
         }
         Ok(())
     }
@@ -522,8 +564,8 @@ impl Store {
     }
 
     /// Lists the folder, deletes stale temporary files, recounts the bytes
-    /// held and deletes the least recently used entries while over the
-    /// limit.
+    /// held (entries and start-up profiles) and deletes the least recently
+    /// used of them while over the limit.
     pub fn scan_and_evict(&self) {
         let Ok(listing) = std::fs::read_dir(&self.dir) else {
             return;
@@ -542,7 +584,7 @@ impl Store {
                 }
                 continue;
             }
-            if name.len() != 64 || !meta.is_file() {
+            if !meta.is_file() || !(name.len() == 64 || is_profile_name(name)) {
                 continue;
             }
             total += meta.len();
@@ -575,6 +617,13 @@ impl Store {
             evicted: self.evicted.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Whether `name` is a start-up profile's (`profile-` and 64 hex digits),
+/// counted in the folder's size and evicted like entries.
+pub fn is_profile_name(name: &str) -> bool {
+    name.strip_prefix("profile-")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Marks an entry as recently used (its modification time orders

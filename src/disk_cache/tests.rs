@@ -284,6 +284,57 @@ fn the_least_recently_used_entries_go_first() {
 }
 
 #[test]
+fn profiles_count_in_the_size_limit_and_are_evicted_by_age_too() {
+    let t = TempDir::new("dc-evict-profiles");
+    let dir = t.path().join("cache");
+    let entry = (HEADER_LEN + 60_000) as u64;
+    let profile = 100_000u64;
+    let c = open(&dir, 2 * profile + entry + entry / 2);
+    let name = |c: char| format!("profile-{}", c.to_string().repeat(64));
+    let hours_ago = |h: u64| SystemTime::now() - Duration::from_secs(3600 * h);
+    let age = |path: PathBuf, when: SystemTime| {
+        File::open(path).unwrap().set_modified(when).unwrap();
+    };
+    c.store()
+        .write_aux(&name('a'), &vec![1; profile as usize])
+        .unwrap();
+    age(dir.join(name('a')), hours_ago(4));
+    for n in 0..3u32 {
+        c.store().store(&key(n), &data(n, 60_000)).unwrap();
+        age(entry_path(&c, &key(n)), hours_ago(3 - u64::from(n)));
+    }
+    assert_eq!(c.store().stats().evicted, 0, "still within the limit");
+    // A second profile passes the limit: the oldest files go, profile or
+    // entry alike, down to 90%.
+    c.store()
+        .write_aux(&name('b'), &vec![2; profile as usize])
+        .unwrap();
+    let left = entries(&dir);
+    assert_eq!(
+        left,
+        {
+            let mut want = vec![key(1).file_name(), key(2).file_name(), name('b')];
+            want.sort();
+            want
+        },
+        "profile a (oldest), then entry 0 went"
+    );
+    assert_eq!(c.store().stats().evicted, 2);
+    assert_eq!(c.store().used.load(Ordering::Relaxed), 2 * entry + profile);
+    // Reading a profile marks it recently used.
+    age(dir.join(name('b')), hours_ago(5));
+    assert!(c.store().read_aux(&name('b'), 1 << 20).is_some());
+    let mtime = std::fs::metadata(dir.join(name('b')))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert!(mtime > hours_ago(1));
+    assert!(is_profile_name(&name('f')));
+    assert!(!is_profile_name("profile-xyz"));
+    assert!(!is_profile_name(&format!("profile-{}", "g".repeat(64))));
+}
+
+#[test]
 fn stale_temporary_files_are_swept() {
     let t = TempDir::new("dc-tmp");
     let dir = t.path().join("cache");
@@ -322,6 +373,32 @@ fn queued_blocks_reach_the_folder() {
             assert_eq!(got, data(n, 50_000));
         }
     }
+}
+
+#[test]
+fn a_warming_thread_waits_for_room_instead_of_skipping() {
+    let t = TempDir::new("dc-wait");
+    let c = Arc::new(open(&t.path().join("cache"), 1 << 30));
+    // Three times what the queue holds, put at once: a request thread would
+    // have most of it skipped; a background thread waits for the writer.
+    let blocks = (3 * QUEUE_BYTES / (1 << 20)) as u32;
+    let putter = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            background_thread();
+            for n in 0..blocks {
+                c.put(key(n), &data(n, 1 << 20));
+            }
+        })
+    };
+    putter.join().unwrap();
+    c.flush(Duration::from_secs(60));
+    let s = c.store().stats();
+    assert_eq!((s.stored, s.skipped), (u64::from(blocks), 0), "{s:?}");
+    assert_eq!(
+        c.store().get(&key(blocks - 1), 1 << 20),
+        Some(data(blocks - 1, 1 << 20))
+    );
 }
 
 /// A tmpfs mounted for one test, unmounted on drop.

@@ -982,6 +982,11 @@ fn warming_keeps_only_blocks_that_are_costly_to_decompress_again() {
             std::thread::sleep(std::time::Duration::from_millis(100));
             cache.stats().bytes - before
         };
+        let replay = growth(ReadIntent::Replay);
+        assert!(
+            replay < 64 << 10,
+            "{comp}: a replay keeps only metadata and the shared fragment ({replay})"
+        );
         let warm = growth(ReadIntent::Warm);
         if warm_keeps {
             assert!(warm >= 1 << 20, "{comp}: warming keeps its blocks ({warm})");

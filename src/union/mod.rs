@@ -365,6 +365,12 @@ impl Union {
         self.synth(node != synth::ROOT)
     }
 
+    /// The folder the union is mounted on (start-up profiles are replayed
+    /// through it).
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
     /// The app in `slot` (start-up profiles name their image by it).
     pub fn app(&self, slot: Slot) -> Result<Arc<App>> {
         self.read_state()
