@@ -2,17 +2,19 @@
 //! what detection found, and its image tree, opened on first use.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
+use super::lookups::{Left, LookupCounts};
 use super::scan::{Access, Found};
+use super::State;
 use crate::backing::Descriptor;
 use crate::cache::BlockCache;
 use crate::detect::AppImage;
 use crate::error::{Error, Result};
 use crate::fd_pool::{FdPool, PooledFile};
 use crate::image::open_tree;
-use crate::tree::ImageTree;
+use crate::tree::{ImageTree, NodeId};
 
 /// A detected AppImage whose tree is opened lazily.
 pub struct App {
@@ -33,7 +35,7 @@ pub struct App {
     /// longer listed, but inodes the kernel still holds keep working.
     retired: AtomicBool,
     /// Lookups of this app's inodes the kernel has not forgotten yet.
-    lookups: AtomicU64,
+    lookups: LookupCounts,
     /// Set once a transient failure to open the image was logged.
     transient_logged: AtomicBool,
 }
@@ -62,7 +64,7 @@ impl App {
             file,
             tree: OnceLock::new(),
             retired: AtomicBool::new(false),
-            lookups: AtomicU64::new(0),
+            lookups: LookupCounts::default(),
             transient_logged: AtomicBool::new(false),
         }
     }
@@ -87,28 +89,43 @@ impl App {
     }
 
     /// Marks the app as gone from the folder; returns true when the kernel
-    /// holds none of its inodes, so it can be dropped now.
-    pub fn retire(&self) -> bool {
+    /// holds none of its inodes, so its slot can be freed now. Takes the
+    /// state, write-locked by the caller, so no lookup is counted between
+    /// this answer and the slot being freed.
+    pub(super) fn retire(&self, _locked: &mut State) -> bool {
         self.retired.store(true, Ordering::SeqCst);
         self.file.keep_open();
-        self.lookups.load(Ordering::SeqCst) == 0
+        self.lookups.none_held()
     }
 
-    /// Counts one kernel lookup of one of this app's inodes.
-    pub fn remember(&self) {
-        self.lookups.fetch_add(1, Ordering::SeqCst);
+    /// Whether the app left the listing.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
     }
 
-    /// Uncounts `n` lookups; returns true when the app is retired and the
-    /// kernel now holds none of its inodes.
-    pub fn forget(&self, n: u64) -> bool {
-        let before = self
-            .lookups
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| {
-                Some(l.saturating_sub(n))
-            })
-            .unwrap_or(0);
-        before <= n && self.retired.load(Ordering::SeqCst)
+    /// Counts one lookup of `node` that the kernel will hold. Takes the
+    /// state, locked by the caller (the read side is enough), so a count
+    /// never races [`retire`](Self::retire): a lookup that found this app
+    /// before a retire keeps it until the kernel forgets it.
+    pub(super) fn count(&self, _locked: &State, node: NodeId) {
+        self.lookups.count(node);
+    }
+
+    /// Uncounts `n` lookups of `node`; returns true when the app is retired
+    /// and the kernel now holds none of its inodes.
+    pub(super) fn forget(&self, node: NodeId, n: u64) -> bool {
+        self.lookups.uncount(node, n) == Left::Nothing && self.is_retired()
+    }
+
+    /// True when the kernel holds none of this app's inodes.
+    pub(super) fn none_held(&self) -> bool {
+        self.lookups.none_held()
+    }
+
+    /// Lookups of `node` the kernel holds.
+    #[cfg(test)]
+    pub fn lookups_held(&self, node: NodeId) -> u64 {
+        self.lookups.of(node)
     }
 
     /// The image tree, opened on first call. A failure the image itself

@@ -334,7 +334,7 @@ fn retire(s: &mut State, slot: Slot, later: &mut Deferred) -> Option<Vec<u8>> {
         app.source.display(),
         String::from_utf8_lossy(&app.name)
     ));
-    if app.retire() {
+    if app.retire(s) {
         s.apps[usize::from(slot)] = None;
     }
     let name = app.name.clone();
