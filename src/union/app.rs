@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 use super::lookups::{Left, LookupCounts};
+use super::opened::{self, OpenedTrees, TreeSlot};
 use super::scan::{Access, Found};
 use super::State;
 use crate::backing::Descriptor;
@@ -30,7 +31,10 @@ pub struct App {
     /// when the file's owner, mode or ACL changes).
     access: RwLock<Access>,
     file: Arc<PooledFile>,
-    tree: OnceLock<std::result::Result<Arc<dyn ImageTree>, String>>,
+    /// The image tree, opened on demand and closed when the daemon-wide
+    /// budget of opened trees needs room ([`opened`]).
+    tree: Arc<TreeSlot>,
+    opened: Arc<OpenedTrees>,
     /// Set when the file was removed, renamed or changed: the folder is no
     /// longer listed, but inodes the kernel still holds keep working.
     retired: AtomicBool,
@@ -41,19 +45,19 @@ pub struct App {
 }
 
 /// The outcome of opening an image as it is remembered.
-fn remembered(
-    opened: &std::result::Result<Arc<dyn ImageTree>, String>,
-) -> Result<Arc<dyn ImageTree>> {
-    match opened {
-        Ok(tree) => Ok(tree.clone()),
-        Err(msg) => Err(Error::Corrupt(msg.clone())),
+fn remembered(found: opened::Found) -> Option<Result<Arc<dyn ImageTree>>> {
+    match found {
+        opened::Found::Open(tree) => Some(Ok(tree)),
+        opened::Found::Failed(msg) => Some(Err(Error::Corrupt(msg))),
+        opened::Found::Closed => None,
     }
 }
 
 impl App {
     /// Wraps a detected AppImage, shown as folder `name`; nothing beyond
-    /// detection is read yet.
-    pub fn new(name: Vec<u8>, found: Found) -> App {
+    /// detection is read yet. Its tree, once opened, counts against the
+    /// budget of `opened`.
+    pub fn new(name: Vec<u8>, found: Found, opened: Arc<OpenedTrees>) -> App {
         let file = PooledFile::new(FdPool::global(), &found.path, found.detected.version);
         App {
             name,
@@ -62,7 +66,8 @@ impl App {
             file_mtime: found.mtime,
             access: RwLock::new(found.access),
             file,
-            tree: OnceLock::new(),
+            tree: opened.slot(),
+            opened,
             retired: AtomicBool::new(false),
             lookups: LookupCounts::default(),
             transient_logged: AtomicBool::new(false),
@@ -134,14 +139,14 @@ impl App {
     /// flaky disk, no descriptor free) is not, and the next call tries
     /// again.
     pub fn tree(&self, cache: &Arc<BlockCache>) -> Result<Arc<dyn ImageTree>> {
-        if let Some(opened) = self.tree.get() {
-            return remembered(opened);
+        if let Some(known) = remembered(self.opened.get(&self.tree)) {
+            return known;
         }
         #[cfg(test)]
         open_gate::wait(&self.source);
         let file = Descriptor::Pooled(self.file.clone());
         match open_tree(&file, &self.detected, cache.clone()) {
-            Ok(tree) => remembered(self.tree.get_or_init(|| Ok(tree))),
+            Ok(tree) => Ok(self.opened.admit(&self.tree, tree)),
             Err(e @ (Error::Io(_) | Error::Stale)) => {
                 if !self.transient_logged.swap(true, Ordering::Relaxed) {
                     crate::log::warn(format_args!(
@@ -152,21 +157,23 @@ impl App {
                 Err(e)
             }
             Err(e) => {
-                let opened = self.tree.get_or_init(|| {
+                let why = e.to_string();
+                let found = self.opened.fail(&self.tree, why.clone());
+                if matches!(&found, opened::Found::Failed(w) if *w == why) {
                     crate::log::warn(format_args!(
                         "{}: cannot open image: {e}",
                         self.source.display()
                     ));
-                    Err(e.to_string())
-                });
-                remembered(opened)
+                }
+                remembered(found).unwrap_or(Err(e))
             }
         }
     }
 
-    /// The tree if it has been opened successfully already.
+    /// The tree if it is open now (it may be closed again at any time to
+    /// stay within the budget; see [`opened`]).
     pub fn opened_tree(&self) -> Option<Arc<dyn ImageTree>> {
-        self.tree.get().and_then(|t| t.as_ref().ok().cloned())
+        self.tree.peek()
     }
 }
 

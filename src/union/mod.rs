@@ -15,6 +15,7 @@ pub mod integrate;
 pub mod live;
 pub mod lookups;
 pub mod naming;
+pub mod opened;
 pub mod scan;
 pub mod synth;
 
@@ -176,6 +177,8 @@ pub struct Union {
     source: PathBuf,
     mountpoint: PathBuf,
     cache: Arc<BlockCache>,
+    /// Every app's opened tree, under one budget.
+    opened: Arc<opened::OpenedTrees>,
     state: RwLock<State>,
     integration: Mutex<()>,
     rescanning: Mutex<()>,
@@ -225,6 +228,7 @@ impl Union {
             source,
             mountpoint: mountpoint.to_path_buf(),
             cache,
+            opened: Arc::new(opened::OpenedTrees::new(opened::default_budget(0))),
             state: RwLock::new(state),
             integration: Mutex::new(()),
             rescanning: Mutex::new(()),
@@ -245,6 +249,20 @@ impl Union {
     pub fn with_sandbox(mut self, policy: Policy) -> Union {
         self.sandbox = policy;
         self
+    }
+
+    /// Keeps the opened image trees within `bytes` together (see
+    /// [`opened`]; [`opened::default_budget`] of a zero cache, 16 MiB,
+    /// unless set).
+    pub fn with_tree_budget(self, bytes: usize) -> Union {
+        self.opened.set_budget(bytes);
+        self
+    }
+
+    /// The budget of opened trees, and how many trees were closed to stay
+    /// within it so far.
+    pub fn opened_trees(&self) -> (usize, u64) {
+        (self.opened.budget(), self.opened.closed())
     }
 
     /// The source folder (absolute).

@@ -432,3 +432,99 @@ fn a_slot_is_reused_only_once_forgotten_and_with_a_new_generation() {
     assert_eq!(inode::decode(hello.ino).0, inode::decode(folder.ino).0);
     assert_ne!(hello.generation(), generation);
 }
+
+/// Every file of the tree under `ino`, by path: inode number and bytes.
+fn walk(u: &Union, ino: u64, path: &str, out: &mut Vec<(String, u64, Vec<u8>)>) {
+    for l in u.readdir(ino).unwrap().iter() {
+        let child = format!("{path}/{}", String::from_utf8_lossy(&l.name));
+        let e = u.lookup(ino, &l.name).unwrap().sent();
+        assert_eq!(e.ino, l.ino, "{child}: lookup and listing agree");
+        match e.attr.kind {
+            Kind::Dir => walk(u, e.ino, &child, out),
+            Kind::File => out.push((child, e.ino, u.read(e.ino, 0, 1 << 24).unwrap())),
+            _ => out.push((
+                child,
+                e.ino,
+                u.getattr(e.ino).unwrap().size.to_le_bytes().into(),
+            )),
+        }
+    }
+}
+
+/// Bytes the apps' open trees hold now.
+fn open_tree_bytes(u: &Union) -> usize {
+    u.apps()
+        .iter()
+        .filter_map(|a| a.opened_tree())
+        .map(|t| t.memory_bytes())
+        .sum()
+}
+
+/// With a budget a third of what the opened trees take, using more images
+/// than fit closes the least recently used trees: memory stays bounded by
+/// the budget, not by the number of images, and every image still reads
+/// the same bytes under the same inode numbers after being reopened
+/// (SquashFS and ISO 9660 here; DwarFS in its own tests).
+#[test]
+fn opened_trees_stay_within_one_budget_and_reopen_the_same() {
+    let images = [
+        apps::echo(),
+        apps::hello(),
+        apps::tool(),
+        apps::scribble(),
+        apps::extract(),
+        apps::assistant(),
+    ];
+    let src = Source::new("tree-budget", &images);
+    let u = union(&src);
+    let folders: Vec<(Vec<u8>, u64)> = u
+        .readdir(1)
+        .unwrap()
+        .iter()
+        .filter(|l| inode::decode(l.ino).0 != SYNTH_SLOT)
+        .map(|l| (l.name.clone(), l.ino))
+        .collect();
+    assert_eq!(folders.len(), images.len());
+    // Each image's tree alone, walked whole: what it may grow to.
+    let mut first = Vec::new();
+    let (mut largest, mut total) = (0, 0);
+    for (name, ino) in &folders {
+        let mut files = Vec::new();
+        walk(&u, *ino, &String::from_utf8_lossy(name), &mut files);
+        assert!(!files.is_empty());
+        let app = u.app(inode::decode(*ino).0).unwrap();
+        let bytes = app.opened_tree().unwrap().memory_bytes();
+        largest = largest.max(bytes);
+        total += bytes;
+        first.push(files);
+    }
+    assert_eq!(open_tree_bytes(&u), total);
+    let budget = total / 3;
+    let u = u.with_tree_budget(budget);
+    for round in 0..2 {
+        for ((name, ino), want) in folders.iter().zip(&first) {
+            let mut files = Vec::new();
+            walk(&u, *ino, &String::from_utf8_lossy(name), &mut files);
+            assert!(
+                files == *want,
+                "round {round}: {name:?} changed on reopening"
+            );
+            // One tree may have grown since the last open; the others fit.
+            assert!(
+                open_tree_bytes(&u) <= budget + largest,
+                "round {round}: {} bytes open, budget {budget}",
+                open_tree_bytes(&u)
+            );
+        }
+    }
+    let (kept_within, closed) = u.opened_trees();
+    assert_eq!(kept_within, budget);
+    assert!(closed >= images.len() as u64, "{closed} trees closed");
+    assert!(
+        u.apps()
+            .iter()
+            .filter(|a| a.opened_tree().is_some())
+            .count()
+            < images.len()
+    );
+}
