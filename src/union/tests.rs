@@ -528,3 +528,26 @@ fn opened_trees_stay_within_one_budget_and_reopen_the_same() {
             < images.len()
     );
 }
+
+/// A lookup whose reply is not sent (an EACCES answer instead) gives its
+/// count back when dropped, and then frees a retired app; a name that is
+/// not there (a negative reply) counts nothing.
+#[test]
+fn an_unsent_lookup_gives_its_count_back() {
+    let src = Source::new("lookup-unsent", &[]);
+    copy_in(&src, &apps::echo(), "Echo.AppImage");
+    let u = union(&src);
+    let folder = u.lookup(1, b"Echo").unwrap();
+    let ino = folder.ino;
+    assert_eq!(u.lookups_held(ino), 1);
+    assert_eq!(u.lookup(ino, b"missing").unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(u.lookups_held(ino), 1);
+    std::fs::remove_file(src.0.join("Echo.AppImage")).unwrap();
+    u.rescan(Duration::ZERO);
+    assert!(
+        u.getattr(ino).is_ok(),
+        "counted, so not freed by the retire"
+    );
+    drop(folder);
+    assert_eq!(u.getattr(ino).unwrap_err().errno(), libc::ESTALE);
+}
