@@ -18,6 +18,7 @@
 #   bash scripts/bench-scale.sh --counts "100 1000"   # other counts
 #   bash scripts/bench-scale.sh --app FILE            # another seed AppImage
 #   bash scripts/bench-scale.sh --copies              # copies, not hard links
+#   BENCH_WORK=DIR bash scripts/bench-scale.sh        # work folder (default /var/tmp/appimagefs-bench-scale)
 #
 # Runs as root. The seed defaults to a small Echo-like AppImage built here
 # (mksquashfs, gzip: AppRun, a desktop entry, an icon, /bin/echo, behind the
@@ -42,7 +43,7 @@ while [ $# -gt 0 ]; do
         --open) OPEN=$2; shift 2 ;;
         --copies) COPIES=1; shift ;;
         --cache-size) CACHE=$2; shift 2 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done

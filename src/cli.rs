@@ -54,7 +54,9 @@ pub struct Args {
 
     /// Byte budget of the decompression cache shared by all images, e.g.
     /// 512M or 2G. Default: 1/16 of the machine's memory, at least 64M and
-    /// at most 2G.
+    /// at most 2G. Beside it, the opened images' parsed metadata (tables,
+    /// directory trees) shares 1/8 of it, at least 16M and at most 128M:
+    /// the least recently used image's is dropped and read again when needed.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub cache_size: Option<u64>,
 

@@ -332,7 +332,11 @@ pub fn run(settings: Settings) -> Result<(), StartError> {
         usize::try_from(settings.cache_size).unwrap_or(usize::MAX),
         disk,
     ));
-    let union = Arc::new(Union::new(&source, &mnt, cache.clone())?.with_sandbox(settings.sandbox));
+    let union = Arc::new(
+        Union::new(&source, &mnt, cache.clone())?
+            .with_sandbox(settings.sandbox)
+            .with_tree_budget(crate::union::opened::default_budget(settings.cache_size)),
+    );
     let mut readiness = if settings.foreground {
         Readiness(None)
     } else {

@@ -33,6 +33,10 @@ pub enum Error {
     /// The image was replaced or removed and this read can no longer be served
     /// with bytes of the version it started with.
     Stale,
+    /// An inode number of an image that is no longer mounted: the kernel
+    /// forgot every inode of it, so the number names nothing (ESTALE, never
+    /// a node of an image mounted later under the same slot).
+    Forgotten,
 }
 
 /// Result alias used across the crate.
@@ -58,6 +62,7 @@ impl Error {
             Error::Range => libc::ERANGE,
             Error::ReadOnly => libc::EROFS,
             Error::Stale => libc::EIO,
+            Error::Forgotten => libc::ESTALE,
         }
     }
 }
@@ -76,6 +81,7 @@ impl fmt::Display for Error {
             Error::Range => f.write_str("buffer too small"),
             Error::ReadOnly => f.write_str("read-only file system"),
             Error::Stale => f.write_str("image changed underneath this read"),
+            Error::Forgotten => f.write_str("stale inode: its image is no longer mounted"),
         }
     }
 }

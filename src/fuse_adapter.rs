@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::profile::Profiles;
 use crate::request_counts::{Op, RequestCounts};
 use crate::tree::{Attr, Kind};
-use crate::union::{inode, Listing, Union};
+use crate::union::{inode, Entry, Listing, Union};
 use crate::warm::KernelWarmer;
 
 /// How long the kernel may trust what it learned about an image's nodes:
@@ -198,10 +198,10 @@ impl Filesystem for FuseAdapter {
         match found {
             Ok(e) if !self.may_enter(req, e.ino) => reply.error(Errno::EACCES),
             Ok(e) => {
-                self.union.remember(e.ino);
-                let generation = Generation(self.union.generation(e.ino));
                 let ttl = entry_ttl(parent.0, self.ttl(e.ino));
+                let generation = Generation(e.generation());
                 reply.entry(&ttl, &file_attr(e.ino, &e.attr), generation);
+                let e = e.sent();
                 if let Some(p) = &self.profiles {
                     p.on_lookup(parent.0, name.as_bytes(), e.ino);
                 }
@@ -338,35 +338,21 @@ impl Filesystem for FuseAdapter {
         if let Some(p) = &self.profiles {
             p.on_listed(ino.0, offset, &listing);
         }
-        for (next, name, child, _) in entries_from(&listing, ino.0, offset) {
-            let (attr, entry_ttl) = if child == ino.0 {
-                (own, self.ttl(child))
-            } else if let Some(placeholder) = self.union.placeholder_attr(child) {
-                (placeholder, Duration::ZERO)
-            } else {
-                match self.union.getattr(child) {
-                    Ok(a) => (a, entry_ttl(ino.0, self.ttl(child))),
-                    Err(e) => {
-                        crate::log::debug(format_args!("readdirplus: skipping {child:#x}: {e}"));
-                        continue;
-                    }
-                }
+        plus_entries(&self.union, ino.0, own, &listing, offset, |e| {
+            let entry_ttl = match e.ttl {
+                PlusTtl::Zero => Duration::ZERO,
+                PlusTtl::Own => self.ttl(e.child),
+                PlusTtl::Entry => entry_ttl(ino.0, self.ttl(e.child)),
             };
-            let full = reply.add(
-                INodeNo(child),
-                next,
-                OsStr::from_bytes(name),
+            reply.add(
+                INodeNo(e.child),
+                e.next,
+                OsStr::from_bytes(e.name),
                 &entry_ttl,
-                &file_attr(child, &attr),
-                Generation(self.union.generation(child)),
-            );
-            if full {
-                break;
-            }
-            if child != ino.0 {
-                self.union.remember(child);
-            }
-        }
+                &file_attr(e.child, &e.attr),
+                Generation(e.generation),
+            )
+        });
         reply.ok();
     }
 
@@ -452,6 +438,85 @@ fn entries_from(
         .map(|((name, child, kind), next)| (next, name, child, kind))
 }
 
+/// How long the kernel may keep one readdirplus entry (see [`plus_entries`]).
+enum PlusTtl {
+    /// A placeholder attribute: not to be kept.
+    Zero,
+    /// The directory itself: its own timeout.
+    Own,
+    /// A child: its entry timeout ([`entry_ttl`]).
+    Entry,
+}
+
+/// One readdirplus entry to send.
+struct PlusEntry<'a> {
+    next: u64,
+    name: &'a [u8],
+    child: u64,
+    attr: Attr,
+    ttl: PlusTtl,
+    generation: u64,
+}
+
+/// Feeds the entries of directory `dir` (attributes `own`) from `offset`
+/// to `add`, which returns true when the reply is full (that entry was not
+/// sent). Counts a lookup for every entry sent but `.` and `..`, as the
+/// kernel does (`fuse_direntplus_link`): also for an entry naming its own
+/// directory or one the kernel has cached already.
+fn plus_entries(
+    union: &Union,
+    dir: u64,
+    own: Attr,
+    listing: &[Listing],
+    offset: u64,
+    mut add: impl FnMut(PlusEntry<'_>) -> bool,
+) {
+    for (next, name, child, _) in entries_from(listing, dir, offset) {
+        let (attr, ttl) = if child == dir {
+            (own, PlusTtl::Own)
+        } else if let Some(placeholder) = union.placeholder_attr(child) {
+            (placeholder, PlusTtl::Zero)
+        } else {
+            match union.getattr(child) {
+                Ok(a) => (a, PlusTtl::Entry),
+                Err(e) => {
+                    crate::log::debug(format_args!("readdirplus: skipping {child:#x}: {e}"));
+                    continue;
+                }
+            }
+        };
+        let counted = if name == b"." || name == b".." {
+            None
+        } else {
+            match union.plus_entry(dir, name, Entry { ino: child, attr }) {
+                Ok(counted) => Some(counted),
+                Err(e) => {
+                    crate::log::debug(format_args!("readdirplus: skipping {child:#x}: {e}"));
+                    continue;
+                }
+            }
+        };
+        let generation = match &counted {
+            Some(c) => c.generation(),
+            None => union.generation(child),
+        };
+        let full = add(PlusEntry {
+            next,
+            name,
+            child,
+            attr,
+            ttl,
+            generation,
+        });
+        if full {
+            break;
+        }
+        if let Some(c) = counted {
+            c.sent();
+        }
+    }
+}
+
 /// Answers an xattr request: the size when asked for it, the bytes when they
 /// fit, ERANGE otherwise.
 fn sized_reply(reply: ReplyXattr, size: u32, bytes: &[u8]) {
@@ -510,5 +575,46 @@ mod tests {
         assert_eq!(entry_ttl(inode::encode(0, 5), IMAGE_TTL), SYNTH_TTL);
         assert_eq!(entry_ttl(app_folder, ttl(in_app)), IMAGE_TTL);
         assert_eq!(entry_ttl(1, Duration::ZERO), Duration::ZERO);
+    }
+
+    /// The kernel counts a lookup for every readdirplus entry it is sent
+    /// with a nonzero inode, except `.` and `..`: also one naming its own
+    /// directory. An entry that did not fit is not counted.
+    #[test]
+    fn readdirplus_counts_what_the_kernel_counts() {
+        let dir = crate::test_support::TempDir::new("plus-counts");
+        std::os::unix::fs::symlink(
+            crate::test_support::apps::echo(),
+            dir.path().join("Echo.AppImage"),
+        )
+        .unwrap();
+        let u = Union::new(
+            dir.path(),
+            std::path::Path::new("/opt/apps"),
+            Arc::new(crate::cache::BlockCache::new(16 << 20)),
+        )
+        .unwrap();
+        let folder = u
+            .readdir(1)
+            .unwrap()
+            .iter()
+            .find(|l| l.name == b"Echo")
+            .unwrap()
+            .ino;
+        let own = u.getattr(folder).unwrap();
+        let looping = [Listing {
+            name: b"itself".to_vec(),
+            ino: folder,
+            kind: Kind::Dir,
+        }];
+        let mut sent = Vec::new();
+        plus_entries(&u, folder, own, &looping, 0, |e| {
+            sent.push(e.name.to_vec());
+            false
+        });
+        assert_eq!(sent, [b".".to_vec(), b"..".to_vec(), b"itself".to_vec()]);
+        assert_eq!(u.lookups_held(folder), 1);
+        plus_entries(&u, folder, own, &looping, 2, |_| true);
+        assert_eq!(u.lookups_held(folder), 1, "an entry that did not fit");
     }
 }

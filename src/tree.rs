@@ -162,6 +162,12 @@ pub trait ImageTree: Send + Sync {
     /// Facts about the image.
     fn info(&self) -> ImageInfo;
 
+    /// About how many bytes of memory this opened image holds outside the
+    /// shared block cache (parsed tables, directory trees, memos of parsed
+    /// inodes and listings): what dropping it frees. The union keeps every
+    /// opened image within one daemon-wide budget by it.
+    fn memory_bytes(&self) -> usize;
+
     /// The image's block size ([`ImageInfo::block_size`]), without building
     /// the rest of [`ImageInfo`]: asked once per file read by the warmer.
     fn block_size(&self) -> u32 {

@@ -121,6 +121,16 @@ fn kind(c: &Content) -> Kind {
 }
 
 impl ImageTree for MemTree {
+    fn memory_bytes(&self) -> usize {
+        self.nodes
+            .iter()
+            .map(|c| match c {
+                Content::Dir(children) => children.keys().map(|k| k.len() + 40).sum(),
+                Content::File(b) | Content::Link(b) => b.len(),
+            })
+            .sum()
+    }
+
     fn root(&self) -> NodeId {
         0
     }

@@ -29,6 +29,11 @@ struct Strings {
 }
 
 impl Strings {
+    /// Bytes the table holds.
+    fn memory_bytes(&self) -> usize {
+        self.buffer.capacity() + self.index.capacity() * std::mem::size_of::<u32>()
+    }
+
     fn load<S: AsRef<[u8]>>(
         loose: Vec<S>,
         compact: Option<StringTable>,
@@ -142,6 +147,36 @@ fn check(ok: bool, what: &str) -> Result<()> {
 }
 
 impl Index {
+    /// Bytes the unpacked metadata holds (the tables of [`Metadata`] that
+    /// grow with the image, the string tables, link counts and directory
+    /// back-references).
+    pub fn memory_bytes(&self) -> usize {
+        use std::mem::size_of_val;
+        let m = &self.m;
+        #[allow(deprecated)]
+        let entry_table = size_of_val(m.entry_table.as_slice());
+        size_of_val(m.chunks.as_slice())
+            + size_of_val(m.directories.as_slice())
+            + size_of_val(m.inodes.as_slice())
+            + size_of_val(m.chunk_table.as_slice())
+            + entry_table
+            + size_of_val(m.symlink_table.as_slice())
+            + size_of_val(m.uids.as_slice())
+            + size_of_val(m.gids.as_slice())
+            + size_of_val(m.modes.as_slice())
+            + m.devices.as_ref().map_or(0, |d| size_of_val(d.as_slice()))
+            + m.dir_entries
+                .as_ref()
+                .map_or(0, |d| size_of_val(d.as_slice()))
+            + m.shared_files_table
+                .as_ref()
+                .map_or(0, |d| size_of_val(d.as_slice()))
+            + self.names.memory_bytes()
+            + self.symlinks.memory_bytes()
+            + size_of_val(self.nlink.as_slice())
+            + size_of_val(self.dir_entry.as_slice())
+    }
+
     /// Checks and unpacks decoded metadata.
     pub fn new(mut m: Metadata) -> Result<Index> {
         if let Some(features) = m.features.as_ref().filter(|f| !f.is_empty()) {

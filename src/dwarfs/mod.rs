@@ -60,6 +60,8 @@ pub struct DwarfsImage {
     cache: Arc<BlockCache>,
     image: u64,
     sequential: Vec<Sequential>,
+    /// What the image holds in memory, in bytes (fixed once opened).
+    memory: usize,
 }
 
 /// Opens the DwarFS image in `backing` (offset 0 = its first section).
@@ -87,7 +89,13 @@ pub fn open(backing: Backing, cache: Arc<BlockCache>) -> Result<DwarfsImage> {
     let index = Index::new(meta)?;
     let image = cache.new_image_id();
     let blocks = Blocks::new(backing, cache.clone(), image, &sections, index.block_size());
+    let memory = std::mem::size_of::<DwarfsImage>()
+        + std::mem::size_of::<Blocks>()
+        + std::mem::size_of_val(sections.as_slice())
+        + TRACKERS * std::mem::size_of::<Sequential>()
+        + index.memory_bytes();
     Ok(DwarfsImage {
+        memory,
         index,
         blocks: Arc::new(blocks),
         version,
@@ -150,6 +158,10 @@ impl Drop for DwarfsImage {
 }
 
 impl ImageTree for DwarfsImage {
+    fn memory_bytes(&self) -> usize {
+        self.memory
+    }
+
     fn root(&self) -> NodeId {
         1
     }

@@ -312,6 +312,22 @@ fn read_ahead_reaches_the_next_block() {
     assert_eq!(decoded(&img), 2, "block 1's first page was decoded ahead");
 }
 
+/// The union closes opened trees to stay within its budget and opens them
+/// again on demand: a second opening must answer the same node ids (they
+/// come from the image's inode numbers) and hold as much memory.
+#[test]
+fn a_reopened_image_answers_the_same_nodes() {
+    let bytes = build(CompressParam::Zstd(3), |_| {});
+    let (a, b) = (open_bytes(&bytes).unwrap(), open_bytes(&bytes).unwrap());
+    for (path, ..) in files() {
+        let (na, nb) = (resolve(&a, path), resolve(&b, path));
+        assert_eq!(na, nb, "{path}");
+        assert_eq!(a.attr(na).unwrap(), b.attr(nb).unwrap(), "{path}");
+    }
+    assert!(a.memory_bytes() > 0);
+    assert_eq!(a.memory_bytes(), b.memory_bytes());
+}
+
 #[test]
 fn lzma_tree_matches_its_source() {
     check_tree(&open_bytes(&build(CompressParam::Lzma(1), |_| {})).unwrap());

@@ -58,6 +58,8 @@ pub struct IsoImage {
     image_id: u64,
     nodes: Vec<Node>,
     zisofs: bool,
+    /// What `nodes` holds, in bytes (the tree never changes once read).
+    memory: usize,
 }
 
 /// Opens the ISO 9660 image in `backing` (offset 0 = start of the ISO).
@@ -71,12 +73,14 @@ pub fn open(backing: Backing, cache: Arc<BlockCache>) -> Result<IsoImage> {
     let tree = catch_unwind(AssertUnwindSafe(|| walk::read_tree(&backing)))
         .map_err(|_| Error::corrupt("internal error while reading the ISO 9660 tree"))??;
     let image_id = cache.new_image_id();
+    let memory = std::mem::size_of::<IsoImage>() + node::memory_bytes(&tree.nodes);
     Ok(IsoImage {
         backing,
         cache,
         image_id,
         nodes: tree.nodes,
         zisofs: tree.zisofs,
+        memory,
     })
 }
 
@@ -127,6 +131,10 @@ impl Drop for IsoImage {
 }
 
 impl ImageTree for IsoImage {
+    fn memory_bytes(&self) -> usize {
+        self.memory
+    }
+
     fn root(&self) -> NodeId {
         node::id_of(0)
     }

@@ -60,6 +60,28 @@ pub(crate) struct Tree {
 }
 
 /// Node id of the node at `index`.
+/// Bytes `nodes` holds: the nodes themselves, listings with their names,
+/// extent lists and symlink targets.
+pub(crate) fn memory_bytes(nodes: &[Node]) -> usize {
+    let heap: usize = nodes
+        .iter()
+        .map(|n| match &n.content {
+            Content::Dir(entries) => {
+                // The Arc's counters, the entries and their names.
+                16 + entries.capacity() * std::mem::size_of::<DirEntry>()
+                    + entries.iter().map(|e| e.name.capacity()).sum::<usize>()
+            }
+            Content::File(FileData::Extents(extents)) => {
+                extents.capacity() * std::mem::size_of::<Extent>()
+            }
+            Content::File(FileData::Broken(why) | FileData::Unsupported(why)) => why.capacity(),
+            Content::File(FileData::Zisofs(_)) | Content::Special => 0,
+            Content::Symlink(target) => target.capacity(),
+        })
+        .sum();
+    std::mem::size_of_val(nodes) + heap
+}
+
 pub(crate) fn id_of(index: usize) -> NodeId {
     index as NodeId + 1
 }

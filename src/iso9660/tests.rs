@@ -348,6 +348,7 @@ fn survives(path: &Path) -> Option<Snapshot> {
                 backing,
                 image_id: cache.new_image_id(),
                 cache,
+                memory: node::memory_bytes(&tree.nodes),
                 nodes: tree.nodes,
                 zisofs: tree.zisofs,
             };

@@ -7,6 +7,10 @@ use lru::LruCache;
 
 use crate::tree::NodeId;
 
+/// Bytes one kept object costs beyond its own estimate: the LRU's node
+/// (key, value, links) and hash table slot.
+const MEMO_ENTRY_OVERHEAD: usize = 80;
+
 struct State<V> {
     lru: LruCache<NodeId, (Arc<V>, usize)>,
     bytes: usize,
@@ -38,6 +42,13 @@ impl<V> Memo<V> {
         // Every critical section below only performs infallible map
         // operations, so a poisoned lock still guards consistent data.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// About how many bytes the kept objects and their entries hold.
+    pub fn memory_bytes(&self) -> usize {
+        let s = self.lock();
+        s.bytes
+            .saturating_add(s.lru.len().saturating_mul(MEMO_ENTRY_OVERHEAD))
     }
 
     /// The cached object for `key`, marking it recently used.

@@ -252,6 +252,15 @@ impl Drop for SquashImage {
 }
 
 impl ImageTree for SquashImage {
+    fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<SquashImage>()
+            + self.inodes.memory_bytes()
+            + self.dirs.memory_bytes()
+            + self.ids.memory_bytes()
+            + self.fragments.memory_bytes()
+            + self.xattrs.memory_bytes()
+    }
+
     fn root(&self) -> NodeId {
         self.superblock.root_inode
     }

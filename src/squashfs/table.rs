@@ -22,6 +22,13 @@ pub struct LookupTable {
 }
 
 impl LookupTable {
+    /// Bytes of the block positions read so far.
+    pub fn memory_bytes(&self) -> usize {
+        self.blocks
+            .get()
+            .map_or(0, |b| b.capacity() * std::mem::size_of::<u64>())
+    }
+
     /// A table of `count` entries of `entry_size` bytes (which divides
     /// 8192), whose index array is at `index_pos` and whose blocks all end
     /// at or before `blocks_end`.

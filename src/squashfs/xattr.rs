@@ -45,6 +45,11 @@ pub struct XattrTable {
 }
 
 impl XattrTable {
+    /// Bytes of what was read of the tables so far.
+    pub fn memory_bytes(&self) -> usize {
+        self.parsed.get().map_or(0, |p| p.ids.memory_bytes())
+    }
+
     /// The table whose header is at `pos` ([`NO_TABLE`] when absent).
     pub fn new(pos: u64) -> XattrTable {
         XattrTable {

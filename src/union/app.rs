@@ -2,17 +2,20 @@
 //! what detection found, and its image tree, opened on first use.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
+use super::lookups::{Left, LookupCounts};
+use super::opened::{self, OpenedTrees, TreeSlot};
 use super::scan::{Access, Found};
+use super::State;
 use crate::backing::Descriptor;
 use crate::cache::BlockCache;
 use crate::detect::AppImage;
 use crate::error::{Error, Result};
 use crate::fd_pool::{FdPool, PooledFile};
 use crate::image::open_tree;
-use crate::tree::ImageTree;
+use crate::tree::{ImageTree, NodeId};
 
 /// A detected AppImage whose tree is opened lazily.
 pub struct App {
@@ -28,30 +31,33 @@ pub struct App {
     /// when the file's owner, mode or ACL changes).
     access: RwLock<Access>,
     file: Arc<PooledFile>,
-    tree: OnceLock<std::result::Result<Arc<dyn ImageTree>, String>>,
+    /// The image tree, opened on demand and closed when the daemon-wide
+    /// budget of opened trees needs room ([`opened`]).
+    tree: Arc<TreeSlot>,
+    opened: Arc<OpenedTrees>,
     /// Set when the file was removed, renamed or changed: the folder is no
     /// longer listed, but inodes the kernel still holds keep working.
     retired: AtomicBool,
     /// Lookups of this app's inodes the kernel has not forgotten yet.
-    lookups: AtomicU64,
+    lookups: LookupCounts,
     /// Set once a transient failure to open the image was logged.
     transient_logged: AtomicBool,
 }
 
 /// The outcome of opening an image as it is remembered.
-fn remembered(
-    opened: &std::result::Result<Arc<dyn ImageTree>, String>,
-) -> Result<Arc<dyn ImageTree>> {
-    match opened {
-        Ok(tree) => Ok(tree.clone()),
-        Err(msg) => Err(Error::Corrupt(msg.clone())),
+fn remembered(found: opened::Found) -> Option<Result<Arc<dyn ImageTree>>> {
+    match found {
+        opened::Found::Open(tree) => Some(Ok(tree)),
+        opened::Found::Failed(msg) => Some(Err(Error::Corrupt(msg))),
+        opened::Found::Closed => None,
     }
 }
 
 impl App {
     /// Wraps a detected AppImage, shown as folder `name`; nothing beyond
-    /// detection is read yet.
-    pub fn new(name: Vec<u8>, found: Found) -> App {
+    /// detection is read yet. Its tree, once opened, counts against the
+    /// budget of `opened`.
+    pub fn new(name: Vec<u8>, found: Found, opened: Arc<OpenedTrees>) -> App {
         let file = PooledFile::new(FdPool::global(), &found.path, found.detected.version);
         App {
             name,
@@ -60,9 +66,10 @@ impl App {
             file_mtime: found.mtime,
             access: RwLock::new(found.access),
             file,
-            tree: OnceLock::new(),
+            tree: opened.slot(),
+            opened,
             retired: AtomicBool::new(false),
-            lookups: AtomicU64::new(0),
+            lookups: LookupCounts::default(),
             transient_logged: AtomicBool::new(false),
         }
     }
@@ -87,28 +94,43 @@ impl App {
     }
 
     /// Marks the app as gone from the folder; returns true when the kernel
-    /// holds none of its inodes, so it can be dropped now.
-    pub fn retire(&self) -> bool {
+    /// holds none of its inodes, so its slot can be freed now. Takes the
+    /// state, write-locked by the caller, so no lookup is counted between
+    /// this answer and the slot being freed.
+    pub(super) fn retire(&self, _locked: &mut State) -> bool {
         self.retired.store(true, Ordering::SeqCst);
         self.file.keep_open();
-        self.lookups.load(Ordering::SeqCst) == 0
+        self.lookups.none_held()
     }
 
-    /// Counts one kernel lookup of one of this app's inodes.
-    pub fn remember(&self) {
-        self.lookups.fetch_add(1, Ordering::SeqCst);
+    /// Whether the app left the listing.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
     }
 
-    /// Uncounts `n` lookups; returns true when the app is retired and the
-    /// kernel now holds none of its inodes.
-    pub fn forget(&self, n: u64) -> bool {
-        let before = self
-            .lookups
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| {
-                Some(l.saturating_sub(n))
-            })
-            .unwrap_or(0);
-        before <= n && self.retired.load(Ordering::SeqCst)
+    /// Counts one lookup of `node` that the kernel will hold. Takes the
+    /// state, locked by the caller (the read side is enough), so a count
+    /// never races [`retire`](Self::retire): a lookup that found this app
+    /// before a retire keeps it until the kernel forgets it.
+    pub(super) fn count(&self, _locked: &State, node: NodeId) {
+        self.lookups.count(node);
+    }
+
+    /// Uncounts `n` lookups of `node`; returns true when the app is retired
+    /// and the kernel now holds none of its inodes.
+    pub(super) fn forget(&self, node: NodeId, n: u64) -> bool {
+        self.lookups.uncount(node, n) == Left::Nothing && self.is_retired()
+    }
+
+    /// True when the kernel holds none of this app's inodes.
+    pub(super) fn none_held(&self) -> bool {
+        self.lookups.none_held()
+    }
+
+    /// Lookups of `node` the kernel holds.
+    #[cfg(test)]
+    pub fn lookups_held(&self, node: NodeId) -> u64 {
+        self.lookups.of(node)
     }
 
     /// The image tree, opened on first call. A failure the image itself
@@ -117,14 +139,14 @@ impl App {
     /// flaky disk, no descriptor free) is not, and the next call tries
     /// again.
     pub fn tree(&self, cache: &Arc<BlockCache>) -> Result<Arc<dyn ImageTree>> {
-        if let Some(opened) = self.tree.get() {
-            return remembered(opened);
+        if let Some(known) = remembered(self.opened.get(&self.tree)) {
+            return known;
         }
         #[cfg(test)]
         open_gate::wait(&self.source);
         let file = Descriptor::Pooled(self.file.clone());
         match open_tree(&file, &self.detected, cache.clone()) {
-            Ok(tree) => remembered(self.tree.get_or_init(|| Ok(tree))),
+            Ok(tree) => Ok(self.opened.admit(&self.tree, tree)),
             Err(e @ (Error::Io(_) | Error::Stale)) => {
                 if !self.transient_logged.swap(true, Ordering::Relaxed) {
                     crate::log::warn(format_args!(
@@ -135,21 +157,23 @@ impl App {
                 Err(e)
             }
             Err(e) => {
-                let opened = self.tree.get_or_init(|| {
+                let why = e.to_string();
+                let found = self.opened.fail(&self.tree, why.clone());
+                if matches!(&found, opened::Found::Failed(w) if *w == why) {
                     crate::log::warn(format_args!(
                         "{}: cannot open image: {e}",
                         self.source.display()
                     ));
-                    Err(e.to_string())
-                });
-                remembered(opened)
+                }
+                remembered(found).unwrap_or(Err(e))
             }
         }
     }
 
-    /// The tree if it has been opened successfully already.
+    /// The tree if it is open now (it may be closed again at any time to
+    /// stay within the budget; see [`opened`]).
     pub fn opened_tree(&self) -> Option<Arc<dyn ImageTree>> {
-        self.tree.get().and_then(|t| t.as_ref().ok().cloned())
+        self.tree.peek()
     }
 }
 

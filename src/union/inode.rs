@@ -5,9 +5,11 @@
 //! - `slot` (16 bits) names a mounted image; slot 0 is reserved for the
 //!   nodes appimagefs synthesizes itself (the root, `bin/`, `share/`...).
 //!   A slot is never reused for a different image while the daemon runs
-//!   with fewer than 65535 images ever mounted; beyond that, slots are
-//!   recycled with a new FUSE generation number so the kernel never confuses
-//!   an old inode with a new one.
+//!   with fewer than 65535 images ever mounted; beyond that, a slot is
+//!   reused only once it is free (its image retired and every lookup of its
+//!   inodes forgotten by the kernel, see [`super::lookups`]), with a new
+//!   FUSE generation number. An inode number of a slot that holds no image
+//!   answers ESTALE, never a node of another image.
 //! - `node` (48 bits) is the image reader's own node id
 //!   ([`crate::tree::NodeId`]): for SquashFS the inode reference, so hard
 //!   links share an inode number; for ISO 9660 an index.

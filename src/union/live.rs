@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use super::app::App;
 use super::inode::Slot;
+use super::opened::OpenedTrees;
 use super::scan::{self, Access, Found, Listed, Stat};
 use super::synth::SynthTree;
 use super::{envfiles, integrate, naming, State, Union, Waiting};
@@ -212,7 +213,9 @@ impl Union {
             match result {
                 Ok(found) if found.detected.version == version => {
                     s.waiting.remove(&path);
-                    changes.names.extend(add(&mut s, found, &mut later));
+                    changes
+                        .names
+                        .extend(add(&mut s, found, &self.opened, &mut later));
                 }
                 Ok(_) => {
                     s.waiting.insert(
@@ -334,7 +337,7 @@ fn retire(s: &mut State, slot: Slot, later: &mut Deferred) -> Option<Vec<u8>> {
         app.source.display(),
         String::from_utf8_lossy(&app.name)
     ));
-    if app.retire() {
+    if app.retire(s) {
         s.apps[usize::from(slot)] = None;
     }
     let name = app.name.clone();
@@ -343,7 +346,12 @@ fn retire(s: &mut State, slot: Slot, later: &mut Deferred) -> Option<Vec<u8>> {
 }
 
 /// Mounts a detected AppImage under a fresh slot; returns its folder name.
-fn add(s: &mut State, f: Found, later: &mut Deferred) -> Option<Vec<u8>> {
+fn add(
+    s: &mut State,
+    f: Found,
+    opened: &Arc<OpenedTrees>,
+    later: &mut Deferred,
+) -> Option<Vec<u8>> {
     let slot = match s.free_slot() {
         Some(slot) => slot,
         None => {
@@ -362,7 +370,7 @@ fn add(s: &mut State, f: Found, later: &mut Deferred) -> Option<Vec<u8>> {
         String::from_utf8_lossy(&name),
         f.detected.kind()
     ));
-    let app = Arc::new(App::new(name.clone(), f));
+    let app = Arc::new(App::new(name.clone(), f, opened.clone()));
     s.apps[usize::from(slot)] = Some(app);
     s.listed.insert(name.clone(), slot);
     Some(name)

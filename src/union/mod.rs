@@ -13,7 +13,9 @@ pub mod envfiles;
 pub mod inode;
 pub mod integrate;
 pub mod live;
+pub mod lookups;
 pub mod naming;
+pub mod opened;
 pub mod scan;
 pub mod synth;
 
@@ -50,6 +52,59 @@ pub struct Entry {
     pub attr: Attr,
 }
 
+/// A lookup the kernel will hold once the reply naming it is sent (a
+/// LOOKUP reply or a READDIRPLUS entry), counted already, under the state
+/// lock, so a rescan cannot free its app between the answer and the reply.
+/// The adapter hands it back with [`Counted::sent`] once the reply is
+/// sent; dropped unsent (an error reply instead, an entry that did not fit)
+/// it gives the count back.
+#[must_use = "send the reply and call sent(), or drop it to give the lookup back"]
+pub struct Counted<'u> {
+    union: &'u Union,
+    entry: Entry,
+    generation: u64,
+    pending: bool,
+}
+
+impl Counted<'_> {
+    /// The FUSE generation to send with the entry.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The reply naming this entry was sent: the kernel holds the lookup
+    /// until it forgets it ([`Union::forget`]).
+    pub fn sent(mut self) -> Entry {
+        self.pending = false;
+        self.entry
+    }
+}
+
+impl std::fmt::Debug for Counted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counted")
+            .field("entry", &self.entry)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+impl std::ops::Deref for Counted<'_> {
+    type Target = Entry;
+
+    fn deref(&self) -> &Entry {
+        &self.entry
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if self.pending {
+            self.union.forget(self.entry.ino, 1);
+        }
+    }
+}
+
 /// Why a file in the source folder is not (yet) shown.
 enum Waiting {
     /// New or changed; shown once it has kept this version for the settle time.
@@ -70,6 +125,9 @@ struct State {
     apps: Vec<Option<Arc<App>>>,
     /// FUSE generation of each slot, bumped when a slot is reused.
     slot_generations: Vec<u64>,
+    /// The highest slot number an app may take ([`Slot::MAX`], lower in
+    /// tests so that running out of slots is cheap to reach).
+    max_slot: Slot,
     /// The shown apps, by folder name.
     listed: BTreeMap<Vec<u8>, Slot>,
     /// Files in the source folder that are not shown, and why.
@@ -95,7 +153,7 @@ impl State {
     /// A slot for a new app: a never-used one while there are any, then the
     /// lowest free one with its generation bumped.
     fn free_slot(&mut self) -> Option<Slot> {
-        if self.apps.len() <= usize::from(Slot::MAX) {
+        if self.apps.len() <= usize::from(self.max_slot) {
             self.apps.push(None);
             self.slot_generations.push(0);
             return Slot::try_from(self.apps.len() - 1).ok();
@@ -119,6 +177,8 @@ pub struct Union {
     source: PathBuf,
     mountpoint: PathBuf,
     cache: Arc<BlockCache>,
+    /// Every app's opened tree, under one budget.
+    opened: Arc<opened::OpenedTrees>,
     state: RwLock<State>,
     integration: Mutex<()>,
     rescanning: Mutex<()>,
@@ -139,11 +199,22 @@ impl Union {
     /// `mountpoint` (launchers and menu entries name paths under it); no
     /// image is opened yet.
     pub fn new(source: &Path, mountpoint: &Path, cache: Arc<BlockCache>) -> std::io::Result<Union> {
+        Union::with_slots(source, mountpoint, cache, Slot::MAX)
+    }
+
+    /// [`Union::new`] with at most `max_slot` images mounted at once.
+    fn with_slots(
+        source: &Path,
+        mountpoint: &Path,
+        cache: Arc<BlockCache>,
+        max_slot: Slot,
+    ) -> std::io::Result<Union> {
         let source = std::fs::canonicalize(source)?;
         std::fs::read_dir(&source)?;
         let state = State {
             apps: vec![None],
             slot_generations: vec![0],
+            max_slot,
             listed: BTreeMap::new(),
             waiting: HashMap::new(),
             generation: 1,
@@ -157,6 +228,7 @@ impl Union {
             source,
             mountpoint: mountpoint.to_path_buf(),
             cache,
+            opened: Arc::new(opened::OpenedTrees::new(opened::default_budget(0))),
             state: RwLock::new(state),
             integration: Mutex::new(()),
             rescanning: Mutex::new(()),
@@ -177,6 +249,20 @@ impl Union {
     pub fn with_sandbox(mut self, policy: Policy) -> Union {
         self.sandbox = policy;
         self
+    }
+
+    /// Keeps the opened image trees within `bytes` together (see
+    /// [`opened`]; [`opened::default_budget`] of a zero cache, 16 MiB,
+    /// unless set).
+    pub fn with_tree_budget(self, bytes: usize) -> Union {
+        self.opened.set_budget(bytes);
+        self
+    }
+
+    /// The budget of opened trees, and how many trees were closed to stay
+    /// within it so far.
+    pub fn opened_trees(&self) -> (usize, u64) {
+        (self.opened.budget(), self.opened.closed())
     }
 
     /// The source folder (absolute).
@@ -218,33 +304,81 @@ impl Union {
             .unwrap_or(0)
     }
 
-    /// Counts a lookup the kernel now holds on `ino` (every entry the
-    /// adapter returns from lookup or readdirplus).
-    pub fn remember(&self, ino: u64) {
-        let (slot, _) = inode::decode(ino);
-        if slot != SYNTH_SLOT {
-            if let Ok(app) = self.app(slot) {
-                app.remember();
-            }
-        }
+    /// How many lookups of `ino` are counted as held by the kernel.
+    #[cfg(test)]
+    pub(crate) fn lookups_held(&self, ino: u64) -> u64 {
+        let (slot, node) = inode::decode(ino);
+        self.app(slot).map_or(0, |a| a.lookups_held(node))
     }
 
-    /// The kernel dropped `n` lookups of `ino`; a retired app whose inodes
-    /// are all forgotten is released (closing its file).
+    /// Counts a lookup of `entry` the kernel will hold, under the state
+    /// lock. `app` is the app the entry was found in, for a name found
+    /// inside an image; a folder found in the root must still be listed
+    /// under `name`. Fails with [`Error::Forgotten`] when the slot no
+    /// longer holds that app (a rescan retired it meanwhile and the kernel
+    /// held none of its inodes).
+    fn hold(
+        &self,
+        parent: u64,
+        name: &[u8],
+        entry: Entry,
+        app: Option<&Arc<App>>,
+    ) -> Result<Counted<'_>> {
+        let (slot, node) = inode::decode(entry.ino);
+        let s = self.read_state();
+        let generation = s.slot_generations.get(usize::from(slot)).copied();
+        if slot != SYNTH_SLOT {
+            let current = s
+                .apps
+                .get(usize::from(slot))
+                .and_then(|a| a.as_ref())
+                .ok_or(Error::Forgotten)?;
+            let same = match app {
+                Some(app) => Arc::ptr_eq(app, current),
+                None => {
+                    parent != inode::encode(SYNTH_SLOT, synth::ROOT)
+                        || s.listed.get(name) == Some(&slot)
+                }
+            };
+            if !same {
+                return Err(Error::Forgotten);
+            }
+            current.count(&s, node);
+        }
+        Ok(Counted {
+            union: self,
+            entry,
+            generation: generation.unwrap_or(0),
+            pending: true,
+        })
+    }
+
+    /// Counts the lookup the kernel takes for a READDIRPLUS entry `name`
+    /// in directory `dir` pointing at `entry` (never for `.` and `..`).
+    pub fn plus_entry(&self, dir: u64, name: &[u8], entry: Entry) -> Result<Counted<'_>> {
+        self.hold(dir, name, entry, None)
+    }
+
+    /// The kernel dropped `n` lookups of `ino` (FORGET, BATCH_FORGET); a
+    /// retired app whose inodes are all forgotten is released (closing its
+    /// file) and its slot freed for reuse.
     pub fn forget(&self, ino: u64, n: u64) {
-        let (slot, _) = inode::decode(ino);
+        let (slot, node) = inode::decode(ino);
         if slot == SYNTH_SLOT {
             return;
         }
         let Ok(app) = self.app(slot) else { return };
-        if app.forget(n) {
+        if app.forget(node, n) {
             let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
             if let Some(Some(current)) = s.apps.get(usize::from(slot)) {
-                if Arc::ptr_eq(current, &app) {
+                if Arc::ptr_eq(current, &app) && app.none_held() {
                     s.apps[usize::from(slot)] = None;
                 }
             }
+            drop(s);
         }
+        // The last reference to a released app goes here, outside the lock.
+        drop(app);
     }
 
     /// True when `ino` is the folder of an app whose AppImage file not
@@ -371,13 +505,14 @@ impl Union {
         &self.mountpoint
     }
 
-    /// The app in `slot` (start-up profiles name their image by it).
+    /// The app in `slot` (start-up profiles name their image by it);
+    /// [`Error::Forgotten`] when the slot holds none.
     pub fn app(&self, slot: Slot) -> Result<Arc<App>> {
         self.read_state()
             .apps
             .get(usize::from(slot))
             .and_then(|a| a.clone())
-            .ok_or(Error::NotFound)
+            .ok_or(Error::Forgotten)
     }
 
     /// The opened tree of `slot` and the reader's id for `node` (mapping
@@ -447,23 +582,33 @@ impl Union {
         tree.attr(node)
     }
 
-    /// Finds `name` in directory `parent`.
-    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Entry> {
+    /// Finds `name` in directory `parent`, counting the lookup the kernel
+    /// holds once the reply is sent (see [`Counted`]).
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Counted<'_>> {
         let (slot, node) = inode::decode(parent);
         if slot == SYNTH_SLOT {
             let ino = self.with_synth_dir(node, |children| children.get(name).map(|c| c.0))?;
             let ino = ino.ok_or(Error::NotFound)?;
-            return Ok(Entry {
+            let entry = Entry {
                 ino,
                 attr: self.getattr(ino)?,
-            });
+            };
+            return self.hold(parent, name, entry, None);
         }
-        let (tree, node) = self.tree(slot, node)?;
+        let app = self.app(slot)?;
+        let tree = app.tree(&self.cache)?;
+        let node = if node == inode::IMAGE_ROOT {
+            tree.root()
+        } else {
+            node
+        };
         let child = tree.lookup(node, name)?.ok_or(Error::NotFound)?;
-        Ok(Entry {
+        let entry = Entry {
             ino: inode::encode(slot, child),
             attr: tree.attr(child)?,
-        })
+        };
+        drop(tree);
+        self.hold(parent, name, entry, Some(&app))
     }
 
     /// The listing of directory `ino` for one READDIR page: image

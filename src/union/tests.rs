@@ -57,7 +57,8 @@ fn resolve(u: &Union, path: &str) -> Entry {
     for part in path.split('/').filter(|p| !p.is_empty()) {
         e = u
             .lookup(e.ino, part.as_bytes())
-            .unwrap_or_else(|err| panic!("{path}: {part}: {err}"));
+            .unwrap_or_else(|err| panic!("{path}: {part}: {err}"))
+            .sent();
     }
     e
 }
@@ -125,9 +126,10 @@ fn synthesized_root_rejects_file_operations() {
         u.getattr(inode::encode(0, 999)).unwrap_err().errno(),
         libc::ENOENT
     );
+    // A slot that holds no image names nothing the kernel can hold.
     assert_eq!(
         u.getattr(inode::encode(77, 0)).unwrap_err().errno(),
-        libc::ENOENT
+        libc::ESTALE
     );
 }
 
@@ -214,7 +216,6 @@ fn rescan_follows_additions_removals_renames_and_changes() {
     assert!(second.old_synth.is_some());
     assert_eq!(names(&u, 1), ["Echo", "bin", "hello", "share"]);
 
-    u.remember(old_apprun.ino);
     std::fs::rename(
         src.0.join("Echo.AppImage"),
         src.0.join("Echo-renamed.AppImage"),
@@ -235,8 +236,8 @@ fn rescan_follows_additions_removals_renames_and_changes() {
         "inodes the kernel holds keep working after a rename"
     );
 
+    let renamed_folder = resolve(&u, "Echo-renamed").ino;
     let renamed = resolve(&u, "Echo-renamed/AppRun");
-    u.remember(renamed.ino);
     std::fs::remove_file(src.0.join("Echo-renamed.AppImage")).unwrap();
     let gone = u.rescan(settle);
     assert_eq!(gone.names, [b"Echo-renamed".to_vec()]);
@@ -246,9 +247,14 @@ fn rescan_follows_additions_removals_renames_and_changes() {
         "a removed file's app stays readable while held"
     );
     u.forget(renamed.ino, 1);
+    assert!(
+        u.read(renamed.ino, 0, 16).is_ok(),
+        "its folder is still held"
+    );
+    u.forget(renamed_folder, 3);
     assert_eq!(
         u.read(renamed.ino, 0, 16).unwrap_err().errno(),
-        libc::ENOENT,
+        libc::ESTALE,
         "once the kernel forgets it, a retired app is released"
     );
 }
@@ -371,4 +377,179 @@ fn a_slow_image_does_not_hold_up_a_later_integration() {
     first.join().unwrap().unwrap();
     let later = later.expect("bin/ of the new generation waited for the slow image");
     assert!(later.unwrap() >= 1, "echo's launcher is in bin/");
+}
+
+/// A lookup resolved just before a rescan retires its app, answered just
+/// after: the kernel then holds the app's folder, which must keep working
+/// until the kernel forgets it.
+#[test]
+fn a_lookup_answered_across_a_retire_keeps_the_app_until_forgotten() {
+    let src = Source::new("lookup-retire", &[]);
+    copy_in(&src, &apps::echo(), "Echo.AppImage");
+    let u = union(&src);
+    let folder = u.lookup(1, b"Echo").unwrap();
+    std::fs::remove_file(src.0.join("Echo.AppImage")).unwrap();
+    assert_eq!(u.rescan(Duration::ZERO).names, [b"Echo".to_vec()]);
+    let folder = folder.sent();
+    let apprun = u
+        .lookup(folder.ino, b"AppRun")
+        .expect("a folder the kernel holds still answers")
+        .sent();
+    assert!(u.read(apprun.ino, 0, 16).is_ok());
+    u.forget(apprun.ino, 1);
+    assert!(u.getattr(folder.ino).is_ok(), "the folder is still held");
+    u.forget(folder.ino, 1);
+    assert_eq!(u.getattr(folder.ino).unwrap_err().errno(), libc::ESTALE);
+    assert_eq!(u.getattr(apprun.ino).unwrap_err().errno(), libc::ESTALE);
+}
+
+/// With every slot taken, a new app waits for a slot whose inodes the
+/// kernel has all forgotten; an inode of a freed slot is stale, never a
+/// node of the next image, and the reused slot has a new generation.
+#[test]
+fn a_slot_is_reused_only_once_forgotten_and_with_a_new_generation() {
+    let src = Source::new("slot-reuse", &[]);
+    copy_in(&src, &apps::echo(), "Echo.AppImage");
+    let u = Union::with_slots(
+        &src.0,
+        Path::new("/opt/apps"),
+        Arc::new(BlockCache::new(16 << 20)),
+        1,
+    )
+    .unwrap();
+    let folder = u.lookup(1, b"Echo").unwrap();
+    let generation = folder.generation();
+    std::fs::remove_file(src.0.join("Echo.AppImage")).unwrap();
+    u.rescan(Duration::ZERO);
+    let folder = folder.sent();
+    copy_in(&src, &apps::hello(), "hello.AppImage");
+    u.rescan(Duration::ZERO);
+    assert_eq!(names(&u, 1), ["bin", "share"], "no slot is free yet");
+    assert!(u.lookup(folder.ino, b"AppRun").is_ok());
+    u.forget(folder.ino, 1);
+    assert_eq!(u.getattr(folder.ino).unwrap_err().errno(), libc::ESTALE);
+    u.rescan(Duration::ZERO);
+    assert_eq!(names(&u, 1), ["bin", "hello", "share"]);
+    let hello = u.lookup(1, b"hello").unwrap();
+    assert_eq!(inode::decode(hello.ino).0, inode::decode(folder.ino).0);
+    assert_ne!(hello.generation(), generation);
+}
+
+/// Every file of the tree under `ino`, by path: inode number and bytes.
+fn walk(u: &Union, ino: u64, path: &str, out: &mut Vec<(String, u64, Vec<u8>)>) {
+    for l in u.readdir(ino).unwrap().iter() {
+        let child = format!("{path}/{}", String::from_utf8_lossy(&l.name));
+        let e = u.lookup(ino, &l.name).unwrap().sent();
+        assert_eq!(e.ino, l.ino, "{child}: lookup and listing agree");
+        match e.attr.kind {
+            Kind::Dir => walk(u, e.ino, &child, out),
+            Kind::File => out.push((child, e.ino, u.read(e.ino, 0, 1 << 24).unwrap())),
+            _ => out.push((
+                child,
+                e.ino,
+                u.getattr(e.ino).unwrap().size.to_le_bytes().into(),
+            )),
+        }
+    }
+}
+
+/// Bytes the apps' open trees hold now.
+fn open_tree_bytes(u: &Union) -> usize {
+    u.apps()
+        .iter()
+        .filter_map(|a| a.opened_tree())
+        .map(|t| t.memory_bytes())
+        .sum()
+}
+
+/// With a budget a third of what the opened trees take, using more images
+/// than fit closes the least recently used trees: memory stays bounded by
+/// the budget, not by the number of images, and every image still reads
+/// the same bytes under the same inode numbers after being reopened
+/// (SquashFS and ISO 9660 here; DwarFS in its own tests).
+#[test]
+fn opened_trees_stay_within_one_budget_and_reopen_the_same() {
+    let images = [
+        apps::echo(),
+        apps::hello(),
+        apps::tool(),
+        apps::scribble(),
+        apps::extract(),
+        apps::assistant(),
+    ];
+    let src = Source::new("tree-budget", &images);
+    let u = union(&src);
+    let folders: Vec<(Vec<u8>, u64)> = u
+        .readdir(1)
+        .unwrap()
+        .iter()
+        .filter(|l| inode::decode(l.ino).0 != SYNTH_SLOT)
+        .map(|l| (l.name.clone(), l.ino))
+        .collect();
+    assert_eq!(folders.len(), images.len());
+    // Each image's tree alone, walked whole: what it may grow to.
+    let mut first = Vec::new();
+    let (mut largest, mut total) = (0, 0);
+    for (name, ino) in &folders {
+        let mut files = Vec::new();
+        walk(&u, *ino, &String::from_utf8_lossy(name), &mut files);
+        assert!(!files.is_empty());
+        let app = u.app(inode::decode(*ino).0).unwrap();
+        let bytes = app.opened_tree().unwrap().memory_bytes();
+        largest = largest.max(bytes);
+        total += bytes;
+        first.push(files);
+    }
+    assert_eq!(open_tree_bytes(&u), total);
+    let budget = total / 3;
+    let u = u.with_tree_budget(budget);
+    for round in 0..2 {
+        for ((name, ino), want) in folders.iter().zip(&first) {
+            let mut files = Vec::new();
+            walk(&u, *ino, &String::from_utf8_lossy(name), &mut files);
+            assert!(
+                files == *want,
+                "round {round}: {name:?} changed on reopening"
+            );
+            // One tree may have grown since the last open; the others fit.
+            assert!(
+                open_tree_bytes(&u) <= budget + largest,
+                "round {round}: {} bytes open, budget {budget}",
+                open_tree_bytes(&u)
+            );
+        }
+    }
+    let (kept_within, closed) = u.opened_trees();
+    assert_eq!(kept_within, budget);
+    assert!(closed >= images.len() as u64, "{closed} trees closed");
+    assert!(
+        u.apps()
+            .iter()
+            .filter(|a| a.opened_tree().is_some())
+            .count()
+            < images.len()
+    );
+}
+
+/// A lookup whose reply is not sent (an EACCES answer instead) gives its
+/// count back when dropped, and then frees a retired app; a name that is
+/// not there (a negative reply) counts nothing.
+#[test]
+fn an_unsent_lookup_gives_its_count_back() {
+    let src = Source::new("lookup-unsent", &[]);
+    copy_in(&src, &apps::echo(), "Echo.AppImage");
+    let u = union(&src);
+    let folder = u.lookup(1, b"Echo").unwrap();
+    let ino = folder.ino;
+    assert_eq!(u.lookups_held(ino), 1);
+    assert_eq!(u.lookup(ino, b"missing").unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(u.lookups_held(ino), 1);
+    std::fs::remove_file(src.0.join("Echo.AppImage")).unwrap();
+    u.rescan(Duration::ZERO);
+    assert!(
+        u.getattr(ino).is_ok(),
+        "counted, so not freed by the retire"
+    );
+    drop(folder);
+    assert_eq!(u.getattr(ino).unwrap_err().errno(), libc::ESTALE);
 }

@@ -1,0 +1,97 @@
+//! The lookups the kernel holds on one app's inodes, counted per inode as
+//! the kernel counts them (its `nlookup`): one for every LOOKUP reply and
+//! every READDIRPLUS entry it is sent, minus what FORGET and BATCH_FORGET
+//! give back. An app retired from the listing is freed, and its slot may
+//! be reused, only when every count is back to zero: the kernel then holds
+//! no inode of it, so no inode number of the old image can reach the new
+//! one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::tree::NodeId;
+
+/// Node → lookups the kernel holds; a node it holds none of has no entry.
+#[derive(Default)]
+pub struct LookupCounts(Mutex<HashMap<NodeId, u64>>);
+
+/// What is left after [`LookupCounts::uncount`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Left {
+    /// The kernel still holds some inode of the app.
+    Held,
+    /// The kernel holds no inode of the app.
+    Nothing,
+}
+
+impl LookupCounts {
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One more lookup of `node`.
+    pub fn count(&self, node: NodeId) {
+        let mut t = self.table();
+        let n = t.entry(node).or_insert(0);
+        *n = n.saturating_add(1);
+    }
+
+    /// `n` lookups of `node` fewer. Giving back more than was counted (a
+    /// kernel never does) drops the node's count to zero and is logged.
+    pub fn uncount(&self, node: NodeId, n: u64) -> Left {
+        let mut t = self.table();
+        match t.get_mut(&node) {
+            Some(held) if *held > n => *held -= n,
+            Some(held) => {
+                if *held < n {
+                    crate::log::debug(format_args!(
+                        "forget of node {node:#x}: {n} given back, {held} counted"
+                    ));
+                }
+                t.remove(&node);
+            }
+            None => crate::log::debug(format_args!(
+                "forget of node {node:#x}, which was never counted"
+            )),
+        }
+        if t.is_empty() {
+            Left::Nothing
+        } else {
+            Left::Held
+        }
+    }
+
+    /// True when the kernel holds no inode of the app.
+    pub fn none_held(&self) -> bool {
+        self.table().is_empty()
+    }
+
+    /// Lookups of `node` held.
+    #[cfg(test)]
+    pub fn of(&self, node: NodeId) -> u64 {
+        self.table().get(&node).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_per_node() {
+        let c = LookupCounts::default();
+        assert!(c.none_held());
+        c.count(5);
+        c.count(5);
+        c.count(9);
+        assert_eq!(c.uncount(5, 2), Left::Held);
+        assert_eq!(c.of(5), 0);
+        assert_eq!(
+            c.uncount(7, 1),
+            Left::Held,
+            "an unknown node changes nothing"
+        );
+        assert_eq!(c.uncount(9, 3), Left::Nothing);
+        assert!(c.none_held());
+    }
+}
