@@ -22,6 +22,7 @@
 //!   folders they were packed from.
 //! - `hostile`: malicious/broken inputs next to good ones: no crash, no hang,
 //!   no escape.
+//! - `inspect`: `appimagefs inspect` vs a real mount of the same files.
 //! - `admin`: what an admin sees from outside: the mount type in
 //!   /proc/mounts, the log lines of a start.
 //! - `cache_dir`: `--cache-dir`, blocks decoded by one daemon read back by
@@ -56,6 +57,7 @@ mod desktop; // issue 17: versions, .env, MIME types, browser sandbox
 mod dwarfs_tree; // issue 16: DwarFS payloads vs the folders they were packed from
 mod faults; // issue 7: I/O errors and slow reads in the backing file
 mod hostile;
+mod inspect; // issue 15: inspect says what a mount of the same files synthesizes
 mod iso_tree;
 mod live; // issue 6: live source folder
 mod menu; // issue 5: launchers, menu entries, GUI smoke test
