@@ -11,7 +11,7 @@ use crate::desktop::sandbox::Policy;
 #[command(
     name = "appimagefs",
     version,
-    override_usage = "appimagefs [OPTIONS] <SOURCE_DIR> <MOUNTPOINT>\n       appimagefs inspect [--json] <FILES>...",
+    override_usage = "appimagefs [OPTIONS] <SOURCE_DIR> <MOUNTPOINT>\n       appimagefs inspect [--json] [--mountpoint DIR] <FILES>...",
     about = "Mount every AppImage in a folder as one read-only tree",
     long_about = "Mount every AppImage in SOURCE_DIR as one read-only tree at MOUNTPOINT.\n\n\
 Each AppImage (type 1 or 2, detected by content; the .AppImage extension is optional)\n\
@@ -134,9 +134,11 @@ pub fn command() -> clap::Command {
     about = "Show what appimagefs sees in AppImage files, or why a file is not usable",
     long_about = "Show what appimagefs sees in AppImage files: type, architecture, payload offset,\n\
 compression and block size, file count, name and version from the desktop entry,\n\
-update information, whether it is signed; for a file that is not a usable AppImage,\n\
-why. Exit status 0 when every file is usable, 1 otherwise.",
-    after_help = "Examples:\n  appimagefs inspect /share/AppImages/*\n  appimagefs inspect --json Foo.AppImage | jq '.[0].version'"
+update information, whether it is signed; then what a mount of a folder holding these\n\
+files gives each: its folder, the desktop file chosen, launchers (versions of one app\n\
+grouped as the mount groups them), menu entry, icons and file types. For a file that\n\
+is not a usable AppImage, why. Exit status 0 when every file is usable, 1 otherwise.",
+    after_help = "Examples:\n  appimagefs inspect /share/AppImages/*\n  appimagefs inspect --json Foo.AppImage | jq '.[0].version'\n  appimagefs inspect --mountpoint /opt/apps /srv/AppImages/*   menu entries as a mount at /opt/apps would have them"
 )]
 pub struct InspectArgs {
     /// AppImage files (or any files) to inspect.
@@ -146,6 +148,11 @@ pub struct InspectArgs {
     /// Print JSON for scripts instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// The mount point the menu entries and launchers would point into
+    /// (the default is a placeholder).
+    #[arg(long, value_name = "DIR", default_value = crate::inspect::DEFAULT_MOUNTPOINT)]
+    pub mountpoint: PathBuf,
 }
 
 /// Everything the daemon needs, after merging `-o` options with flags.

@@ -3,27 +3,41 @@
 //! menu entry) before mounting anything.
 //!
 //! For each file: the AppImage type, the runtime's architecture, where the
-//! payload is and how it is compressed, how many inodes it has, the name and
-//! version from its desktop entry, the update information and whether it is
-//! signed; for a file that is not a usable AppImage, why. The human format
-//! is for reading; `--json` gives one array of objects with the same facts
-//! (field names in [`write_json`]) for scripts.
+//! payload is and how it is compressed, how many inodes it has, the update
+//! information and whether it is signed; then what a mount of these files
+//! together would make of it: its folder, the desktop file chosen (and why
+//! the others were not), its launchers, its menu entry's `Name`, `Exec` and
+//! `Icon` as rewritten, its icons and file types. For a file that is not a
+//! usable AppImage, why. The human format is for reading; `--json` gives
+//! one array of objects with the same facts (field names in [`write_json`])
+//! for scripts.
+//!
+//! Every conclusion about integration comes from the functions the mount
+//! itself uses ([`crate::union::naming`], [`desktop::analyze`],
+//! [`desktop::plan`], [`desktop::render`]), so `inspect` and the mount
+//! cannot disagree.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::cache::BlockCache;
-use crate::desktop::{self, entry, locate, mime, names, rewrite, sandbox};
+use crate::desktop::{self, entry, launcher::Extras, AppFacts};
 use crate::detect::{self, elf, AppImage, Payload};
 use crate::error::Error;
 use crate::image::open_tree;
+use crate::tree::ImageTree;
 
 /// Decompression cache budget for inspecting (a few images, once each).
 const CACHE_BYTES: usize = 16 << 20;
+
+/// The mount point menu entries are shown under when none is given: a
+/// placeholder, as `inspect` mounts nothing.
+pub const DEFAULT_MOUNTPOINT: &str = "/MOUNTPOINT";
 
 /// Most bytes read from an ELF section (`.upd_info` is 1 KiB, signatures a
 /// few hundred bytes); a larger claim is not read in full.
@@ -71,15 +85,6 @@ pub struct Facts {
     pub block_size: u32,
     /// Number of inodes, if known.
     pub inode_count: Option<u64>,
-    /// The desktop file at the AppDir root, if any.
-    pub desktop_file: Option<String>,
-    /// `Name` from the desktop entry.
-    pub name: Option<String>,
-    /// `X-AppImage-Version` from the desktop entry.
-    pub version: Option<String>,
-    /// Why the app gets no menu entry (no desktop entry, a broken one, or
-    /// one that opts out); it still mounts and runs.
-    pub desktop_problem: Option<String>,
     /// Update information (`.upd_info` section, or the ISO field for type
     /// 1), NUL-trimmed; `None` when empty.
     pub update_info: Option<String>,
@@ -87,15 +92,44 @@ pub struct Facts {
     pub signed: bool,
     /// True when the AppDir root has an `AppRun`.
     pub has_apprun: bool,
-    /// The launchers the mount gives it when it is the newest of its app:
-    /// `<app>`, and `<app>-<version>` when it has a version.
+    /// The app's folder under the mount point.
+    pub folder: String,
+    /// The desktop file at the AppDir root the mount reads, if any.
+    pub desktop_file: Option<String>,
+    /// Why that one was chosen over the others.
+    pub desktop_choice: Option<String>,
+    /// The other desktop files at the AppDir root, passed over.
+    pub other_desktop_files: Vec<String>,
+    /// `Name` from the desktop entry.
+    pub name: Option<String>,
+    /// `X-AppImage-Version` from the desktop entry.
+    pub version: Option<String>,
+    /// Why the app gets no menu entry (no desktop entry, a broken one, one
+    /// that opts out, an older version of an app given too); it still
+    /// mounts and runs.
+    pub desktop_problem: Option<String>,
+    /// Its launchers under `bin/`: `<app>` for the newest version of its
+    /// app, and `<app>-<version>` when it has a version.
     pub launchers: Vec<String>,
-    /// Types its MIME packages define (`usr/share/mime/packages/*.xml`).
+    /// Its menu entry's file name under `share/applications/`.
+    pub menu_entry: Option<String>,
+    /// `Name`, `Exec` and `Icon` of that menu entry, as rewritten.
+    pub menu_name: Option<String>,
+    /// See [`Facts::menu_name`].
+    pub menu_exec: Option<String>,
+    /// See [`Facts::menu_name`].
+    pub menu_icon: Option<String>,
+    /// Its icons' paths under `share/icons/`.
+    pub icons: Vec<String>,
+    /// Its MIME packages' names under `share/mime/packages/`.
+    pub mime_packages: Vec<String>,
+    /// Types those packages define.
     pub mime_defines: Vec<String>,
-    /// Types its desktop entry's `MimeType=` claims.
+    /// Types its menu entry opens (its `MimeType=`, as `mimeinfo.cache`
+    /// lists them).
     pub mime_opens: Vec<String>,
-    /// A Chromium or Electron app ([`sandbox::is_browser_app`]): its
-    /// launchers add `--no-sandbox` where its sandbox cannot start.
+    /// A Chromium or Electron app ([`desktop::sandbox::is_browser_app`]):
+    /// its launchers add `--no-sandbox` where its sandbox cannot start.
     pub sandboxed_browser: bool,
     /// Why the image cannot be opened, if it cannot: then it is not usable.
     pub image_error: Option<String>,
@@ -108,35 +142,184 @@ impl Report {
     }
 }
 
-/// Inspects one file.
+/// One file detected as an AppImage, on its way to a report.
+struct Detected {
+    facts: Facts,
+    file_name: Vec<u8>,
+    /// The folder name the mount gives it (see [`name_folders`]).
+    folder: Vec<u8>,
+    mtime: i64,
+    tree: Option<Arc<dyn ImageTree>>,
+}
+
+/// Inspects one file on its own, menu entries shown under
+/// [`DEFAULT_MOUNTPOINT`].
 pub fn inspect_file(path: &Path, cache: &Arc<BlockCache>) -> Report {
-    let result = crate::union::scan::open_regular(path).and_then(|(file, _)| {
-        let detected = detect::detect(&file).map_err(|e| match e {
-            // Detection's messages already say what is wrong with the file.
-            Error::Corrupt(m) => format!("not a usable AppImage: {m}"),
-            other => format!("not a usable AppImage: {other}"),
-        })?;
-        Ok(facts(&Arc::new(file), &detected, &folder_name(path), cache))
-    });
-    Report {
-        path: path.to_path_buf(),
-        result,
+    let paths = [path.to_path_buf()];
+    let mut reports = inspect_files(&paths, Path::new(DEFAULT_MOUNTPOINT), cache);
+    reports.remove(0)
+}
+
+/// Inspects `paths` as a mount at `mountpoint` of a folder holding them
+/// would see them: folder names made unique, versions of one app grouped.
+pub fn inspect_files(paths: &[PathBuf], mountpoint: &Path, cache: &Arc<BlockCache>) -> Vec<Report> {
+    let mut found: Vec<std::result::Result<Detected, String>> =
+        paths.iter().map(|p| detect_file(p, cache)).collect();
+    name_folders(&mut found);
+    let facts: Vec<Option<AppFacts>> = found
+        .iter()
+        .map(|d| {
+            let d = d.as_ref().ok()?;
+            Some(desktop::analyze(d.tree.as_deref()?, &d.folder))
+        })
+        .collect();
+    // The mount plans its apps in folder-name order (which one of two
+    // equal versions wins depends on it).
+    let mut order: Vec<(&[u8], usize)> = found
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| Some((d.as_ref().ok()?.folder.as_slice(), i)))
+        .collect();
+    order.sort();
+    let order: Vec<usize> = order.into_iter().map(|(_, i)| i).collect();
+    let planned: Vec<(Option<&AppFacts>, i64)> = order
+        .iter()
+        .map(|&i| (facts[i].as_ref(), found[i].as_ref().map_or(0, |d| d.mtime)))
+        .collect();
+    for group in desktop::plan::plan(&planned) {
+        let newest = order[group.newest];
+        let newest_path = paths[newest].display().to_string();
+        for (k, versioned) in &group.members {
+            let i = order[*k];
+            let (Ok(d), Some(app)) = (&mut found[i], &facts[i]) else {
+                continue;
+            };
+            if i == newest {
+                integrate(d, app, &group.launcher, &paths[i], mountpoint);
+            } else {
+                d.facts.desktop_problem = Some(format!(
+                    "an older version of {}; bin/{} and the menu use {newest_path}",
+                    group.base, group.launcher
+                ));
+            }
+            d.facts.launchers.extend(versioned.clone());
+        }
+    }
+    for (d, app) in found.iter_mut().zip(&facts) {
+        if let (Ok(d), Some(app)) = (d, app) {
+            describe(&mut d.facts, app);
+        }
+    }
+    paths
+        .iter()
+        .zip(found)
+        .map(|(path, d)| Report {
+            path: path.to_path_buf(),
+            result: d.map(|d| d.facts),
+        })
+        .collect()
+}
+
+/// Opens and detects one file, and opens its image.
+fn detect_file(path: &Path, cache: &Arc<BlockCache>) -> std::result::Result<Detected, String> {
+    let (file, meta) = crate::union::scan::open_regular(path)?;
+    let detected = detect::detect(&file).map_err(|e| match e {
+        // Detection's messages already say what is wrong with the file.
+        Error::Corrupt(m) => format!("not a usable AppImage: {m}"),
+        other => format!("not a usable AppImage: {other}"),
+    })?;
+    let (facts, tree) = image_facts(&Arc::new(file), &detected, cache);
+    Ok(Detected {
+        facts,
+        file_name: path
+            .file_name()
+            .map_or(Vec::new(), |n| n.as_bytes().to_vec()),
+        folder: Vec::new(),
+        mtime: meta.mtime(),
+        tree,
+    })
+}
+
+/// Gives each AppImage its folder name as the mount's scan does: unique
+/// ([`crate::union::naming::assign`]), assigned in file-name order.
+fn name_folders(found: &mut [std::result::Result<Detected, String>]) {
+    let mut order: Vec<&mut Detected> = found.iter_mut().filter_map(|d| d.as_mut().ok()).collect();
+    order.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+    let mut taken = HashSet::new();
+    for d in order {
+        let name = crate::union::naming::assign(&d.file_name, &taken);
+        d.facts.folder = String::from_utf8_lossy(&name).into_owned();
+        d.folder = name.clone();
+        taken.insert(name);
     }
 }
 
-/// The folder name the mount prefers for this file: its name without a
-/// case-insensitive `.AppImage` (the mount's own rule).
-fn folder_name(path: &Path) -> Vec<u8> {
-    let name = path.file_name().map_or(&b""[..], |n| n.as_bytes());
-    crate::union::naming::preferred_name(name)
+/// What the analysis says of the app whatever its launchers: desktop file,
+/// name, version, why it has no menu entry, browser detection.
+fn describe(f: &mut Facts, app: &AppFacts) {
+    let text = |b: &Vec<u8>| String::from_utf8_lossy(b).into_owned();
+    f.desktop_file = app.desktop_file.as_ref().map(text);
+    f.desktop_choice = app.desktop_choice.map(|c| c.to_string());
+    f.other_desktop_files = app.other_desktop_files.iter().map(text).collect();
+    f.name = app.name.clone();
+    f.version = app.version.clone();
+    f.sandboxed_browser = app.browser;
+    if f.menu_entry.is_none() && f.desktop_problem.is_none() {
+        f.desktop_problem = app.menu.as_ref().err().cloned();
+    }
 }
 
-fn facts(
+/// What the mount makes for the newest version of an app, rendered by the
+/// mount's own [`desktop::render`] under launcher name `launcher`.
+fn integrate(d: &mut Detected, app: &AppFacts, launcher: &str, path: &Path, mountpoint: &Path) {
+    let source = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let out = desktop::render(
+        app,
+        launcher,
+        &source,
+        mountpoint,
+        &d.folder,
+        &Extras::default(),
+    );
+    let f = &mut d.facts;
+    if out.script.is_ok() {
+        f.launchers.push(launcher.to_string());
+    }
+    match out.menu {
+        Ok(menu) => {
+            let rewritten = entry::parse(&menu.contents).ok();
+            let key = |k: &str| {
+                rewritten
+                    .as_ref()
+                    .and_then(|e| e.main()?.string(k).ok().flatten())
+            };
+            f.menu_name = key("Name");
+            f.menu_exec = key("Exec");
+            f.menu_icon = key("Icon");
+            f.menu_entry = Some(menu.file_name);
+            f.mime_opens = app.mime_types();
+        }
+        Err(reason) => f.desktop_problem = Some(reason),
+    }
+    f.icons = out.icons.into_iter().map(|i| i.path).collect();
+    f.mime_packages = app.mime.iter().map(|p| p.link_name(launcher)).collect();
+    f.mime_defines = app
+        .mime
+        .iter()
+        .flat_map(|p| p.types.iter().map(|t| t.name.clone()))
+        .collect();
+    f.mime_defines.sort();
+    f.mime_defines.dedup();
+}
+
+/// The facts of the file and its image that do not depend on other files,
+/// and the opened image (`None` when it cannot be opened or listed: then
+/// [`Facts::image_error`] says why).
+fn image_facts(
     file: &Arc<File>,
     detected: &AppImage,
-    folder_name: &[u8],
     cache: &Arc<BlockCache>,
-) -> Facts {
+) -> (Facts, Option<Arc<dyn ImageTree>>) {
     let e = &detected.elf;
     let mut f = Facts {
         kind: detected.kind(),
@@ -185,7 +368,7 @@ fn facts(
         Ok(tree) => tree,
         Err(err) => {
             f.image_error = Some(format!("cannot open the image: {err}"));
-            return f;
+            return (f, None);
         }
     };
     let info = tree.info();
@@ -198,55 +381,10 @@ fn facts(
     f.inode_count = info.inode_count.or(f.inode_count);
     if let Err(err) = tree.read_dir(tree.root()) {
         f.image_error = Some(format!("cannot list the image's root: {err}"));
-        return f;
+        return (f, None);
     }
     f.has_apprun = matches!(tree.lookup(tree.root(), b"AppRun"), Ok(Some(_)));
-    let mut exec = None;
-    match locate::find_desktop_file(tree.as_ref(), folder_name) {
-        Ok(None) => f.desktop_problem = Some("no .desktop file at the AppDir root".to_string()),
-        Err(reason) => f.desktop_problem = Some(reason),
-        Ok(Some(desktop)) => {
-            f.desktop_file = Some(String::from_utf8_lossy(&desktop.name).into_owned());
-            match entry::parse(&desktop.bytes) {
-                Err(reason) => f.desktop_problem = Some(format!("broken desktop entry: {reason}")),
-                Ok(parsed) => {
-                    if let Some(main) = parsed.main() {
-                        f.name = main.string("Name").ok().flatten();
-                        f.version = main.string("X-AppImage-Version").ok().flatten();
-                        exec = main.string("Exec").ok().flatten();
-                    }
-                    f.desktop_problem = rewrite::menu_exclusion(&parsed);
-                    f.mime_opens = parsed
-                        .main()
-                        .and_then(|m| m.string("MimeType").ok().flatten())
-                        .unwrap_or_default()
-                        .split(';')
-                        .map(str::trim)
-                        .filter(|t| mime::package::valid_type(t))
-                        .map(str::to_string)
-                        .collect();
-                }
-            }
-        }
-    }
-    f.sandboxed_browser =
-        sandbox::is_browser_app(tree.as_ref(), desktop::exec_program(exec.as_deref()));
-    let desktop_file = f.desktop_file.as_ref().map(|d| d.as_bytes());
-    let base = names::base_name(desktop_file, folder_name);
-    f.launchers = vec![base.clone()];
-    f.launchers.extend(
-        f.version
-            .as_deref()
-            .and_then(|v| names::versioned(&base, v.trim())),
-    );
-    let (packages, _) = mime::find_packages(tree.as_ref());
-    f.mime_defines = packages
-        .iter()
-        .flat_map(|p| p.types.iter().map(|t| t.name.clone()))
-        .collect();
-    f.mime_defines.sort();
-    f.mime_defines.dedup();
-    f
+    (f, Some(tree))
 }
 
 /// The bytes of ELF section `name` (at most [`MAX_SECTION`]), if present.
@@ -257,11 +395,12 @@ fn section(file: &File, e: &elf::Elf, name: &str) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// Inspects every file in `paths` and writes the reports to `out`, human
-/// readable or as JSON; true when every file is a usable AppImage.
-pub fn inspect(paths: &[PathBuf], json: bool, out: &mut dyn Write) -> bool {
+/// Inspects every file in `paths` as [`inspect_files`] does and writes the
+/// reports to `out`, human readable or as JSON; true when every file is a
+/// usable AppImage.
+pub fn inspect(paths: &[PathBuf], mountpoint: &Path, json: bool, out: &mut dyn Write) -> bool {
     let cache = Arc::new(BlockCache::new(CACHE_BYTES));
-    let reports: Vec<Report> = paths.iter().map(|p| inspect_file(p, &cache)).collect();
+    let reports = inspect_files(paths, mountpoint, &cache);
     let written = if json {
         write_json(&reports, out)
     } else {
@@ -310,9 +449,6 @@ pub fn write_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             format!("{}, block size {}", clean(&f.compression), f.block_size),
         ),
         ("inodes", inodes),
-        ("desktop file", opt(&f.desktop_file)),
-        ("name", opt(&f.name)),
-        ("version", opt(&f.version)),
         ("update info", opt(&f.update_info)),
         (
             "signed",
@@ -323,9 +459,6 @@ pub fn write_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             if f.has_apprun { "yes" } else { "missing" }.to_string(),
         ),
     ];
-    if let Some(p) = &f.desktop_problem {
-        lines.push(("no menu entry", clean(p)));
-    }
     let list = |v: &[String]| {
         if v.is_empty() {
             "-".to_string()
@@ -333,9 +466,33 @@ pub fn write_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             clean(&v.join(" "))
         }
     };
-    lines.push(("launchers", list(&f.launchers)));
-    lines.push(("defines types", list(&f.mime_defines)));
-    lines.push(("opens types", list(&f.mime_opens)));
+    if f.image_error.is_none() {
+        let chosen = match (&f.desktop_file, &f.desktop_choice) {
+            (Some(file), Some(why)) => clean(&format!("{file} ({why})")),
+            (file, _) => opt(file),
+        };
+        lines.extend([("folder", clean(&f.folder)), ("desktop file", chosen)]);
+        if !f.other_desktop_files.is_empty() {
+            lines.push(("passed over", list(&f.other_desktop_files)));
+        }
+        lines.extend([("name", opt(&f.name)), ("version", opt(&f.version))]);
+        if let Some(p) = &f.desktop_problem {
+            lines.push(("no menu entry", clean(p)));
+        }
+        lines.push(("launchers", list(&f.launchers)));
+        if let Some(menu) = &f.menu_entry {
+            lines.extend([
+                ("menu entry", clean(menu)),
+                ("  Name", opt(&f.menu_name)),
+                ("  Exec", opt(&f.menu_exec)),
+                ("  Icon", opt(&f.menu_icon)),
+            ]);
+        }
+        lines.push(("icons", list(&f.icons)));
+        lines.push(("MIME packages", list(&f.mime_packages)));
+        lines.push(("defines types", list(&f.mime_defines)));
+        lines.push(("opens types", list(&f.mime_opens)));
+    }
     lines.push((
         "browser app",
         if f.sandboxed_browser {
@@ -372,10 +529,12 @@ fn clean(s: &str) -> String {
 /// `error` (why it is not an AppImage, else null), and for AppImages
 /// `type`, `magic_type`, `arch`, `elf_machine`, `bits`, `endian`,
 /// `payload_offset`, `payload_size`, `format`, `compression`,
-/// `block_size`, `inodes`, `desktop_file`, `name`, `version`,
-/// `desktop_problem`, `update_info`, `signed`, `apprun`, `launchers`,
-/// `mime_defines`, `mime_opens` (arrays of strings), `sandboxed_browser`, `image_error`
-/// (absent values are null). A path that is not UTF-8 is written with
+/// `block_size`, `inodes`, `update_info`, `signed`, `apprun`, `folder`,
+/// `desktop_file`, `desktop_choice`, `other_desktop_files`, `name`,
+/// `version`, `desktop_problem`, `launchers`, `menu_entry`, `menu_name`,
+/// `menu_exec`, `menu_icon`, `icons`, `mime_packages`, `mime_defines`,
+/// `mime_opens`, `sandboxed_browser`, `image_error` (lists are arrays of
+/// strings, absent values null). A path that is not UTF-8 is written with
 /// U+FFFD for its invalid bytes, plus `path_bytes`, an array of its bytes.
 pub fn write_json(reports: &[Report], out: &mut dyn Write) -> io::Result<()> {
     let mut s = String::from("[");
@@ -411,14 +570,23 @@ pub fn write_json(reports: &[Report], out: &mut dyn Write) -> io::Result<()> {
                     "inodes",
                     &f.inode_count.map_or("null".to_string(), |n| n.to_string()),
                 );
-                obj.opt("desktop_file", &f.desktop_file);
-                obj.opt("name", &f.name);
-                obj.opt("version", &f.version);
-                obj.opt("desktop_problem", &f.desktop_problem);
                 obj.opt("update_info", &f.update_info);
                 obj.raw("signed", bool_str(f.signed));
                 obj.raw("apprun", bool_str(f.has_apprun));
+                obj.str("folder", &f.folder);
+                obj.opt("desktop_file", &f.desktop_file);
+                obj.opt("desktop_choice", &f.desktop_choice);
+                obj.raw("other_desktop_files", &json_list(&f.other_desktop_files));
+                obj.opt("name", &f.name);
+                obj.opt("version", &f.version);
+                obj.opt("desktop_problem", &f.desktop_problem);
                 obj.raw("launchers", &json_list(&f.launchers));
+                obj.opt("menu_entry", &f.menu_entry);
+                obj.opt("menu_name", &f.menu_name);
+                obj.opt("menu_exec", &f.menu_exec);
+                obj.opt("menu_icon", &f.menu_icon);
+                obj.raw("icons", &json_list(&f.icons));
+                obj.raw("mime_packages", &json_list(&f.mime_packages));
                 obj.raw("mime_defines", &json_list(&f.mime_defines));
                 obj.raw("mime_opens", &json_list(&f.mime_opens));
                 obj.raw("sandboxed_browser", bool_str(f.sandboxed_browser));
@@ -521,6 +689,10 @@ mod tests {
 
     fn cache() -> Arc<BlockCache> {
         Arc::new(BlockCache::new(CACHE_BYTES))
+    }
+
+    fn mnt() -> &'static Path {
+        Path::new(DEFAULT_MOUNTPOINT)
     }
 
     fn facts_of(path: &Path) -> Facts {
@@ -696,12 +868,12 @@ mod tests {
     fn result_is_true_only_when_all_are_usable() {
         let good = vec![apps::echo(), apps::extract()];
         let mut sink = Vec::new();
-        assert!(inspect(&good, false, &mut sink));
+        assert!(inspect(&good, mnt(), false, &mut sink));
         let mut mixed = good.clone();
         mixed.push(apps::elf_only());
-        assert!(!inspect(&mixed, false, &mut sink));
-        assert!(!inspect(&mixed, true, &mut sink));
-        assert!(inspect(&[], true, &mut sink));
+        assert!(!inspect(&mixed, mnt(), false, &mut sink));
+        assert!(!inspect(&mixed, mnt(), true, &mut sink));
+        assert!(inspect(&[], mnt(), true, &mut sink));
     }
 
     #[test]
@@ -709,7 +881,7 @@ mod tests {
         let scribble = apps::scribble();
         let (used, inodes) = unsquashfs_stats(&scribble);
         let mut out = Vec::new();
-        inspect(&[scribble, apps::elf_only()], false, &mut out);
+        inspect(&[scribble, apps::elf_only()], mnt(), false, &mut out);
         let text = String::from_utf8(out).unwrap();
         for line in [
             "  type:           2 (magic AI\\x02)\n".to_string(),
@@ -723,6 +895,11 @@ mod tests {
             "  name:           Scribble\n".to_string(),
             "  signed:         yes (.sha256_sig)\n".to_string(),
             "  browser app:    no\n".to_string(),
+            "  desktop file:   scribble.desktop (the only one)\n".to_string(),
+            "  launchers:      scribble\n".to_string(),
+            "  menu entry:     appimagefs-scribble.desktop\n".to_string(),
+            "    Exec:         /MOUNTPOINT/bin/scribble %f\n".to_string(),
+            "  opens types:    text/plain\n".to_string(),
             "  usable:         yes\n".to_string(),
             "elffile\n  not a usable AppImage: ".to_string(),
         ] {
@@ -753,14 +930,14 @@ mod tests {
         std::fs::write(&image, bytes).unwrap();
         assert!(facts_of(&image).sandboxed_browser);
         let mut out = Vec::new();
-        inspect(std::slice::from_ref(&image), false, &mut out);
+        inspect(std::slice::from_ref(&image), mnt(), false, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("  browser app:    yes (Chromium/Electron"),
             "{text}"
         );
         let mut out = Vec::new();
-        inspect(&[image], true, &mut out);
+        inspect(&[image], mnt(), true, &mut out);
         let Json::Arr(items) = Reader::parse(&String::from_utf8(out).unwrap()) else {
             panic!("not an array")
         };
@@ -974,7 +1151,7 @@ mod tests {
         std::os::unix::fs::symlink(&scribble, &link).unwrap();
         let paths = vec![link.clone(), apps::elf_only(), apps::extract()];
         let mut out = Vec::new();
-        assert!(!inspect(&paths, true, &mut out));
+        assert!(!inspect(&paths, mnt(), true, &mut out));
         let text = String::from_utf8(out).unwrap();
         let Json::Arr(items) = Reader::parse(&text) else {
             panic!("not an array")
@@ -1019,7 +1196,7 @@ mod tests {
 
         // The human format escapes the same path's control characters.
         let mut out = Vec::new();
-        inspect(&[link], false, &mut out);
+        inspect(&[link], mnt(), false, &mut out);
         assert!(!out.contains(&0x1b) && out.iter().filter(|&&b| b == b'\n').count() > 5);
         assert!(String::from_utf8_lossy(&out).contains("we\"ird\\ \\n\\u{1b}[31m $(x)"));
     }
@@ -1052,13 +1229,37 @@ mod same_as_the_mount_tests {
 
     #[test]
     fn the_folder_name_drops_the_suffix_in_any_case() {
+        let dir = TempDir::new("inspect-folder");
+        let echo = crate::test_support::apps::echo();
+        let link = |name: &str| {
+            let path = dir.path().join(name);
+            std::os::unix::fs::symlink(&echo, &path).unwrap();
+            path
+        };
         for (file, folder) in [
-            ("dir/Tool.AppImage", "Tool"),
+            ("Tool.AppImage", "Tool"),
             ("Tool.appimage", "Tool"),
             ("Tool.APPIMAGE", "Tool"),
             ("tool", "tool"),
         ] {
-            assert_eq!(folder_name(Path::new(file)), folder.as_bytes(), "{file}");
+            let report = inspect_file(&link(file), &Arc::new(BlockCache::new(1 << 20)));
+            assert_eq!(report.result.unwrap().folder, folder, "{file}");
         }
+        // Together, as in one source folder, the names are made unique as
+        // the mount makes them.
+        let together = [
+            dir.path().join("Tool.appimage"),
+            dir.path().join("Tool.AppImage"),
+        ];
+        let reports = inspect_files(
+            &together,
+            Path::new(DEFAULT_MOUNTPOINT),
+            &Arc::new(BlockCache::new(1 << 20)),
+        );
+        let folders: Vec<String> = reports
+            .into_iter()
+            .map(|r| r.result.unwrap().folder)
+            .collect();
+        assert_eq!(folders, ["Tool.appimage", "Tool"]);
     }
 }

@@ -10,7 +10,12 @@ use appimagefs::{cli, daemon, inspect};
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "inspect") {
         let args = cli::InspectArgs::parse_from(std::env::args_os().skip(1));
-        let all_usable = inspect::inspect(&args.files, args.json, &mut std::io::stdout().lock());
+        let all_usable = inspect::inspect(
+            &args.files,
+            &args.mountpoint,
+            args.json,
+            &mut std::io::stdout().lock(),
+        );
         return if all_usable {
             ExitCode::SUCCESS
         } else {

@@ -25,7 +25,7 @@ pub type AppFile = (String, Vec<u8>, u32);
 
 /// The files of an AppDir whose `AppRun` is [`DUMP_APPRUN`], with a
 /// desktop entry `<stem>.desktop` (with `extra` lines) and `marker`.
-fn dump_app(stem: &str, marker: &str, extra: &str) -> Vec<AppFile> {
+pub fn dump_app(stem: &str, marker: &str, extra: &str) -> Vec<AppFile> {
     let desktop = format!(
         "[Desktop Entry]\nType=Application\nName={stem}\nExec={stem} %F\nIcon={stem}\nCategories=Utility;\n{extra}"
     );
@@ -37,7 +37,7 @@ fn dump_app(stem: &str, marker: &str, extra: &str) -> Vec<AppFile> {
 }
 
 /// Builds a type 2 AppImage at `out` holding `files`.
-fn build_appimage(out: &Path, files: &[AppFile]) {
+pub fn build_appimage(out: &Path, files: &[AppFile]) {
     static N: AtomicUsize = AtomicUsize::new(0);
     let n = N.fetch_add(1, Ordering::SeqCst);
     let root = build_dir().join(format!("desktop-tree-{n}"));
@@ -372,7 +372,7 @@ fn settings_files_are_exported_literally_and_followed_live() {
 
 /// A MIME package defining `type` for `*.<ext>` files and for files that
 /// start with `magic`.
-fn mime_package(ty: &str, ext: &str, magic: &str) -> Vec<u8> {
+pub fn mime_package(ty: &str, ext: &str, magic: &str) -> Vec<u8> {
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <!-- a comment -->

@@ -22,6 +22,9 @@
 //!   folders they were packed from.
 //! - `hostile`: malicious/broken inputs next to good ones: no crash, no hang,
 //!   no escape.
+//! - `entry_ttl`: how long the kernel keeps names of the root, counted
+//!   with the FUSE tracepoints.
+//! - `inspect`: `appimagefs inspect` vs a real mount of the same files.
 //! - `admin`: what an admin sees from outside: the mount type in
 //!   /proc/mounts, the log lines of a start.
 //! - `cache_dir`: `--cache-dir`, blocks decoded by one daemon read back by
@@ -53,9 +56,11 @@ mod cache_dir; // issue 18: decoded blocks kept on disk across daemons
 mod cli;
 mod comparator;
 mod desktop; // issue 17: versions, .env, MIME types, browser sandbox
-mod dwarfs_tree; // issue 16: DwarFS payloads vs the folders they were packed from
+mod dwarfs_tree;
+mod entry_ttl; // issue 15 item 6: names in the root expire within a second // issue 16: DwarFS payloads vs the folders they were packed from
 mod faults; // issue 7: I/O errors and slow reads in the backing file
 mod hostile;
+mod inspect; // issue 15: inspect says what a mount of the same files synthesizes
 mod iso_tree;
 mod live; // issue 6: live source folder
 mod menu; // issue 5: launchers, menu entries, GUI smoke test

@@ -16,6 +16,35 @@ pub struct DesktopFile {
     pub name: Vec<u8>,
     /// Its content (at most [`MAX_BYTES`]).
     pub bytes: Vec<u8>,
+    /// Why it was chosen over the others.
+    pub choice: Choice,
+    /// The other `*.desktop` names at the root, passed over, sorted.
+    pub others: Vec<Vec<u8>>,
+}
+
+/// Why a desktop file was chosen, so `inspect` can say why the others
+/// were not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// It is the only one.
+    Only,
+    /// Its stem equals the folder name.
+    SameAsFolder,
+    /// The folder name starts with its stem, the longest such stem.
+    FolderStartsWith,
+    /// None matches the folder name: the first by name.
+    FirstByName,
+}
+
+impl std::fmt::Display for Choice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Choice::Only => "the only one",
+            Choice::SameAsFolder => "its name matches the folder name",
+            Choice::FolderStartsWith => "the folder name starts with its name",
+            Choice::FirstByName => "none matches the folder name: the first by name",
+        })
+    }
 }
 
 /// Finds and reads the app's desktop file. `Ok(None)`: there is none.
@@ -49,6 +78,14 @@ pub fn find_desktop_file(
     let Some(name) = candidates.first() else {
         return Ok(None);
     };
+    let choice = match rank(name, &folder) {
+        _ if candidates.len() == 1 => Choice::Only,
+        (0, _) => Choice::SameAsFolder,
+        (1, _) => Choice::FolderStartsWith,
+        _ => Choice::FirstByName,
+    };
+    let mut others: Vec<Vec<u8>> = candidates[1..].iter().map(|n| n.to_vec()).collect();
+    others.sort();
     let shown = String::from_utf8_lossy(name);
     let file = paths::resolve_file(tree, name)
         .map_err(|e| format!("{shown}: {e}"))?
@@ -58,6 +95,8 @@ pub fn find_desktop_file(
     Ok(Some(DesktopFile {
         name: name.to_vec(),
         bytes,
+        choice,
+        others,
     }))
 }
 

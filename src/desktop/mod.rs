@@ -17,10 +17,10 @@
 //! that opts out of menus, each only turns into a reason in
 //! [`Integration::menu`] (the launcher is still made).
 //!
-//! Use [`integrate`] for one app on its own. With several AppImages of one
-//! app, use the two steps: [`analyze`] every app, group them by
-//! [`AppFacts::base_name`], pick the newest with [`version`], give names
-//! with [`names::assign_unique`], then [`render`] each.
+//! Use [`integrate`] for one app on its own. With several AppImages, use
+//! the three steps: [`analyze`] every app, [`plan::plan`] their launcher
+//! names (versions of one app grouped, the newest chosen), then [`render`]
+//! each group's newest.
 //!
 //! Menu entries and icons are prefixed `appimagefs-`: a desktop file id or
 //! icon name equal to one installed on the host would shadow it (or be
@@ -35,6 +35,7 @@ pub mod locate;
 pub mod mime;
 pub mod names;
 pub mod paths;
+pub mod plan;
 pub mod rewrite;
 pub mod sandbox;
 pub mod version;
@@ -65,6 +66,13 @@ pub struct AppFacts {
     pub base_name: String,
     /// Name of the desktop file at the AppDir root, if any.
     pub desktop_file: Option<Vec<u8>>,
+    /// Why that one was chosen ([`locate::find_desktop_file`]).
+    pub desktop_choice: Option<locate::Choice>,
+    /// The other desktop files at the AppDir root, passed over.
+    pub other_desktop_files: Vec<Vec<u8>>,
+    /// `Name` of the desktop entry (also for apps not in the menu), if the
+    /// entry parses and has one.
+    pub name: Option<String>,
     /// `X-AppImage-Version` of the desktop entry (also for apps not in the
     /// menu), if the entry parses and has one.
     pub version: Option<String>,
@@ -147,9 +155,13 @@ pub struct IconFile {
 /// `folder_name` is the app's folder under the mount point.
 pub fn analyze(tree: &dyn ImageTree, folder_name: &[u8]) -> AppFacts {
     let found = locate::find_desktop_file(tree, folder_name);
-    let desktop_file = match &found {
-        Ok(Some(file)) => Some(file.name.clone()),
-        _ => None,
+    let (desktop_file, desktop_choice, other_desktop_files) = match &found {
+        Ok(Some(file)) => (
+            Some(file.name.clone()),
+            Some(file.choice),
+            file.others.clone(),
+        ),
+        _ => (None, None, Vec::new()),
     };
     let base_name = names::base_name(desktop_file.as_deref(), folder_name);
     let parsed = match found {
@@ -162,16 +174,17 @@ pub fn analyze(tree: &dyn ImageTree, folder_name: &[u8]) -> AppFacts {
         Ok(None) => Err("no .desktop file at the AppDir root".to_string()),
         Err(e) => Err(format!("cannot read the desktop entry: {e}")),
     };
-    let version = parsed
-        .as_ref()
-        .ok()
-        .and_then(|e| e.main()?.string("X-AppImage-Version").ok().flatten())
+    let main_string = |key: &str| {
+        parsed
+            .as_ref()
+            .ok()
+            .and_then(|e| e.main()?.string(key).ok().flatten())
+    };
+    let version = main_string("X-AppImage-Version")
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty());
-    let parsed_exec = parsed
-        .as_ref()
-        .ok()
-        .and_then(|e| e.main()?.string("Exec").ok().flatten());
+    let name = main_string("Name");
+    let parsed_exec = main_string("Exec");
     let menu = parsed.and_then(|e| match rewrite::menu_exclusion(&e) {
         Some(reason) => Err(reason),
         None => Ok(e),
@@ -188,6 +201,9 @@ pub fn analyze(tree: &dyn ImageTree, folder_name: &[u8]) -> AppFacts {
     AppFacts {
         base_name,
         desktop_file,
+        desktop_choice,
+        other_desktop_files,
+        name,
         version,
         menu,
         icons,

@@ -547,6 +547,16 @@ fn desktop_file_choice_prefers_the_apps_name() {
     assert_eq!(pick(b"Leafpad-0.8.18.1-x86_64"), Some(b"leafpad".to_vec()));
     assert_eq!(pick(b"LEAF"), Some(b"leaf".to_vec()));
     assert_eq!(pick(b"Something"), Some(b"first by name".to_vec()));
+    let why = |folder: &[u8]| {
+        let f = locate::find_desktop_file(&tree, folder).unwrap().unwrap();
+        (f.choice, f.others.len())
+    };
+    assert_eq!(why(b"leafpad"), (locate::Choice::SameAsFolder, 2));
+    assert_eq!(why(b"Leafpad-0.8"), (locate::Choice::FolderStartsWith, 2));
+    assert_eq!(why(b"x"), (locate::Choice::FirstByName, 2));
+    let only = MemTree::new().file("x.desktop", b"x");
+    let found = locate::find_desktop_file(&only, b"y").unwrap().unwrap();
+    assert_eq!((found.choice, found.others), (locate::Choice::Only, vec![]));
     assert_eq!(
         locate::find_desktop_file(&MemTree::new().file("AppRun", b""), b"x").unwrap(),
         None

@@ -2,14 +2,14 @@
 //!
 //! Apps with equal launcher base names are versions of one app: `bin/<app>`
 //! and the menu use the newest, and every version with an
-//! `X-AppImage-Version` also gets `bin/<app>-<version>`
-//! ([`desktop::names::versioned`]), so each stays reachable by name.
+//! `X-AppImage-Version` also gets `bin/<app>-<version>`, so each stays
+//! reachable by name ([`desktop::plan`], which `inspect` follows too).
 //!
 //! This opens every image (a few metadata blocks each), so it runs on first
 //! use of `bin/` or `share/`, not at mount time: listing the mount's top
 //! level stays free.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use super::synth::{SynthContent, SynthNode, SynthTree, BIN, ROOT, SHARE};
 use crate::cache::BlockCache;
 use crate::desktop::mime::database::Database;
 use crate::desktop::sandbox::Policy;
-use crate::desktop::{self, launcher::Extras, version::VersionKey, AppFacts};
+use crate::desktop::{self, launcher::Extras, AppFacts};
 use crate::tree::Kind;
 
 /// Threads used to read the apps' desktop entries in parallel.
@@ -50,68 +50,54 @@ pub fn build(
 ) -> SynthTree {
     let facts = analyze_all(apps, cache);
     let mut tree = folders_only(apps, generation);
-    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, f) in facts.iter().enumerate() {
-        if let Some(f) = f {
-            groups.entry(f.base_name.clone()).or_default().push(i);
-        }
-    }
-    let mut taken = HashSet::new();
-    let mut chosen = Vec::new();
+    let planned: Vec<(Option<&AppFacts>, i64)> = facts
+        .iter()
+        .zip(apps)
+        .map(|(f, (_, app))| (f.as_ref(), app.file_mtime))
+        .collect();
+    let groups = desktop::plan::plan(&planned);
     let mut types = Database::default();
     let mut handlers = BTreeMap::new();
-    for (base, members) in groups {
-        let keys: Vec<VersionKey> = members
-            .iter()
-            .map(|&i| VersionKey {
-                version: facts[i].as_ref().and_then(|f| f.version.clone()),
-                mtime: apps[i].1.file_mtime,
-            })
-            .collect();
-        let Some(newest) = desktop::version::newest(&keys).map(|k| members[k]) else {
-            continue;
-        };
-        for &i in &members {
-            if i != newest {
+    for group in &groups {
+        let newest = &apps[group.newest].1;
+        for &(i, _) in &group.members {
+            if i != group.newest {
                 crate::log::info(format_args!(
-                    "{}: an older version of {base}; bin/{base} and the menu use {}",
+                    "{}: an older version of {}; bin/{} and the menu use {}",
                     apps[i].1.source.display(),
-                    apps[newest].1.source.display()
+                    group.base,
+                    group.base,
+                    newest.source.display()
                 ));
             }
         }
-        let Some(f) = &facts[newest] else { continue };
-        let launcher = desktop::names::assign_unique(&base, &taken);
-        taken.insert(launcher.clone());
-        let extras = extras_for(&apps[newest].1, f, env, sandbox);
+        let Some(f) = &facts[group.newest] else {
+            continue;
+        };
+        let extras = extras_for(newest, f, env, sandbox);
         add_app(
             &mut tree,
-            &apps[newest].1,
+            newest,
             f,
-            &launcher,
+            &group.launcher,
             mountpoint,
             &extras,
             &mut handlers,
         );
-        add_mime_packages(&mut tree, &apps[newest].1, f, &launcher, &mut types);
-        chosen.push((launcher, members));
+        add_mime_packages(&mut tree, newest, f, &group.launcher, &mut types);
     }
     add_mime_database(&mut tree, &types);
     add_mimeinfo_cache(&mut tree, &handlers);
-    for (launcher, members) in chosen {
-        for i in members {
-            let version = facts[i].as_ref().and_then(|f| f.version.as_deref());
-            let Some(name) = version.and_then(|v| desktop::names::versioned(&launcher, v)) else {
+    for group in &groups {
+        for (i, name) in &group.members {
+            let (Some(name), Some(f)) = (name, &facts[*i]) else {
                 continue;
             };
-            let Some(f) = &facts[i] else { continue };
-            let name = desktop::names::assign_unique(&name, &taken);
-            taken.insert(name.clone());
-            let app = &apps[i].1;
+            let app = &apps[*i].1;
             add_launcher(
                 &mut tree,
                 app,
-                &name,
+                name,
                 desktop::launcher_for(
                     &app.source,
                     mountpoint,
@@ -182,7 +168,7 @@ fn add_mime_packages(
                 package.name
             ));
         }
-        let name = format!("{}{launcher}-{}", desktop::PREFIX, package.name);
+        let name = package.link_name(launcher);
         let mut target = b"../../../".to_vec();
         target.extend_from_slice(&app.name);
         target.push(b'/');

@@ -30,6 +30,14 @@ pub struct PackageFile {
     pub types: Vec<package::MimeType>,
 }
 
+impl PackageFile {
+    /// Its name under `<mountpoint>/share/mime/packages/` for the app whose
+    /// launcher is `launcher`: `appimagefs-<launcher>-<name>`.
+    pub fn link_name(&self, launcher: &str) -> String {
+        format!("{}{launcher}-{}", super::PREFIX, self.name)
+    }
+}
+
 /// The app's packages and the problems met reading them (one line each).
 pub fn find_packages(tree: &dyn ImageTree) -> (Vec<PackageFile>, Vec<String>) {
     let mut found = Vec::new();
