@@ -446,7 +446,11 @@ pub fn write_human(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         ),
         (
             "compression",
-            format!("{}, block size {}", clean(&f.compression), f.block_size),
+            if f.compression.is_empty() {
+                "unknown (the image could not be opened)".to_string()
+            } else {
+                format!("{}, block size {}", clean(&f.compression), f.block_size)
+            },
         ),
         ("inodes", inodes),
         ("update info", opt(&f.update_info)),
@@ -905,6 +909,25 @@ mod tests {
         ] {
             assert!(text.contains(&line), "missing {line:?} in:\n{text}");
         }
+    }
+
+    /// A DwarFS payload whose sections cannot be read: inspect says the
+    /// compression is unknown rather than printing an empty codec.
+    #[test]
+    fn an_image_that_does_not_open_has_an_unknown_compression() {
+        let tmp = TempDir::new("inspect-broken-dwarfs");
+        let mut bytes = StubRuntime::type2().bytes().to_vec();
+        bytes.extend_from_slice(b"DWARFS\x02\x05");
+        bytes.extend_from_slice(&[0xa5; 4096]);
+        let image = tmp.path().join("Broken.AppImage");
+        std::fs::write(&image, bytes).unwrap();
+        let mut out = Vec::new();
+        inspect(&[image], mnt(), false, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("  compression:    unknown (the image could not be opened)\n"),
+            "{text}"
+        );
     }
 
     /// An Electron-like app: a `chrome-sandbox` beside its binary under

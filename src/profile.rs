@@ -46,7 +46,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -58,6 +58,12 @@ use crate::tree::ReadIntent;
 use crate::union::inode::{self, Slot, IMAGE_ROOT, SYNTH_SLOT};
 use crate::union::{Listing, Union};
 use crate::warm::{KernelWarmer, Piece, ReplayCounts, OPEN_STORE_MAX};
+
+/// Replays running at once in one daemon: each walks the mount on a thread
+/// of its own, so touching many apps at once (`ls /opt/apps/*/`) must not
+/// start a thread per app. A touch beyond this replays nothing (the app is
+/// still recorded).
+pub const MAX_REPLAYS: usize = 2;
 
 /// How long an app's accesses are recorded after it is first touched.
 pub const RECORD_FOR: Duration = Duration::from_secs(30);
@@ -435,6 +441,30 @@ pub struct Profiles {
     stats: Mutex<ReplayStats>,
     /// Pieces stored and failed by every replay's workers.
     counts: Arc<ReplayCounts>,
+    /// Replays running now (at most [`MAX_REPLAYS`]).
+    running: Arc<AtomicUsize>,
+}
+
+/// A place among the [`MAX_REPLAYS`] replays that may run at once, given
+/// back when dropped (the replay thread ends).
+struct ReplayPlace(Arc<AtomicUsize>);
+
+impl ReplayPlace {
+    /// A place if fewer than `max` replays hold one.
+    fn take(running: &Arc<AtomicUsize>, max: usize) -> Option<ReplayPlace> {
+        running
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ReplayPlace(running.clone()))
+    }
+}
+
+impl Drop for ReplayPlace {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Profiles {
@@ -452,6 +482,7 @@ impl Profiles {
             thread: OnceLock::new(),
             stats: Mutex::new(ReplayStats::default()),
             counts: Arc::default(),
+            running: Arc::default(),
         }))
     }
 
@@ -620,10 +651,20 @@ impl Profiles {
             return;
         };
         let folder = self.union.mountpoint().join(OsStr::from_bytes(&app.name));
+        let Some(place) = ReplayPlace::take(&self.running, MAX_REPLAYS) else {
+            crate::log::debug(format_args!(
+                "{}: not replaying its start-up profile, {MAX_REPLAYS} replays are running",
+                folder.display()
+            ));
+            return;
+        };
         let me = self.clone();
         let spawned = std::thread::Builder::new()
             .name("profile-replay".into())
-            .spawn(move || me.replay(slot, &folder, &entries));
+            .spawn(move || {
+                me.replay(slot, &folder, &entries);
+                drop(place);
+            });
         if let Err(e) = spawned {
             crate::log::debug(format_args!("cannot start a profile replay: {e}"));
         }
@@ -859,6 +900,20 @@ mod tests {
             whole,
             misses,
         }
+    }
+
+    #[test]
+    fn replays_take_at_most_their_places_and_give_them_back() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let places: Vec<_> = (0..MAX_REPLAYS)
+            .map(|_| ReplayPlace::take(&running, MAX_REPLAYS).expect("a free place"))
+            .collect();
+        assert!(ReplayPlace::take(&running, MAX_REPLAYS).is_none());
+        assert_eq!(running.load(Ordering::SeqCst), MAX_REPLAYS);
+        drop(places);
+        assert_eq!(running.load(Ordering::SeqCst), 0);
+        assert!(ReplayPlace::take(&running, MAX_REPLAYS).is_some());
+        assert_eq!(running.load(Ordering::SeqCst), 0);
     }
 
     #[test]
