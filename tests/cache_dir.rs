@@ -72,22 +72,27 @@ fn pad_to(path: &Path, size: u64) {
     f.set_len(size).unwrap();
 }
 
+/// A counter of the first line of `log` that contains `marker`: one of the
+/// `Debug`-printed stats (`Name { field: N, .. }`) the daemon logs at exit
+/// with `-v`.
+fn logged_counter(log: &str, marker: &str, name: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no {marker:?} line in the log:\n{log}"));
+    let at = line.find(&format!(" {name}: ")).expect(name) + name.len() + 3;
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// `(hits, stored)` of the cache folder, from the `-v` line the daemon logs
 /// at exit.
 fn disk_counters(log: &str) -> (u64, u64) {
-    let line = log
-        .lines()
-        .find(|l| l.contains("cache folder at exit"))
-        .unwrap_or_else(|| panic!("no cache folder counters in the log:\n{log}"));
-    let field = |name: &str| -> u64 {
-        let at = line.find(&format!("{name}: ")).expect(name) + name.len() + 2;
-        line[at..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let field = |name| logged_counter(log, "cache folder at exit", name);
     (field("hits"), field("stored"))
 }
 
@@ -180,22 +185,6 @@ fn a_cache_folder_of_another_user_stops_the_mount() {
     assert!(err.contains("belongs to uid 4242"), "{err}");
 }
 
-/// A field of the `start-up profiles at exit: ReplayStats { .. }` line the
-/// daemon logs with `-v`.
-fn replay_counter(log: &str, name: &str) -> u64 {
-    let line = log
-        .lines()
-        .find(|l| l.contains("start-up profiles at exit"))
-        .unwrap_or_else(|| panic!("no replay counters in the log:\n{log}"));
-    let at = line.find(&format!(" {name}: ")).expect(name) + name.len() + 3;
-    line[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn a_new_daemon_replays_what_the_app_did_at_start_before_it_asks() {
     use std::os::unix::fs::FileExt;
@@ -279,7 +268,7 @@ fn a_new_daemon_replays_what_the_app_did_at_start_before_it_asks() {
     assert_eq!(a.0, a.1, "all of liba is in the page cache ({a:?})\n{log}");
     assert!(b.0 > 0, "the start of libb ({b:?})\n{log}");
     assert_eq!(u.0, 0, "a file the app did not read is not warmed ({u:?})");
-    let count = |name| replay_counter(&log, name);
+    let count = |name| logged_counter(&log, "start-up profiles at exit", name);
     assert_eq!(count("replays"), 1, "{log}");
     assert_eq!(
         count("found"),
