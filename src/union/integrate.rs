@@ -148,6 +148,32 @@ fn add_launcher(tree: &mut SynthTree, app: &App, name: &str, script: Result<Vec<
     }
 }
 
+/// Adds `share/<dir>/<name>` as a relative symbolic link to `source` in the
+/// folder of `app`, so the link resolves inside the mount wherever it is
+/// mounted.
+fn link_into_app(
+    tree: &mut SynthTree,
+    dir: &str,
+    name: &str,
+    app: &App,
+    source: &[u8],
+) -> crate::error::Result<()> {
+    let mut target = b"../".repeat(1 + dir.split('/').count());
+    target.extend_from_slice(&app.name);
+    target.push(b'/');
+    target.extend_from_slice(source);
+    let d = tree.mkdir_p(SHARE, dir)?;
+    tree.add(
+        d,
+        name.as_bytes(),
+        SynthNode {
+            perm: 0o777,
+            content: SynthContent::Symlink(target),
+        },
+    )
+    .map(|_| ())
+}
+
 /// Links the app's MIME packages into `share/mime/packages/` and adds
 /// their types to `types`.
 fn add_mime_packages(
@@ -169,21 +195,7 @@ fn add_mime_packages(
             ));
         }
         let name = package.link_name(launcher);
-        let mut target = b"../../../".to_vec();
-        target.extend_from_slice(&app.name);
-        target.push(b'/');
-        target.extend_from_slice(&package.source);
-        let added = tree.mkdir_p(SHARE, "mime/packages").and_then(|d| {
-            tree.add(
-                d,
-                name.as_bytes(),
-                SynthNode {
-                    perm: 0o777,
-                    content: SynthContent::Symlink(target),
-                },
-            )
-        });
-        if let Err(e) = added {
+        if let Err(e) = link_into_app(tree, "mime/packages", &name, app, &package.source) {
             crate::log::warn(format_args!("{folder}: {name} left out: {e}"));
         }
     }
@@ -285,22 +297,7 @@ fn add_app(
         let Some((dir, name)) = path.rsplit_once('/') else {
             continue;
         };
-        let depth = 1 + dir.split('/').count();
-        let mut target = b"../".repeat(depth);
-        target.extend_from_slice(&app.name);
-        target.push(b'/');
-        target.extend_from_slice(&icon.source);
-        let added = tree.mkdir_p(SHARE, dir).and_then(|d| {
-            tree.add(
-                d,
-                name.as_bytes(),
-                SynthNode {
-                    perm: 0o777,
-                    content: SynthContent::Symlink(target),
-                },
-            )
-        });
-        if let Err(e) = added {
+        if let Err(e) = link_into_app(tree, dir, name, app, &icon.source) {
             crate::log::warn(format_args!("{folder}: icon {path} left out: {e}"));
         }
     }
