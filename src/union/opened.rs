@@ -202,6 +202,7 @@ impl OpenedTrees {
     fn enforce(&self, keep: Option<u64>) {
         let budget = self.budget();
         let mut doomed = Vec::new();
+        let mut closed = 0;
         {
             let mut registry = self.registry();
             registry.retain(|_, w| w.strong_count() > 0);
@@ -225,6 +226,7 @@ impl OpenedTrees {
                     }
                     if let Some(tree) = slot.close() {
                         doomed.push(tree);
+                        closed += 1;
                         total = total.saturating_sub(*bytes);
                     }
                     registry.remove(&slot.id);
@@ -239,8 +241,7 @@ impl OpenedTrees {
                 })
             }));
         }
-        self.closed
-            .fetch_add(doomed.len() as u64, Ordering::Relaxed);
+        self.closed.fetch_add(closed, Ordering::Relaxed);
         drop(doomed);
     }
 }
