@@ -39,26 +39,36 @@ impl LookupCounts {
     /// `n` lookups of `node` fewer. Giving back more than was counted (a
     /// kernel never does) drops the node's count to zero and is logged.
     pub fn uncount(&self, node: NodeId, n: u64) -> Left {
-        let mut t = self.table();
-        match t.get_mut(&node) {
-            Some(held) if *held > n => *held -= n,
-            Some(held) => {
-                if *held < n {
-                    crate::log::debug(format_args!(
-                        "forget of node {node:#x}: {n} given back, {held} counted"
-                    ));
+        let (counted, left) = {
+            let mut t = self.table();
+            let counted = t.get(&node).copied();
+            match counted {
+                Some(held) if held > n => {
+                    t.insert(node, held - n);
                 }
-                t.remove(&node);
+                Some(_) => {
+                    t.remove(&node);
+                }
+                None => {}
             }
+            let left = if t.is_empty() {
+                Left::Nothing
+            } else {
+                Left::Held
+            };
+            (counted, left)
+        };
+        // Logged after the table's lock is released.
+        match counted {
+            Some(held) if held < n => crate::log::debug(format_args!(
+                "forget of node {node:#x}: {n} given back, {held} counted"
+            )),
             None => crate::log::debug(format_args!(
                 "forget of node {node:#x}, which was never counted"
             )),
+            Some(_) => {}
         }
-        if t.is_empty() {
-            Left::Nothing
-        } else {
-            Left::Held
-        }
+        left
     }
 
     /// True when the kernel holds no inode of the app.
