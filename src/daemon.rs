@@ -17,6 +17,7 @@ use crate::cli::Settings;
 use crate::disk_cache::{DiskCache, OpenError};
 use crate::fuse_adapter::FuseAdapter;
 use crate::kernel_mount;
+use crate::passthrough::Passthrough;
 use crate::profile::Profiles;
 use crate::union::Union;
 use crate::warm::Warmer;
@@ -315,6 +316,11 @@ fn keep_block_buffers_in_heap() {
     }
 }
 
+/// How long a daemon that is stopping waits for the start-up files it is
+/// keeping whole in the cache folder (decoding them takes seconds for a
+/// browser packed with xz); what is not done by then is left for the next.
+const WHOLE_FILES_WAIT: Duration = Duration::from_secs(30);
+
 /// Mounts and serves until unmounted. Returns once the mount is gone.
 pub fn run(settings: Settings) -> Result<(), StartError> {
     crate::log::set_verbose(settings.verbose);
@@ -382,10 +388,15 @@ fn serve(
     let signals = block_signals();
     let (apps, skipped) = (union.apps().len(), union.skipped());
     let warmer = Arc::new(Warmer::new(union.clone(), crate::prefetch::cores()));
-    let profiles = Profiles::new(union.clone(), warmer.clone());
+    let passthrough = union
+        .cache()
+        .disk()
+        .map(|_| Passthrough::new(union.clone(), crate::prefetch::cores()));
+    let profiles = Profiles::new(union.clone(), warmer.clone(), passthrough.clone());
     let counts = Arc::new(crate::request_counts::RequestCounts::default());
     let adapter = FuseAdapter::new(union.clone(), warmer.clone())
         .with_profiles(profiles.clone())
+        .with_passthrough(passthrough.clone())
         .with_request_counts(counts.clone());
     let config = fuse_config(settings);
     let mount_error = |e: std::io::Error| {
@@ -459,6 +470,10 @@ fn serve(
     if let Some(p) = &profiles {
         p.finish_all();
         crate::log::debug(format_args!("start-up profiles at exit: {:?}", p.stats()));
+    }
+    if let Some(pt) = &passthrough {
+        pt.finish(WHOLE_FILES_WAIT);
+        crate::log::debug(format_args!("passthrough at exit: {:?}", pt.stats()));
     }
     crate::log::info(format_args!("{} unmounted", mnt.display()));
     Ok(())

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags, IoctlFlags,
-    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    IoctlFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 
 use crate::error::Error;
+use crate::passthrough::KernelPassthrough;
 use crate::profile::Profiles;
 use crate::request_counts::{Op, RequestCounts};
 use crate::tree::{Attr, Kind};
@@ -42,6 +43,9 @@ pub struct FuseAdapter {
     warmer: Arc<KernelWarmer>,
     profiles: Option<Arc<Profiles>>,
     counts: Arc<RequestCounts>,
+    passthrough: Option<Arc<KernelPassthrough>>,
+    /// The kernel granted passthrough at INIT: opens are answered.
+    passthrough_granted: bool,
 }
 
 impl FuseAdapter {
@@ -52,7 +56,17 @@ impl FuseAdapter {
             warmer,
             profiles: None,
             counts: Arc::default(),
+            passthrough: None,
+            passthrough_granted: false,
         }
+    }
+
+    /// Also passes opens of start-up files through to their whole copies
+    /// in the cache folder, if the kernel offers passthrough (see
+    /// [`crate::passthrough`]).
+    pub fn with_passthrough(mut self, pt: Option<Arc<KernelPassthrough>>) -> FuseAdapter {
+        self.passthrough = pt;
+        self
     }
 
     /// Counts every request into `counts` (logged at exit with `-v`).
@@ -182,6 +196,18 @@ impl Filesystem for FuseAdapter {
                 "kernel lacks FUSE capabilities {unsupported:?}"
             ));
         }
+        if self.passthrough.is_some() {
+            // Depth 2: the cache folder may itself be on a stacked
+            // filesystem (a container's overlay root).
+            self.passthrough_granted = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+                && config.set_max_stack_depth(2).is_ok();
+            if !self.passthrough_granted {
+                crate::log::info(format_args!(
+                    "the kernel offers no FUSE passthrough (Linux 6.9 or later has it): files \
+                     kept whole in the cache folder are read through the daemon"
+                ));
+            }
+        }
         let _ = config
             .set_max_readahead(u32::MAX)
             .or_else(|max| config.set_max_readahead(max));
@@ -200,11 +226,14 @@ impl Filesystem for FuseAdapter {
             Ok(e) => {
                 let ttl = entry_ttl(parent.0, self.ttl(e.ino));
                 let generation = Generation(e.generation());
-                reply.entry(&ttl, &file_attr(e.ino, &e.attr), generation);
-                let e = e.sent();
+                // Recorded before the reply: an open that follows it at
+                // once must find the file's path (see
+                // [`Profiles::read_at_start`]).
                 if let Some(p) = &self.profiles {
                     p.on_lookup(parent.0, name.as_bytes(), e.ino);
                 }
+                reply.entry(&ttl, &file_attr(e.ino, &e.attr), generation);
+                e.sent();
             }
             // A name that is not there is cached as a negative entry: the
             // programs an AppImage runs probe many missing paths (library
@@ -239,14 +268,33 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    /// Answered ENOSYS, which the kernel takes as "opens need no answer"
-    /// and stops sending OPEN and RELEASE for files: every open then keeps
-    /// the page cache (as FOPEN_KEEP_CACHE) and costs no round trip. The
-    /// mount is read-only, so the kernel refuses write opens itself, and who
-    /// may reach an app's files is decided at lookup.
-    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    /// Without passthrough, answered ENOSYS, which the kernel takes as
+    /// "opens need no answer" and stops sending OPEN and RELEASE for files:
+    /// every open then keeps the page cache (as FOPEN_KEEP_CACHE) and costs
+    /// no round trip. The mount is read-only, so the kernel refuses write
+    /// opens itself, and who may reach an app's files is decided at lookup.
+    ///
+    /// With passthrough (`--cache-dir`, a kernel that offers it), each open
+    /// is answered: a file the app's start-up profile lists is passed
+    /// through to its checked whole copy in the cache folder when there is
+    /// one, anything else opened with FOPEN_KEEP_CACHE as above.
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.counts.count(Op::Open);
-        reply.error(Errno::ENOSYS)
+        let Some(pt) = self
+            .passthrough
+            .as_ref()
+            .filter(|_| self.passthrough_granted)
+        else {
+            return reply.error(Errno::ENOSYS);
+        };
+        let at_start = self
+            .profiles
+            .as_ref()
+            .is_some_and(|p| p.read_at_start(ino.0));
+        match pt.open(ino.0, at_start, |copy| reply.open_backing(copy)) {
+            Some(backing) => reply.opened_passthrough(FileHandle(0), FopenFlags::empty(), &backing),
+            None => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+        }
     }
 
     fn read(
@@ -267,6 +315,11 @@ impl Filesystem for FuseAdapter {
                 self.warmer.on_read(ino.0, offset, data.len() as u32);
                 if let Some(p) = &self.profiles {
                     p.on_read(ino.0, offset, data.len() as u32);
+                    if let Some(pt) = &self.passthrough {
+                        if p.recording(ino.0) {
+                            pt.keep_whole(ino.0);
+                        }
+                    }
                 }
             }
             Err(e) => {

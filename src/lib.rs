@@ -13,7 +13,9 @@
 //! - [`cache`], [`prefetch`] and [`disk_cache`]: the decompression cache
 //!   shared by every image, its read-ahead pool, and the blocks it keeps on
 //!   disk across daemons (`--cache-dir`); [`profile`]: start-up profiles
-//!   kept there and replayed through [`warm`].
+//!   kept there and replayed through [`warm`]; [`passthrough`]: apps'
+//!   start-up files kept whole there and handed to the kernel as backing
+//!   files.
 //! - [`union`]: the namespace across images (inode numbers, app folders,
 //!   synthesized `bin/` and `share/`, rescans of the source folder).
 //! - [`fuse_adapter`]: a thin `fuser::Filesystem` over [`union`] ([`caller`]
@@ -42,6 +44,7 @@ pub mod inspect;
 pub mod iso9660;
 pub mod kernel_mount;
 pub mod log;
+pub mod passthrough;
 pub mod prefetch;
 pub mod profile;
 pub mod request_counts;

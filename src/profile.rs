@@ -48,12 +48,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
 use crate::detect::Payload;
+use crate::passthrough::KernelPassthrough;
 use crate::tree::ReadIntent;
 use crate::union::inode::{self, Slot, IMAGE_ROOT, SYNTH_SLOT};
 use crate::union::{Listing, Union};
@@ -297,6 +298,11 @@ struct Recording {
     chunks: usize,
     /// The image's identity, once the profile thread has computed it.
     identity: Option<[u8; 32]>,
+    /// The stored profile has been looked for (and `startup_files` filled).
+    loaded: bool,
+    /// Paths of the files the stored profile says the app reads as it
+    /// starts: their opens may pass through to whole copies.
+    startup_files: HashSet<Vec<u8>>,
 }
 
 impl Recording {
@@ -309,6 +315,8 @@ impl Recording {
             bytes: 0,
             chunks: 0,
             identity: None,
+            loaded: false,
+            startup_files: HashSet::new(),
         }
     }
 
@@ -428,6 +436,8 @@ pub struct ReplayStats {
     pub stored: u64,
     /// Pieces whose read or store failed.
     pub failed: u64,
+    /// Files prepared to pass through to their whole copies instead.
+    pub passthrough: u64,
 }
 
 /// Start-up profiles of one daemon (see the module documentation).
@@ -443,7 +453,16 @@ pub struct Profiles {
     counts: Arc<ReplayCounts>,
     /// Replays running now (at most [`MAX_REPLAYS`]).
     running: Arc<AtomicUsize>,
+    /// Signalled when a recording's stored profile has been looked for.
+    loaded: Condvar,
+    /// Passthrough of start-up files kept whole, where the kernel offers it.
+    passthrough: Option<Arc<KernelPassthrough>>,
 }
+
+/// How long an open of an app's file waits for the app's stored profile to
+/// be looked for (it is, on the profile thread, from the app's first
+/// lookup on): to know whether the file may pass through.
+const LOAD_WAIT: Duration = Duration::from_millis(200);
 
 /// A place among the [`MAX_REPLAYS`] replays that may run at once, given
 /// back when dropped (the replay thread ends).
@@ -469,8 +488,14 @@ impl Drop for ReplayPlace {
 
 impl Profiles {
     /// Profiles kept in the cache folder of `union`'s block cache; `None`
-    /// without `--cache-dir`.
-    pub fn new(union: Arc<Union>, warmer: Arc<KernelWarmer>) -> Option<Arc<Profiles>> {
+    /// without `--cache-dir`. With `passthrough`, the files a replayed
+    /// profile lists as read at start-up are prepared to pass through to
+    /// their whole copies (see [`crate::passthrough`]).
+    pub fn new(
+        union: Arc<Union>,
+        warmer: Arc<KernelWarmer>,
+        passthrough: Option<Arc<KernelPassthrough>>,
+    ) -> Option<Arc<Profiles>> {
         union.cache().disk()?;
         Some(Arc::new(Profiles {
             union,
@@ -483,7 +508,64 @@ impl Profiles {
             stats: Mutex::new(ReplayStats::default()),
             counts: Arc::default(),
             running: Arc::default(),
+            loaded: Condvar::new(),
+            passthrough,
         }))
+    }
+
+    /// Whether `ino`'s app is being recorded now: a read of it is a
+    /// start-up read.
+    pub fn recording(&self, ino: u64) -> bool {
+        let (slot, node) = inode::decode(ino);
+        slot != SYNTH_SLOT && node != IMAGE_ROOT && self.lock().contains_key(&slot)
+    }
+
+    /// Whether the stored profile of `ino`'s app lists it as a file read at
+    /// start-up. Waits (at most [`LOAD_WAIT`]) for the profile to be
+    /// looked for if the app was touched only just now.
+    pub fn read_at_start(&self, ino: u64) -> bool {
+        let (slot, node) = inode::decode(ino);
+        if slot == SYNTH_SLOT || node == IMAGE_ROOT {
+            return false;
+        }
+        let deadline = Instant::now() + LOAD_WAIT;
+        let mut recs = self.lock();
+        loop {
+            let Some(r) = recs.get(&slot) else {
+                return false;
+            };
+            if r.loaded {
+                return r
+                    .paths
+                    .get(&node)
+                    .is_some_and(|p| r.startup_files.contains(p));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            recs = self
+                .loaded
+                .wait_timeout(recs, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Marks `slot`'s stored profile as looked for, with the files it lists
+    /// as read at start-up.
+    fn mark_loaded(&self, slot: Slot, entries: Option<&[Entry]>) {
+        let files: HashSet<Vec<u8>> = entries
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| e.kind == Kind::Found && (!e.chunks.is_empty() || e.whole))
+            .map(|e| e.path.clone())
+            .collect();
+        if let Some(r) = self.lock().get_mut(&slot) {
+            r.loaded = true;
+            r.startup_files = files;
+        }
+        self.loaded.notify_all();
     }
 
     /// Called after a lookup of `name` in `parent` answered with `ino`: the
@@ -639,12 +721,15 @@ impl Profiles {
     /// on a thread of its own.
     fn start(self: &Arc<Self>, slot: Slot) {
         let Some(identity) = self.identity(slot) else {
+            self.mark_loaded(slot, None);
             return;
         };
         if let Some(r) = self.lock().get_mut(&slot) {
             r.identity = Some(identity);
         }
-        let Some(entries) = self.load(&identity) else {
+        let entries = self.load(&identity);
+        self.mark_loaded(slot, entries.as_deref());
+        let Some(entries) = entries else {
             return;
         };
         let Ok(app) = self.union.app(slot) else {
@@ -749,6 +834,19 @@ impl Profiles {
                         self.warmer.replaying_whole(meta.ino());
                     }
                     let (now, later) = pieces(meta.ino(), size, block, e, &mut budget);
+                    if let Some(pt) = &self.passthrough {
+                        // Passed through if its whole copy is there; its
+                        // pieces are stored only if it is not.
+                        let all: Vec<Piece> = now.iter().chain(&later).copied().collect();
+                        let (r, keep, ino) = (replay.clone(), pt.clone(), meta.ino());
+                        if pt.prepare(ino, move || {
+                            keep.keep_whole(ino);
+                            r.feed(all);
+                        }) {
+                            stats.passthrough += 1;
+                            continue;
+                        }
+                    }
                     stats.pieces += now.len() as u64;
                     stats.bytes += now.iter().map(|p| u64::from(p.2)).sum::<u64>();
                     replay.feed(now);
@@ -762,13 +860,14 @@ impl Profiles {
         replay.help();
         crate::log::debug(format_args!(
             "replayed the start-up profile of {}: {} found, {} missing, {} listed, {} pieces \
-             ({} bytes) queued in {} ms",
+             ({} bytes) queued, {} file(s) to pass through, in {} ms",
             folder.display(),
             stats.found,
             stats.missing,
             stats.listed,
             stats.pieces,
             stats.bytes,
+            stats.passthrough,
             started.elapsed().as_millis()
         ));
         let mut all = self.stats.lock().unwrap_or_else(|p| p.into_inner());
@@ -778,6 +877,7 @@ impl Profiles {
         all.listed += stats.listed;
         all.pieces += stats.pieces;
         all.bytes += stats.bytes;
+        all.passthrough += stats.passthrough;
     }
 
     /// Ends the recording of `slot` and merges it into the stored profile.

@@ -168,6 +168,16 @@ pub trait ImageTree: Send + Sync {
     /// opened image within one daemon-wide budget by it.
     fn memory_bytes(&self) -> usize;
 
+    /// The content address of regular file `node` (see
+    /// [`crate::disk_cache::files`]): a hash over exactly the stored bytes
+    /// its contents are decoded from, so that a decoded copy kept on disk
+    /// under it is served for no other content. `Ok(None)` where the format
+    /// does not provide one (ISO 9660 and DwarFS images keep their blocks
+    /// in the block cache only).
+    fn content_key(&self, _node: NodeId) -> Result<Option<[u8; 32]>> {
+        Ok(None)
+    }
+
     /// The image's block size ([`ImageInfo::block_size`]), without building
     /// the rest of [`ImageInfo`]: asked once per file read by the warmer.
     fn block_size(&self) -> u32 {

@@ -52,6 +52,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::decompress::Codec;
 
+pub mod files;
+
 /// First bytes of every entry file (the digit is the format version).
 const MAGIC: &[u8; 8] = b"AIFSBLK1";
 /// Magic, key, payload length, checksum.
@@ -355,6 +357,12 @@ impl Store {
         self.skipped.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether entries are still being stored (false once the folder
+    /// turned out read-only or full).
+    pub fn writable(&self) -> bool {
+        self.writable.load(Ordering::Relaxed)
+    }
+
     /// The folder.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -564,8 +572,8 @@ impl Store {
     }
 
     /// Lists the folder, deletes stale temporary files, recounts the bytes
-    /// held (entries and start-up profiles) and deletes the least recently
-    /// used of them while over the limit.
+    /// held (entries, start-up profiles and whole files) and deletes the
+    /// least recently used of them while over the limit.
     pub fn scan_and_evict(&self) {
         let Ok(listing) = std::fs::read_dir(&self.dir) else {
             return;
@@ -584,10 +592,21 @@ impl Store {
                 }
                 continue;
             }
-            if !meta.is_file() || !(name.len() == 64 || is_profile_name(name)) {
+            let whole = files::is_whole_file_name(name);
+            if !meta.is_file() || !(name.len() == 64 || is_profile_name(name) || whole) {
                 continue;
             }
             total += meta.len();
+            if whole && name.ends_with(".sum") {
+                // Evicted with its data file, which reads mark as used; one
+                // whose data file is gone is deleted now.
+                let data = e.path().with_extension("");
+                if std::fs::symlink_metadata(&data).is_err() {
+                    let _ = std::fs::remove_file(e.path());
+                    total -= meta.len();
+                }
+                continue;
+            }
             entries.push((mtime, meta.len(), e.path()));
         }
         if total > self.limit && self.writable.load(Ordering::Relaxed) {
@@ -600,6 +619,9 @@ impl Store {
                 if std::fs::remove_file(&path).is_ok() {
                     total -= size;
                     self.evicted.fetch_add(1, Ordering::Relaxed);
+                    if let Some(sums) = files::sum_path_of(&path) {
+                        let _ = std::fs::remove_file(sums);
+                    }
                 }
             }
         }

@@ -512,3 +512,132 @@ fn the_block_cache_decodes_once_across_daemons_and_never_serves_stale_bytes() {
         .decompress(Codec::Zstd, b"not zstd", 1 << 17)
         .is_err());
 }
+
+fn file_key(n: u8) -> files::FileKey {
+    files::FileKey([n; 32])
+}
+
+/// Stores `bytes` whole under `k`, piece by piece as the writer does.
+fn store_whole(c: &DiskCache, k: &files::FileKey, bytes: &[u8]) {
+    c.store()
+        .store_whole_file(k, bytes.len() as u64, |at, buf| {
+            let at = at as usize;
+            buf.copy_from_slice(&bytes[at..at + buf.len()]);
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn read_all(mut f: &std::fs::File) -> Vec<u8> {
+    use std::io::Read;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v).unwrap();
+    v
+}
+
+#[test]
+fn a_whole_file_is_read_back_checked_on_several_threads() {
+    let t = TempDir::new("dc-whole");
+    let dir = t.path().join("cache");
+    let c = open(&dir, 1 << 30);
+    // Three segments, the last one short.
+    let bytes = data(7, 2 * files::SEGMENT as usize + 12345);
+    assert!(!c.store().has_whole_file(&file_key(1)));
+    store_whole(&c, &file_key(1), &bytes);
+    assert!(c.store().has_whole_file(&file_key(1)));
+    for name in entries(&dir) {
+        let mode = std::fs::metadata(dir.join(&name)).unwrap().mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} is private");
+    }
+    drop(c);
+    let c = open(&dir, 1 << 30);
+    let len = bytes.len() as u64;
+    for threads in [1, 2, 5] {
+        let f = c.store().open_whole_file(&file_key(1), len, threads);
+        assert!(read_all(&f.expect("an intact copy")) == bytes);
+    }
+    assert!(c.store().open_whole_file(&file_key(2), len, 2).is_none());
+    assert_eq!(c.store().stats().dropped, 0);
+}
+
+#[test]
+fn a_damaged_whole_file_is_deleted_and_never_opened() {
+    let t = TempDir::new("dc-whole-damage");
+    let dir = t.path().join("cache");
+    let c = open(&dir, 1 << 30);
+    let bytes = data(3, files::SEGMENT as usize + 5000);
+    let len = bytes.len() as u64;
+    type Damage = fn(&Path, &Path);
+    let damages: [(&str, Damage); 5] = [
+        ("a byte of the last segment changed", |data, _| {
+            let f = std::fs::OpenOptions::new().write(true).open(data).unwrap();
+            std::os::unix::fs::FileExt::write_all_at(&f, b"X", files::SEGMENT + 10).unwrap();
+        }),
+        ("cut short", |data, _| {
+            let f = std::fs::OpenOptions::new().write(true).open(data).unwrap();
+            f.set_len(1000).unwrap();
+        }),
+        ("grown", |data, _| {
+            let f = std::fs::OpenOptions::new().append(true).open(data).unwrap();
+            std::io::Write::write_all(&mut &f, b"more").unwrap();
+        }),
+        ("checksums of another key", |_, sums| {
+            let mut s = std::fs::read(sums).unwrap();
+            s[8] ^= 1;
+            std::fs::write(sums, s).unwrap();
+        }),
+        ("checksums cut short", |_, sums| {
+            let s = std::fs::read(sums).unwrap();
+            std::fs::write(sums, &s[..s.len() - 1]).unwrap();
+        }),
+    ];
+    for (i, (what, damage)) in damages.iter().enumerate() {
+        let k = file_key(10 + i as u8);
+        store_whole(&c, &k, &bytes);
+        let names: Vec<PathBuf> = entries(&dir)
+            .into_iter()
+            .filter(|n| n.contains(&format!("{:02x}{:02x}", 10 + i, 10 + i)))
+            .map(|n| dir.join(n))
+            .collect();
+        let data_path = names.iter().find(|p| p.extension().is_none()).unwrap();
+        let sums = names.iter().find(|p| p.extension().is_some()).unwrap();
+        damage(data_path, sums);
+        assert!(
+            c.store().open_whole_file(&k, len, 2).is_none(),
+            "{what}: not opened"
+        );
+        assert!(!data_path.exists() && !sums.exists(), "{what}: deleted");
+        assert!(!c.store().has_whole_file(&k));
+        // And written again afresh.
+        store_whole(&c, &k, &bytes);
+        assert!(c.store().open_whole_file(&k, len, 2).is_some(), "{what}");
+    }
+    assert_eq!(c.store().stats().dropped, damages.len() as u64);
+}
+
+#[test]
+fn whole_files_are_evicted_with_their_checksums() {
+    let t = TempDir::new("dc-whole-evict");
+    let dir = t.path().join("cache");
+    let c = open(&dir, 1 << 30);
+    store_whole(&c, &file_key(1), &data(1, 400_000));
+    // Checksums whose data file is gone (a crash between the two renames
+    // the other way round, a hand cleanup) are deleted by the next scan.
+    store_whole(&c, &file_key(2), &data(2, 300_000));
+    let orphan = entries(&dir)
+        .into_iter()
+        .find(|n| n.starts_with(&format!("file-{}", "02".repeat(32))) && !n.ends_with(".sum"))
+        .unwrap();
+    std::fs::remove_file(dir.join(orphan)).unwrap();
+    assert!(!c.store().has_whole_file(&file_key(2)));
+    drop(c);
+    let c = open(&dir, 500_000);
+    c.store().scan_and_evict();
+    assert_eq!(entries(&dir).len(), 2, "{:?}", entries(&dir));
+    // Over the limit: the copy goes with its checksums.
+    store_whole(&c, &file_key(3), &data(3, 300_000));
+    let left = entries(&dir);
+    assert_eq!(left.len(), 2, "one copy and its checksums: {left:?}");
+    assert!(c.store().has_whole_file(&file_key(3)));
+    assert!(!c.store().has_whole_file(&file_key(1)));
+}

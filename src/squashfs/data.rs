@@ -31,6 +31,9 @@ const READ_AHEAD_BLOCKS: usize = 4;
 /// importing modules, a toolkit loading icons) tend to read next.
 const FRAGMENTS_AHEAD: u64 = 2;
 
+/// Stored bytes read at a time when a file's content key is computed.
+const KEY_READ: usize = 1 << 20;
+
 /// Inode fragment index meaning "no fragment".
 pub const NO_FRAGMENT: u32 = 0xffff_ffff;
 
@@ -187,6 +190,54 @@ impl FileLayout {
             self.read_ahead(reader, (end - 1) / bs);
         }
         Ok(out)
+    }
+
+    /// The content address of the whole file: BLAKE3 (key-derivation mode,
+    /// a context of its own) over the codec, block size, file size, every
+    /// block's size word and stored bytes, and the tail's fragment block
+    /// (size word, stored bytes) and offset in it. The decoded file is a
+    /// pure function of these, so a decoded copy kept under this key (see
+    /// [`crate::disk_cache::files`]) is only ever served for a file whose
+    /// stored bytes are exactly the ones it was decoded from. Reads the
+    /// stored bytes in pieces of [`KEY_READ`] bytes (a bounded buffer
+    /// whatever the file's size).
+    pub fn content_key(&self, reader: &Reader, fragments: &LookupTable) -> Result<[u8; 32]> {
+        let mut h = blake3::Hasher::new_derive_key("appimagefs 2026-12 whole-file key v1");
+        h.update(reader.codec.name().as_bytes());
+        h.update(&[0]);
+        h.update(&reader.block_size.to_le_bytes());
+        h.update(&self.size.to_le_bytes());
+        h.update(&(self.words.len() as u64).to_le_bytes());
+        let mut stored = 0u64;
+        for w in &self.words {
+            h.update(&w.to_le_bytes());
+            stored += u64::from(w & DATA_SIZE_MASK);
+        }
+        let mut buf = vec![0u8; KEY_READ.min(stored as usize)];
+        if let Some(&start) = self.marks.first() {
+            let mut at = 0u64;
+            while at < stored {
+                let n = (stored - at).min(buf.len() as u64) as usize;
+                let piece = buf.get_mut(..n).unwrap_or(&mut []);
+                reader.backing.read_exact_at(piece, start + at)?;
+                h.update(piece);
+                at += n as u64;
+            }
+        }
+        match self.fragment {
+            None => {
+                h.update(&[0]);
+            }
+            Some((index, offset)) => {
+                let (start, word) = fragment_block(reader, fragments, u64::from(index))?;
+                let len = check_size_word(word, reader.block_size)?;
+                h.update(&[1]);
+                h.update(&word.to_le_bytes());
+                h.update(&offset.to_le_bytes());
+                h.update(&reader.backing.read_vec(start, len as usize)?);
+            }
+        }
+        Ok(*h.finalize().as_bytes())
     }
 
     /// After a sequential read that ended in block `last`, starts

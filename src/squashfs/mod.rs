@@ -307,6 +307,13 @@ impl ImageTree for SquashImage {
         }
     }
 
+    fn content_key(&self, node: NodeId) -> Result<Option<[u8; 32]>> {
+        match &self.inode(node)?.body {
+            Body::File(f) => f.content_key(&self.reader, &self.fragments).map(Some),
+            _ => Err(Error::Invalid),
+        }
+    }
+
     fn read_link(&self, node: NodeId) -> Result<Vec<u8>> {
         match &self.inode(node)?.body {
             Body::Symlink(t) => Ok(t.clone()),

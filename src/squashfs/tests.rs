@@ -1000,3 +1000,66 @@ fn warming_keeps_only_blocks_that_are_costly_to_decompress_again() {
         }
     }
 }
+
+#[test]
+fn content_keys_follow_exactly_the_stored_bytes() {
+    let scratch = Scratch::new("content-key");
+    let build = |tag: &str, files: &[(&str, Vec<u8>)], opts: &[&str]| {
+        let src = scratch.path().join(format!("src-{tag}"));
+        fs::create_dir(&src).unwrap();
+        for (name, bytes) in files {
+            fs::write(src.join(name), bytes).unwrap();
+        }
+        let out = scratch.path().join(format!("{tag}.sqfs"));
+        mksquashfs(&src, &out, opts);
+        open_bare(&out).unwrap()
+    };
+    let key =
+        |img: &SquashImage, name: &[u8]| img.content_key(resolve(img, name)).unwrap().unwrap();
+    let big = mixed(600_000, 1);
+    let mut big2 = big.clone();
+    big2[599_990] ^= 1;
+    let zstd = ["-comp", "zstd", "-b", "128K"];
+    let a = build(
+        "a",
+        &[("big", big.clone()), ("tail", mixed(3000, 2))],
+        &zstd,
+    );
+    // The same bytes in another image, among other files: the same key.
+    let b = build(
+        "b",
+        &[
+            ("big", big.clone()),
+            ("other", mixed(9000, 3)),
+            ("tail", mixed(3000, 2)),
+        ],
+        &zstd,
+    );
+    assert_eq!(key(&a, b"big"), key(&b, b"big"));
+    // One byte changed (in the short last block), another codec or another
+    // block size: another key.
+    let c = build("c", &[("big", big2), ("tail", mixed(3000, 2))], &zstd);
+    let d = build("d", &[("big", big.clone())], &["-comp", "xz", "-b", "128K"]);
+    let e = build(
+        "e",
+        &[("big", big.clone())],
+        &["-comp", "zstd", "-b", "64K"],
+    );
+    let all = [
+        key(&a, b"big"),
+        key(&c, b"big"),
+        key(&d, b"big"),
+        key(&e, b"big"),
+    ];
+    for i in 0..all.len() {
+        for j in i + 1..all.len() {
+            assert_ne!(all[i], all[j], "images {i} and {j}");
+        }
+    }
+    // A file kept in a fragment block has a key over that whole block: the
+    // same bytes beside other files' tails are another key (a copy is
+    // only reused for the exact stored bytes); a folder has none.
+    assert_ne!(key(&a, b"tail"), key(&b, b"tail"));
+    assert_ne!(key(&a, b"tail"), key(&a, b"big"));
+    assert!(a.content_key(a.root()).is_err());
+}

@@ -710,6 +710,19 @@ impl Union {
         (attr.kind == Kind::File).then(|| (attr.size, tree.block_size()))
     }
 
+    /// The content key of regular file `ino` inside an image (see
+    /// [`crate::tree::ImageTree::content_key`]), for whole decoded copies
+    /// kept in the cache folder; `None` for anything else, or where the
+    /// image's format has none.
+    pub fn file_content_key(&self, ino: u64) -> Option<[u8; 32]> {
+        let (slot, node) = inode::decode(ino);
+        if slot == SYNTH_SLOT || node == inode::IMAGE_ROOT {
+            return None;
+        }
+        let (tree, node) = self.tree(slot, node).ok()?;
+        tree.content_key(node).ok().flatten()
+    }
+
     /// Target of a symlink.
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
         let (slot, node) = inode::decode(ino);

@@ -399,13 +399,27 @@ impl Mount {
     /// Unmounts with `fusermount3 -u` (falling back as in `Drop`) and waits
     /// for the process to exit; returns its exit status when known.
     pub fn unmount(&mut self) -> Result<Option<ExitStatus>, String> {
-        let out = run_timeout(
-            &mut command(
-                "fusermount3",
-                [std::ffi::OsStr::new("-u"), self.mountpoint.as_os_str()],
-            ),
-            Duration::from_secs(10),
-        );
+        // With --cache-dir, the daemon's replay of a start-up profile walks
+        // the mount for a few milliseconds after an app's first touch; an
+        // unmount right then is refused as busy, as it would be for any
+        // process inside the mount, so it is tried again for a while.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let out = loop {
+            let out = run_timeout(
+                &mut command(
+                    "fusermount3",
+                    [std::ffi::OsStr::new("-u"), self.mountpoint.as_os_str()],
+                ),
+                Duration::from_secs(10),
+            );
+            if out.success()
+                || !out.describe().contains("busy")
+                || std::time::Instant::now() > deadline
+            {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         let clean = out.success();
         if !force_unmount(&self.mountpoint) {
             return Err(format!("could not unmount {}", self.mountpoint.display()));
