@@ -710,8 +710,9 @@ cold_start() {
 }
 
 # The --cache-dir rows: each app and packing gets its own cache folder,
-# filled by one unmeasured launch in a daemon of its own (blocks and the
-# start-up profile); the measured launches then each start a new daemon
+# filled by one unmeasured launch in a daemon of its own (blocks, the
+# start-up profile and the files read at start-up kept whole for
+# passthrough); the measured launches then each start a new daemon
 # on it, as a new container mapping the host's folder would. The folder's
 # files stay in the page cache, as they would on a host that ran the app
 # recently. Disk used is recorded as cachedir_kb.
@@ -727,6 +728,11 @@ prime_cache_dir() {
         return 1
     fi
     umount_tool cachedir
+    # The daemon writes the files the app read at start-up whole into the
+    # folder before it exits (at the lowest CPU priority while the app
+    # runs): wait for that, as a host would have before its next launch.
+    local i
+    for i in $(seq 600); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
     rec cold "$app" "$comp" cachedir 0 cachedir_kb "$(du -sk "$CACHE_DIRS/$app-$comp" | cut -f1)" ""
 }
 

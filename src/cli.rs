@@ -66,14 +66,18 @@ pub struct Args {
     /// the same host folder. Worth it where apps are launched in new
     /// daemons again and again and CPU is short (xz images most of all).
     /// What each app reads as it starts is kept there too and stored into
-    /// the page cache ahead of it on its next start. Off by default.
+    /// the page cache ahead of it on its next start; its files of more than
+    /// 256 KiB are kept whole and, where the kernel offers FUSE passthrough
+    /// (Linux 6.9 or later, the daemon running as root), read by the kernel
+    /// directly as from a plain folder. Off by default.
     /// Several daemons may share one folder; it must belong to the user
     /// running the mount.
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
     /// Disk space the --cache-dir folder may use, e.g. 500M or 8G; the least
-    /// recently used blocks and start-up profiles are deleted beyond it.
+    /// recently used blocks, start-up profiles and whole files are deleted
+    /// beyond it.
     /// Default: 2G.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub cache_dir_size: Option<u64>,
