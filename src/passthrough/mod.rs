@@ -307,8 +307,21 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
     fn find_copy(&self, ino: u64) -> Option<File> {
         let store = self.source.store()?;
         let len = self.source.file_size(ino)?;
+        let started = Instant::now();
         let key = self.source.content_key(ino)?;
-        store.open_whole_file(&key, len, self.threads)
+        let keyed = started.elapsed();
+        let found = store.open_whole_file(&key, len, self.threads);
+        crate::log::debug(format_args!(
+            "inode {ino:#x} ({len} bytes): content key in {} ms, {} in {} ms",
+            keyed.as_millis(),
+            if found.is_some() {
+                "whole copy checked"
+            } else {
+                "no usable whole copy"
+            },
+            (started.elapsed() - keyed).as_millis()
+        ));
+        found
     }
 
     /// Answers an open of `ino`: the backing id to pass through to, or

@@ -33,6 +33,10 @@ const FRAGMENTS_AHEAD: u64 = 2;
 
 /// Stored bytes read at a time when a file's content key is computed.
 const KEY_READ: usize = 1 << 20;
+/// Stored bytes per part of a content key (parts are hashed in parallel).
+const KEY_PART: u64 = 16 << 20;
+/// Threads hashing one file's parts at most.
+const KEY_THREADS: u64 = 4;
 
 /// Inode fragment index meaning "no fragment".
 pub const NO_FRAGMENT: u32 = 0xffff_ffff;
@@ -199,8 +203,9 @@ impl FileLayout {
     /// pure function of these, so a decoded copy kept under this key (see
     /// [`crate::disk_cache::files`]) is only ever served for a file whose
     /// stored bytes are exactly the ones it was decoded from. Reads the
-    /// stored bytes in pieces of [`KEY_READ`] bytes (a bounded buffer
-    /// whatever the file's size).
+    /// stored bytes in pieces of [`KEY_READ`] bytes (a bounded buffer per
+    /// thread whatever the file's size), parts of [`KEY_PART`] bytes on
+    /// several threads.
     pub fn content_key(&self, reader: &Reader, fragments: &LookupTable) -> Result<[u8; 32]> {
         let mut h = blake3::Hasher::new_derive_key("appimagefs 2026-12 whole-file key v1");
         h.update(reader.codec.name().as_bytes());
@@ -213,15 +218,56 @@ impl FileLayout {
             h.update(&w.to_le_bytes());
             stored += u64::from(w & DATA_SIZE_MASK);
         }
-        let mut buf = vec![0u8; KEY_READ.min(stored as usize)];
+        // The stored bytes are hashed in parts of KEY_PART bytes on up to
+        // KEY_THREADS threads (a browser's binary is 100 MB compressed, and
+        // an open waits for its key), then the parts' hashes in order.
+        let parts = stored.div_ceil(KEY_PART);
+        h.update(&parts.to_le_bytes());
         if let Some(&start) = self.marks.first() {
-            let mut at = 0u64;
-            while at < stored {
-                let n = (stored - at).min(buf.len() as u64) as usize;
-                let piece = buf.get_mut(..n).unwrap_or(&mut []);
-                reader.backing.read_exact_at(piece, start + at)?;
-                h.update(piece);
-                at += n as u64;
+            let hash_part = |k: u64| -> Result<blake3::Hash> {
+                let mut ph =
+                    blake3::Hasher::new_derive_key("appimagefs 2026-12 whole-file part v1");
+                let (from, to) = (k * KEY_PART, ((k + 1) * KEY_PART).min(stored));
+                let mut buf = vec![0u8; KEY_READ.min((to - from) as usize)];
+                let mut at = from;
+                while at < to {
+                    let n = (to - at).min(buf.len() as u64) as usize;
+                    let piece = buf.get_mut(..n).unwrap_or(&mut []);
+                    reader.backing.read_exact_at(piece, start + at)?;
+                    ph.update(piece);
+                    at += n as u64;
+                }
+                Ok(ph.finalize())
+            };
+            let threads = (crate::prefetch::cores() as u64)
+                .clamp(1, KEY_THREADS)
+                .min(parts);
+            let hashes: Vec<Result<Vec<(u64, blake3::Hash)>>> = std::thread::scope(|s| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|t| {
+                        s.spawn(move || {
+                            (t..parts)
+                                .step_by(threads as usize)
+                                .map(|k| hash_part(k).map(|hash| (k, hash)))
+                                .collect::<Result<Vec<_>>>()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| {
+                        w.join()
+                            .unwrap_or_else(|_| Err(Error::corrupt("a hashing thread failed")))
+                    })
+                    .collect()
+            });
+            let mut all = Vec::with_capacity(parts as usize);
+            for part in hashes {
+                all.extend(part?);
+            }
+            all.sort_unstable_by_key(|(k, _)| *k);
+            for (_, hash) in all {
+                h.update(hash.as_bytes());
             }
         }
         match self.fragment {
