@@ -388,10 +388,13 @@ fn serve(
     let signals = block_signals();
     let (apps, skipped) = (union.apps().len(), union.skipped());
     let warmer = Arc::new(Warmer::new(union.clone(), crate::prefetch::cores()));
-    let passthrough = union
-        .cache()
-        .disk()
-        .map(|_| Passthrough::new(union.clone(), crate::prefetch::cores()));
+    let passthrough = union.cache().disk().map(|_| {
+        Passthrough::new(
+            union.clone(),
+            crate::prefetch::cores(),
+            crate::passthrough::MAX_PREPARED,
+        )
+    });
     let profiles = Profiles::new(union.clone(), warmer.clone(), passthrough.clone());
     let counts = Arc::new(crate::request_counts::RequestCounts::default());
     let adapter = FuseAdapter::new(union.clone(), warmer.clone())

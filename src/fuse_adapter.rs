@@ -11,11 +11,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     IoctlFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyXattr,
+    Request,
 };
 
 use crate::error::Error;
-use crate::passthrough::KernelPassthrough;
+use crate::passthrough::{KernelPassthrough, FH_CACHED, FH_PASSTHROUGH};
 use crate::profile::Profiles;
 use crate::request_counts::{Op, RequestCounts};
 use crate::tree::{Attr, Kind};
@@ -292,9 +293,29 @@ impl Filesystem for FuseAdapter {
             .as_ref()
             .is_some_and(|p| p.read_at_start(ino.0));
         match pt.open(ino.0, at_start, |copy| reply.open_backing(copy)) {
-            Some(backing) => reply.opened_passthrough(FileHandle(0), FopenFlags::empty(), &backing),
-            None => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Some(backing) => {
+                reply.opened_passthrough(FileHandle(FH_PASSTHROUGH), FopenFlags::empty(), &backing)
+            }
+            None => reply.opened(FileHandle(FH_CACHED), FopenFlags::FOPEN_KEEP_CACHE),
         }
+    }
+
+    /// Sent only when opens are answered (passthrough): the daemon counts
+    /// each file's open handles of either kind (see [`crate::passthrough`]).
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if let Some(pt) = &self.passthrough {
+            pt.released(ino.0, fh.0 == FH_PASSTHROUGH);
+        }
+        reply.ok();
     }
 
     fn read(

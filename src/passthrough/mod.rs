@@ -22,9 +22,14 @@
 //!   the kernel (a backing id, kept for the daemon's life: every open of one
 //!   inode must name the same backing file); later opens reuse it.
 //!
-//! The kernel refuses to mix passthrough and cached opens of one inode, so
-//! a node's way is fixed at its first open: a node opened without
-//! passthrough is remembered and never prepared afterwards.
+//! The kernel refuses to mix passthrough and cached opens of one inode
+//! (the open fails with EIO), and every open of an inode must name the
+//! same backing file while any is open. So the daemon counts each node's
+//! open handles of either kind (opens, and the RELEASE of each): a node
+//! with a handle open without passthrough is not prepared, and a prepared
+//! node (its backing id with it) is dropped to make room only when no
+//! handle of it is open. Beyond [`MAX_TRACKED`] open nodes nothing more is
+//! prepared or dropped.
 //!
 //! Passthrough needs Linux 6.9 or later and `CAP_SYS_ADMIN`; where the
 //! kernel does not offer it or refuses a backing file, opens are answered
@@ -45,12 +50,17 @@ use crate::prefetch::Prefetcher;
 /// the page cache at open by the warmer ([`crate::warm::OPEN_STORE_MAX`]),
 /// which costs less than checking and registering a copy.
 pub const MIN_LEN: u64 = crate::warm::OPEN_STORE_MAX + 1;
-/// Files prepared for passthrough per daemon at most (each holds a
-/// descriptor until its first open, then a kernel backing id).
+/// Files prepared for passthrough at once at most (each holds a descriptor
+/// until its first open, then a kernel backing id); beyond it one no handle
+/// of which is open is dropped for a new one.
 pub const MAX_PREPARED: usize = 256;
-/// Files opened without passthrough remembered at most; beyond it no new
-/// file is prepared (its first open might not be remembered).
-pub const MAX_OPENED: usize = 1 << 16;
+/// Nodes with open handles counted at most; beyond it nothing more is
+/// prepared or dropped (an uncounted handle could be open).
+pub const MAX_TRACKED: usize = 1 << 20;
+/// The file handle of an open without passthrough.
+pub const FH_CACHED: u64 = 1;
+/// The file handle of an open passed through to a backing file.
+pub const FH_PASSTHROUGH: u64 = 2;
 /// Files queued to be written whole per daemon at most.
 pub const MAX_WRITES: usize = 1024;
 
@@ -120,14 +130,26 @@ enum State<B> {
 struct Prepared<B> {
     state: Mutex<State<B>>,
     resolved: Condvar,
+    /// Opens and preparations working with it now: it is not dropped.
+    in_use: AtomicUsize,
+}
+
+/// Marks a prepared entry in use while it lives.
+struct InUse<B>(Arc<Prepared<B>>);
+
+impl<B> Drop for InUse<B> {
+    fn drop(&mut self) {
+        self.0.in_use.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The nodes of this daemon.
 #[derive(Default)]
 struct Nodes {
-    opened: HashSet<NodeKey>,
+    /// Open handles per node: (without passthrough, passed through).
+    handles: HashMap<NodeKey, (u32, u32)>,
     writes: HashSet<NodeKey>,
-    /// [`MAX_OPENED`] reached: nothing more is prepared.
+    /// [`MAX_TRACKED`] reached: nothing more is prepared or dropped.
     full: bool,
 }
 
@@ -160,6 +182,8 @@ pub struct Passthrough<S: WholeSource, B: Send + Sync + 'static> {
     enabled: AtomicBool,
     pool: Prefetcher,
     threads: usize,
+    /// Entries prepared at once at most ([`MAX_PREPARED`] in the daemon).
+    max_prepared: usize,
     writer: OnceLock<Option<SyncSender<u64>>>,
     /// Files queued or being written.
     writing: Arc<AtomicUsize>,
@@ -172,8 +196,9 @@ pub struct Passthrough<S: WholeSource, B: Send + Sync + 'static> {
 
 impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
     /// Passthrough from `source`'s cache folder, checking copies on up to
-    /// `threads` threads.
-    pub fn new(source: Arc<S>, threads: usize) -> Arc<Self> {
+    /// `threads` threads, with at most `max_prepared` files prepared at
+    /// once (the daemon uses [`MAX_PREPARED`]).
+    pub fn new(source: Arc<S>, threads: usize, max_prepared: usize) -> Arc<Self> {
         Arc::new(Passthrough {
             source,
             prepared: Mutex::new(HashMap::new()),
@@ -181,6 +206,7 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
             enabled: AtomicBool::new(true),
             pool: Prefetcher::new(threads.clamp(1, 4)),
             threads: threads.max(1),
+            max_prepared: max_prepared.max(1),
             writer: OnceLock::new(),
             writing: Arc::default(),
             stop: Arc::default(),
@@ -212,28 +238,53 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
             .is_some_and(|s| (MIN_LEN..=MAX_LEN).contains(&s))
     }
 
-    /// The prepared entry of `ino`: an existing one, or (when `create` and
-    /// the node was never opened without passthrough) a new one.
-    fn entry(&self, key: NodeKey, create: bool) -> Option<(Arc<Prepared<B>>, bool)> {
-        let nodes = self.nodes();
-        let mut prepared = self.prepared();
-        if let Some(p) = prepared.get(&key) {
-            return Some((p.clone(), false));
-        }
-        if !create
-            || nodes.full
-            || nodes.opened.contains(&key)
-            || prepared.len() >= MAX_PREPARED
-            || !self.enabled.load(Ordering::Relaxed)
-        {
-            return None;
-        }
-        let p = Arc::new(Prepared {
-            state: Mutex::new(State::Unresolved),
-            resolved: Condvar::new(),
-        });
-        prepared.insert(key, p.clone());
-        Some((p, true))
+    /// The prepared entry of `key`, marked in use: an existing one, or
+    /// (when `create` and no handle of the node is open without
+    /// passthrough) a new one, for which one idle entry may be dropped.
+    fn entry(&self, key: NodeKey, create: bool) -> Option<(InUse<B>, bool)> {
+        let mut dropped = None;
+        let found = {
+            let nodes = self.nodes();
+            let mut prepared = self.prepared();
+            let use_it = |p: &Arc<Prepared<B>>| {
+                p.in_use.fetch_add(1, Ordering::AcqRel);
+                InUse(p.clone())
+            };
+            if let Some(p) = prepared.get(&key) {
+                Some((use_it(p), false))
+            } else if !create
+                || nodes.full
+                || nodes.handles.get(&key).is_some_and(|h| h.0 > 0)
+                || !self.enabled.load(Ordering::Relaxed)
+            {
+                None
+            } else {
+                if prepared.len() >= self.max_prepared {
+                    let idle = prepared
+                        .iter()
+                        .find(|(k, p)| {
+                            p.in_use.load(Ordering::Acquire) == 0 && !nodes.handles.contains_key(k)
+                        })
+                        .map(|(k, _)| *k);
+                    dropped = idle.and_then(|k| prepared.remove(&k));
+                }
+                if prepared.len() >= self.max_prepared {
+                    None
+                } else {
+                    let p = Arc::new(Prepared {
+                        state: Mutex::new(State::Unresolved),
+                        resolved: Condvar::new(),
+                        in_use: AtomicUsize::new(0),
+                    });
+                    prepared.insert(key, p.clone());
+                    Some((use_it(&p), true))
+                }
+            }
+        };
+        // A dropped entry closes its descriptor or backing id: not under
+        // the locks.
+        drop(dropped);
+        found
     }
 
     /// Prepares `ino`, a file the replayed profile says the app reads as it
@@ -252,14 +303,15 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
         if !new {
             return true;
         }
+        let p = Arc::new(p);
         let if_missing: Pending = Arc::new(Mutex::new(Some(Box::new(if_missing))));
         let job = {
             let (me, p, if_missing) = (self.clone(), p.clone(), if_missing.clone());
-            move || me.prepare_now(ino, &p, &if_missing)
+            move || me.prepare_now(ino, &p.0, &if_missing)
         };
         if !self.pool.submit(job) {
             // The pool's queue is full: the replay's own thread does it.
-            self.prepare_now(ino, &p, &if_missing);
+            self.prepare_now(ino, &p.0, &if_missing);
         }
         true
     }
@@ -338,23 +390,39 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
         let create = read_at_start && self.sized(ino);
         let key = (ino, self.source.generation(ino));
         let chosen = self.entry(key, create);
-        let chosen = match chosen {
-            Some((p, _)) if self.resolve(ino, &p) => Some(p),
-            Some(_) => None,
-            None => {
-                let mut nodes = self.nodes();
-                if nodes.opened.len() < MAX_OPENED {
-                    nodes.opened.insert(key);
-                } else {
+        let backing = match &chosen {
+            Some((p, _)) if self.resolve(ino, &p.0) => self.backing(ino, &p.0, register),
+            _ => None,
+        };
+        {
+            let mut nodes = self.nodes();
+            if !nodes.full {
+                if nodes.handles.len() >= MAX_TRACKED && !nodes.handles.contains_key(&key) {
                     nodes.full = true;
+                } else {
+                    let h = nodes.handles.entry(key).or_default();
+                    match backing {
+                        Some(_) => h.1 += 1,
+                        None => h.0 += 1,
+                    }
                 }
-                None
             }
-        };
-        let Some(p) = chosen else {
-            self.count(|s| s.cached_opens += 1);
-            return None;
-        };
+        }
+        drop(chosen);
+        self.count(|s| match backing {
+            Some(_) => s.passthrough_opens += 1,
+            None => s.cached_opens += 1,
+        });
+        backing
+    }
+
+    /// The backing id of `p`, registering its checked copy on first use.
+    fn backing(
+        &self,
+        ino: u64,
+        p: &Prepared<B>,
+        register: impl FnOnce(&File) -> std::io::Result<B>,
+    ) -> Option<Arc<B>> {
         let mut state = p.state.lock().unwrap_or_else(|e| e.into_inner());
         let backing = match std::mem::replace(&mut *state, State::Cached) {
             State::Registered(b) => Some(b),
@@ -370,12 +438,21 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
         if let Some(b) = &backing {
             *state = State::Registered(b.clone());
         }
-        drop(state);
-        self.count(|s| match backing {
-            Some(_) => s.passthrough_opens += 1,
-            None => s.cached_opens += 1,
-        });
         backing
+    }
+
+    /// Called for the RELEASE of a handle of `ino` (`passed_through` as
+    /// [`open`](Self::open) answered it).
+    pub fn released(&self, ino: u64, passed_through: bool) {
+        let key = (ino, self.source.generation(ino));
+        let mut nodes = self.nodes();
+        if let Some(h) = nodes.handles.get_mut(&key) {
+            let n = if passed_through { &mut h.1 } else { &mut h.0 };
+            *n = n.saturating_sub(1);
+            if *h == (0, 0) {
+                nodes.handles.remove(&key);
+            }
+        }
     }
 
     /// The kernel refused `ino`'s copy: that node stays without

@@ -62,12 +62,15 @@ fn bytes(n: u8, len: usize) -> Vec<u8> {
 const BIG: u64 = 1;
 const OTHER: u64 = 2;
 const SMALL: u64 = 3;
+/// A big file with no copy kept.
+const UNKEPT: u64 = 4;
 
 fn setup(t: &TempDir) -> Arc<Passthrough<Files, Backing>> {
     let files = HashMap::from([
         (BIG, bytes(3, 3 << 20)),
         (OTHER, bytes(5, 1 << 20)),
         (SMALL, bytes(7, MIN_LEN as usize - 1)),
+        (UNKEPT, bytes(9, 1 << 20)),
     ]);
     let disk = DiskCache::open(&t.path().join("cache"), 1 << 30).unwrap();
     Passthrough::new(
@@ -76,6 +79,7 @@ fn setup(t: &TempDir) -> Arc<Passthrough<Files, Backing>> {
             disk,
             reads: AtomicU64::new(0),
         }),
+        2,
         2,
     )
 }
@@ -129,7 +133,7 @@ fn files_read_at_start_are_kept_whole_and_passed_through_later() {
 }
 
 #[test]
-fn a_file_opened_without_passthrough_stays_so() {
+fn a_file_open_without_passthrough_is_not_prepared_until_released() {
     let t = TempDir::new("pt-mixed");
     keep(&setup(&t), &[BIG]);
     let pt = setup(&t);
@@ -141,6 +145,36 @@ fn a_file_opened_without_passthrough_stays_so() {
     );
     assert!(pt.open(BIG, true, register).is_none());
     assert_eq!(pt.stats().cached_opens, 2);
+    // Once both handles are released, it may pass through.
+    pt.released(BIG, false);
+    assert!(!pt.prepare(BIG, || ()), "one handle is still open");
+    pt.released(BIG, false);
+    assert!(pt.open(BIG, true, register).is_some());
+}
+
+#[test]
+fn a_prepared_file_is_dropped_for_another_only_when_no_handle_is_open() {
+    let t = TempDir::new("pt-drop");
+    keep(&setup(&t), &[BIG, OTHER]);
+    // Room for two: BIG and OTHER.
+    let pt = setup(&t);
+    let a = pt.open(BIG, true, register).unwrap();
+    assert!(pt.open(OTHER, true, register).is_some());
+    // Full, and both have a handle open: a third file is not prepared.
+    assert!(!pt.prepare(UNKEPT, || ()));
+    assert!(pt.open(UNKEPT, true, register).is_none());
+    assert_eq!(pt.stats().prepared, 2, "no room was made for it");
+    // OTHER released: its entry may go, and a later open of BIG still
+    // names the backing id its open handle has.
+    pt.released(OTHER, true);
+    pt.released(UNKEPT, false);
+    let b = pt.open(BIG, true, |_| panic!("registered once")).unwrap();
+    assert!(Arc::ptr_eq(&a, &b));
+    let missing = Arc::new(AtomicBool::new(false));
+    let m = missing.clone();
+    assert!(pt.prepare(UNKEPT, move || m.store(true, Ordering::SeqCst)));
+    wait_for("UNKEPT has no copy", || missing.load(Ordering::SeqCst));
+    assert_eq!(pt.stats().prepared, 3, "OTHER made room for it");
 }
 
 #[test]
