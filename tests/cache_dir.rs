@@ -75,6 +75,23 @@ fn pad_to(path: &Path, size: u64) {
     f.set_len(size).unwrap();
 }
 
+/// Replaces the AppImage `app` by `new` (renamed over it), both padded to
+/// the same size and given `app`'s modification time: only the bytes
+/// tell them apart.
+fn replace_keeping_size_and_time(app: &Path, new: &Path) {
+    let len = |p: &Path| std::fs::metadata(p).unwrap().len();
+    let size = len(app).max(len(new));
+    pad_to(app, size);
+    pad_to(new, size);
+    let mtime = std::fs::metadata(app).unwrap().modified().unwrap();
+    std::fs::rename(new, app).unwrap();
+    std::fs::File::open(app)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert!(mtime <= SystemTime::now() + Duration::from_secs(1));
+}
+
 /// A counter of the first line of `log` that contains `marker`: one of the
 /// `Debug`-printed stats (`Name { field: N, .. }`) the daemon logs at exit
 /// with `-v`.
@@ -156,19 +173,7 @@ fn a_new_daemon_reads_decoded_blocks_from_the_folder_and_never_stale_ones() {
     // same modification time: the new bytes are served.
     let other = tmp.join("other.AppImage");
     let tree2 = build_appimage(&tmp, 2, &other);
-    let size = std::fs::metadata(&app)
-        .unwrap()
-        .len()
-        .max(std::fs::metadata(&other).unwrap().len());
-    pad_to(&app, size);
-    pad_to(&other, size);
-    let mtime = std::fs::metadata(&app).unwrap().modified().unwrap();
-    std::fs::rename(&other, &app).unwrap();
-    std::fs::File::open(&app)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
-    assert!(mtime <= SystemTime::now() + Duration::from_secs(1));
+    replace_keeping_size_and_time(&app, &other);
     let (_, stored_new) = mount_and_read(&src, &mnt, &cache, &tree2);
     assert!(
         stored_new >= 4,
@@ -443,18 +448,7 @@ fn a_new_daemon_passes_start_up_files_through_to_checked_whole_copies() {
     let app = src.join("App.AppImage");
     let replacement = tmp.join("App2.AppImage");
     wrap_squashfs_as_appimage(&sqfs2, &replacement);
-    let size = std::fs::metadata(&app)
-        .unwrap()
-        .len()
-        .max(std::fs::metadata(&replacement).unwrap().len());
-    pad_to(&app, size);
-    pad_to(&replacement, size);
-    let mtime = std::fs::metadata(&app).unwrap().modified().unwrap();
-    std::fs::rename(&replacement, &app).unwrap();
-    std::fs::File::open(&app)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    replace_keeping_size_and_time(&app, &replacement);
     let mut m = Mount::start(&src, &mnt, &args);
     assert!(read_big(&m) == other, "the new image's bytes");
     m.unmount().expect("unmount");
