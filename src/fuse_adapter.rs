@@ -202,6 +202,9 @@ impl Filesystem for FuseAdapter {
             // filesystem (a container's overlay root).
             self.passthrough_granted = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
                 && config.set_max_stack_depth(2).is_ok();
+            if let Some(pt) = &self.passthrough {
+                pt.set_granted(self.passthrough_granted);
+            }
             if !self.passthrough_granted {
                 crate::log::info(format_args!(
                     "the kernel offers no FUSE passthrough (Linux 6.9 or later has it): files \

@@ -180,6 +180,10 @@ pub struct Passthrough<S: WholeSource, B: Send + Sync + 'static> {
     /// False once the kernel refused a backing file for a reason that
     /// holds for every file (no `CAP_SYS_ADMIN`, no kernel support).
     enabled: AtomicBool,
+    /// The kernel offered passthrough at INIT: only then are files kept
+    /// whole (a daemon that cannot pass them through would write copies
+    /// that only cost disk and CPU).
+    granted: AtomicBool,
     pool: Prefetcher,
     threads: usize,
     /// Entries prepared at once at most ([`MAX_PREPARED`] in the daemon).
@@ -204,6 +208,7 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
             prepared: Mutex::new(HashMap::new()),
             nodes: Mutex::new(Nodes::default()),
             enabled: AtomicBool::new(true),
+            granted: AtomicBool::new(false),
             pool: Prefetcher::new(threads.clamp(1, 4)),
             threads: threads.max(1),
             max_prepared: max_prepared.max(1),
@@ -213,6 +218,11 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
             writer_tid: AtomicI32::new(0),
             stats: Mutex::default(),
         })
+    }
+
+    /// Tells whether the kernel offered passthrough (at INIT).
+    pub fn set_granted(&self, granted: bool) {
+        self.granted.store(granted, Ordering::Relaxed);
     }
 
     fn nodes(&self) -> MutexGuard<'_, Nodes> {
@@ -478,10 +488,12 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
     /// Called for a file an app reads as it starts (a read while its
     /// start-up profile is recorded, or a file the replay found no copy
     /// of): a file of at least [`MIN_LEN`] bytes is queued once to be
-    /// written whole into the folder.
+    /// written whole into the folder, where this daemon can pass files
+    /// through.
     pub fn keep_whole(self: &Arc<Self>, ino: u64) {
         let writable = self.source.store().is_some_and(Store::writable);
-        if !writable || self.stop.load(Ordering::Relaxed) {
+        let usable = self.granted.load(Ordering::Relaxed) && self.enabled.load(Ordering::Relaxed);
+        if !writable || !usable || self.stop.load(Ordering::Relaxed) {
             return;
         }
         let key = (ino, self.source.generation(ino));

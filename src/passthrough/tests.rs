@@ -73,7 +73,7 @@ fn setup(t: &TempDir) -> Arc<Passthrough<Files, Backing>> {
         (UNKEPT, bytes(9, 1 << 20)),
     ]);
     let disk = DiskCache::open(&t.path().join("cache"), 1 << 30).unwrap();
-    Passthrough::new(
+    let pt = Passthrough::new(
         Arc::new(Files {
             files,
             disk,
@@ -81,7 +81,9 @@ fn setup(t: &TempDir) -> Arc<Passthrough<Files, Backing>> {
         }),
         2,
         2,
-    )
+    );
+    pt.set_granted(true);
+    pt
 }
 
 /// Queues `inos` to be written whole and waits for the writer.
@@ -193,6 +195,16 @@ fn without_a_copy_the_replay_stores_pieces_and_a_copy_is_written() {
     assert_eq!(pt.stats().written, 1);
     let later = setup(&t);
     assert!(later.open(BIG, true, register).is_some());
+}
+
+#[test]
+fn nothing_is_kept_whole_where_files_cannot_pass_through() {
+    let t = TempDir::new("pt-not-granted");
+    let pt = setup(&t);
+    pt.set_granted(false);
+    keep(&pt, &[BIG]);
+    assert_eq!(pt.stats().written, 0);
+    assert!(setup(&t).open(BIG, true, register).is_none());
 }
 
 #[test]
