@@ -265,18 +265,24 @@ impl ImageTree for SquashImage {
         self.superblock.root_inode
     }
 
+    /// Parses only what `stat` shows unless the whole inode is kept
+    /// already, and keeps nothing: a walk stats every node once, and the
+    /// memo then holds the inodes that are read, listed or linked.
     fn attr(&self, node: NodeId) -> Result<Attr> {
-        let ino = self.inode(node)?;
+        let stat = match self.inodes.get(node) {
+            Some(ino) => ino.stat,
+            None => inode::parse_stat(&self.reader, self.inode_table, node)?,
+        };
         Ok(Attr {
-            kind: ino.kind,
-            perm: ino.mode & 0o7777,
-            uid: self.id(ino.uid_idx)?,
-            gid: self.id(ino.gid_idx)?,
-            size: ino.size,
-            mtime: i64::from(ino.mtime),
+            kind: stat.kind,
+            perm: stat.mode & 0o7777,
+            uid: self.id(stat.uid_idx)?,
+            gid: self.id(stat.gid_idx)?,
+            size: stat.size,
+            mtime: i64::from(stat.mtime),
             mtime_nsec: 0,
-            nlink: ino.nlink,
-            rdev: ino.rdev,
+            nlink: stat.nlink,
+            rdev: stat.rdev,
         })
     }
 
