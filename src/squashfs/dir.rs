@@ -97,7 +97,9 @@ pub fn parse(
     inode_table_len: u64,
     d: &DirRef,
 ) -> Result<Listing> {
-    let mut entries = Vec::new();
+    // An entry takes at least 9 bytes, and usually twice that: reserve for
+    // entries of 24 bytes, believing a hostile size only up to a bound.
+    let mut entries = Vec::with_capacity(((d.listing_size / 24) as usize).min(4096));
     if d.listing_size == 0 {
         return Listing::new(entries);
     }

@@ -324,39 +324,93 @@ impl Union {
         entry: Entry,
         app: Option<&Arc<App>>,
     ) -> Result<Counted<'_>> {
-        let (slot, node) = inode::decode(entry.ino);
         let s = self.read_state();
-        let generation = s.slot_generations.get(usize::from(slot)).copied();
-        if slot != SYNTH_SLOT {
-            let current = s
-                .apps
-                .get(usize::from(slot))
-                .and_then(|a| a.as_ref())
-                .ok_or(Error::Forgotten)?;
-            let same = match app {
-                Some(app) => Arc::ptr_eq(app, current),
-                None => {
-                    parent != inode::encode(SYNTH_SLOT, synth::ROOT)
-                        || s.listed.get(name) == Some(&slot)
-                }
-            };
-            if !same {
-                return Err(Error::Forgotten);
-            }
-            current.count(&s, node);
+        let current = self.holder(&s, parent, name, entry.ino, app)?;
+        if let Some(current) = current {
+            current.count(&s, inode::decode(entry.ino).1);
         }
-        Ok(Counted {
-            union: self,
-            entry,
-            generation: generation.unwrap_or(0),
-            pending: true,
-        })
+        Ok(self.counted(&s, entry))
     }
 
-    /// Counts the lookup the kernel takes for a READDIRPLUS entry `name`
-    /// in directory `dir` pointing at `entry` (never for `.` and `..`).
-    pub fn plus_entry(&self, dir: u64, name: &[u8], entry: Entry) -> Result<Counted<'_>> {
-        self.hold(dir, name, entry, None)
+    /// The app whose lookup counts hold `ino` (none for a synthesized
+    /// node), checked as [`hold`](Self::hold) says, under the state lock
+    /// `s`.
+    fn holder<'s>(
+        &self,
+        s: &'s State,
+        parent: u64,
+        name: &[u8],
+        ino: u64,
+        app: Option<&Arc<App>>,
+    ) -> Result<Option<&'s Arc<App>>> {
+        let slot = inode::decode(ino).0;
+        if slot == SYNTH_SLOT {
+            return Ok(None);
+        }
+        let current = s
+            .apps
+            .get(usize::from(slot))
+            .and_then(|a| a.as_ref())
+            .ok_or(Error::Forgotten)?;
+        let same = match app {
+            Some(app) => Arc::ptr_eq(app, current),
+            None => {
+                parent != inode::encode(SYNTH_SLOT, synth::ROOT)
+                    || s.listed.get(name) == Some(&slot)
+            }
+        };
+        if same {
+            Ok(Some(current))
+        } else {
+            Err(Error::Forgotten)
+        }
+    }
+
+    /// A lookup of `entry` just counted under the state lock `s`.
+    fn counted(&self, s: &State, entry: Entry) -> Counted<'_> {
+        let slot = usize::from(inode::decode(entry.ino).0);
+        Counted {
+            union: self,
+            entry,
+            generation: s.slot_generations.get(slot).copied().unwrap_or(0),
+            pending: true,
+        }
+    }
+
+    /// Counts the lookups the kernel takes for READDIRPLUS entries of
+    /// directory `dir` (never for `.` and `..`), each a name and the entry
+    /// it points at, as [`hold`](Self::hold) would one by one, but under
+    /// one state lock and one lock of each app's counts per run of entries
+    /// of that app (a page of an image directory: one).
+    pub fn plus_entries(&self, dir: u64, entries: &[(&[u8], Entry)]) -> Vec<Result<Counted<'_>>> {
+        let s = self.read_state();
+        let mut out = Vec::with_capacity(entries.len());
+        let mut run: Option<&Arc<App>> = None;
+        let mut nodes = Vec::with_capacity(entries.len());
+        for &(name, entry) in entries {
+            let current = match self.holder(&s, dir, name, entry.ino, None) {
+                Ok(current) => current,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            if let Some(app) = current {
+                if run.is_some_and(|r| !Arc::ptr_eq(r, app)) {
+                    if let Some(r) = run {
+                        r.count_all(&s, &nodes);
+                    }
+                    nodes.clear();
+                }
+                run = Some(app);
+                nodes.push(inode::decode(entry.ino).1);
+            }
+            out.push(Ok(self.counted(&s, entry)));
+        }
+        if let Some(r) = run {
+            r.count_all(&s, &nodes);
+        }
+        out
     }
 
     /// The kernel dropped `n` lookups of `ino` (FORGET, BATCH_FORGET); a
@@ -580,6 +634,30 @@ impl Union {
         }
         let (tree, node) = self.tree(slot, node)?;
         tree.attr(node)
+    }
+
+    /// Attributes of each of `inos` (as [`getattr`](Self::getattr)), for
+    /// a READDIRPLUS page: the tree of an image is found once per run of
+    /// its nodes instead of once per node.
+    pub fn getattrs(&self, inos: &[u64]) -> Vec<Result<Attr>> {
+        let mut tree: Option<(Slot, Arc<dyn ImageTree>)> = None;
+        inos.iter()
+            .map(|&ino| {
+                let (slot, node) = inode::decode(ino);
+                if slot == SYNTH_SLOT || node == inode::IMAGE_ROOT {
+                    return self.getattr(ino);
+                }
+                match &tree {
+                    Some((s, t)) if *s == slot => t.attr(node),
+                    _ => {
+                        let (t, node) = self.tree(slot, node)?;
+                        let attr = t.attr(node);
+                        tree = Some((slot, t));
+                        attr
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Finds `name` in directory `parent`, counting the lookup the kernel
