@@ -498,10 +498,12 @@ fn plus_entries(
     mut add: impl FnMut(PlusEntry<'_>) -> bool,
 ) {
     let mut entries = entries_from(listing, dir, offset).peekable();
-    let mut batch = Vec::new();
-    let mut real = Vec::new();
-    let mut ready = Vec::new();
-    let mut named = Vec::new();
+    // Sized for a page of entries with empty names: never grown for one.
+    let fit = PLUS_BATCH_BYTES / plus_entry_size(b"") + 1;
+    let mut batch = Vec::with_capacity(fit);
+    let mut real = Vec::with_capacity(fit);
+    let mut ready = Vec::with_capacity(fit);
+    let mut named = Vec::with_capacity(fit);
     loop {
         batch.clear();
         let mut bytes = 0;

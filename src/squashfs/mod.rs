@@ -195,24 +195,35 @@ impl SquashImage {
         Ok(parsed)
     }
 
+    /// The listing of `dir`, kept for the lookups that follow.
     fn listing(&self, dir: NodeId) -> Result<Arc<Listing>> {
         if let Some(l) = self.dirs.get(dir) {
             return Ok(l);
         }
-        let ino = self.inode(dir)?;
+        let listing = Arc::new(self.parse_listing(dir)?);
+        self.dirs.insert(dir, listing.clone(), listing.cost());
+        Ok(listing)
+    }
+
+    /// Parses the listing of `dir` (keeping neither it nor the inode).
+    fn parse_listing(&self, dir: NodeId) -> Result<Listing> {
+        let ino = match self.inodes.get(dir) {
+            Some(ino) => ino,
+            None => Arc::new(inode::parse(
+                &self.reader,
+                self.inode_table,
+                dir,
+                self.fragments.count() as u32,
+            )?),
+        };
         let d = match &ino.body {
             Body::Dir(d) => d,
             _ => return Err(Error::NotDir),
         };
-        let listing = dir::parse(&self.reader, self.dir_table, self.inode_table.len(), d).map_err(
-            |e| match e {
-                Error::Corrupt(m) => Error::Corrupt(format!("directory {dir:#x}: {m}")),
-                other => other,
-            },
-        )?;
-        let listing = Arc::new(listing);
-        self.dirs.insert(dir, listing.clone(), listing.cost());
-        Ok(listing)
+        dir::parse(&self.reader, self.dir_table, self.inode_table.len(), d).map_err(|e| match e {
+            Error::Corrupt(m) => Error::Corrupt(format!("directory {dir:#x}: {m}")),
+            other => other,
+        })
     }
 
     /// Owner or group `index`. Every attribute needs two ids, so the id
@@ -294,8 +305,15 @@ impl ImageTree for SquashImage {
         Ok(listing.lookup(name))
     }
 
+    /// A listing kept for lookups is shared; one parsed now is not kept:
+    /// the union keeps the listings it pages through, moving the names
+    /// out of one nobody shares, so a walk parses each directory once and
+    /// copies no name.
     fn read_dir(&self, dir: NodeId) -> Result<Arc<Vec<DirEntry>>> {
-        Ok(self.listing(dir)?.entries.clone())
+        match self.dirs.get(dir) {
+            Some(l) => Ok(l.entries.clone()),
+            None => Ok(self.parse_listing(dir)?.entries),
+        }
     }
 
     fn read_with(

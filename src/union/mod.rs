@@ -732,8 +732,18 @@ impl Union {
         }
         let (tree, node) = self.tree(slot, node)?;
         let entries = tree.read_dir(node)?;
-        Ok(Arc::new(
-            entries
+        // The names of a listing the tree does not share are moved, not
+        // copied.
+        Ok(Arc::new(match Arc::try_unwrap(entries) {
+            Ok(owned) => owned
+                .into_iter()
+                .map(|e| Listing {
+                    name: e.name,
+                    ino: inode::encode(slot, e.node),
+                    kind: e.kind,
+                })
+                .collect(),
+            Err(shared) => shared
                 .iter()
                 .map(|e| Listing {
                     name: e.name.clone(),
@@ -741,7 +751,7 @@ impl Union {
                     kind: e.kind,
                 })
                 .collect(),
-        ))
+        }))
     }
 
     /// Reads file data for a program.
