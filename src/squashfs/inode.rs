@@ -13,7 +13,7 @@
 //! was most of its work.
 
 use super::data::FileLayout;
-use super::metadata::{Cursor, Reader, Table, METADATA_SIZE};
+use super::metadata::{Cursor, MetaBlock, Reader, Table, METADATA_SIZE};
 use crate::error::{Error, Result};
 use crate::tree::{Kind, NodeId, NODE_ID_BITS};
 
@@ -283,10 +283,21 @@ fn cursor_at<'a>(reader: &'a Reader, table: Table, node: NodeId) -> Result<Curso
 }
 
 /// Parses what `stat` shows of inode `node` of the inode table `table`,
-/// and nothing after it (no block list, no symlink target).
-pub fn parse_stat(reader: &Reader, table: Table, node: NodeId) -> Result<Stat> {
-    let mut c = cursor_at(reader, table, node)?;
-    fixed(&mut c, node).map(|(stat, _, _)| stat)
+/// and nothing after it (no block list, no symlink target). Starts from
+/// the metadata block in `held` when the inode is in it, and leaves there
+/// the block it ended in: the inodes of one directory's entries are
+/// written next to each other, so a page of them is read from one or two
+/// blocks fetched once.
+pub fn parse_stat(
+    reader: &Reader,
+    table: Table,
+    node: NodeId,
+    held: &mut Option<(u64, MetaBlock)>,
+) -> Result<Stat> {
+    let mut c = cursor_at(reader, table, node)?.reusing(held);
+    let stat = fixed(&mut c, node).map(|(stat, _, _)| stat);
+    *held = c.into_held();
+    stat
 }
 
 /// Parses the inode `node` of the inode table `table`, whole.

@@ -292,6 +292,25 @@ impl<'a> Cursor<'a> {
         )
     }
 
+    /// Starts from `held` (a block position and the block fetched there)
+    /// when that is the block this cursor starts in, instead of fetching
+    /// it from the cache again.
+    pub fn reusing(mut self, held: &mut Option<(u64, MetaBlock)>) -> Self {
+        if let Some((pos, block)) = held.take() {
+            if pos == self.block_pos {
+                self.block = Some(block);
+            }
+        }
+        self
+    }
+
+    /// Hands back the block the cursor is in (with its position), for
+    /// [`reusing`](Self::reusing) by the next cursor.
+    pub fn into_held(self) -> Option<(u64, MetaBlock)> {
+        let pos = self.block_pos;
+        self.block.map(|b| (pos, b))
+    }
+
     /// The unread bytes of the current block, loading it if needed; empty
     /// only at a block boundary (the caller then calls [`Self::advance`]).
     fn available(&mut self) -> Result<&[u8]> {

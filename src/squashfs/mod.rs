@@ -256,6 +256,23 @@ impl SquashImage {
     }
 }
 
+impl SquashImage {
+    /// The attributes `stat` shows, with its owner and group looked up.
+    fn attr_of(&self, stat: inode::Stat) -> Result<Attr> {
+        Ok(Attr {
+            kind: stat.kind,
+            perm: stat.mode & 0o7777,
+            uid: self.id(stat.uid_idx)?,
+            gid: self.id(stat.gid_idx)?,
+            size: stat.size,
+            mtime: i64::from(stat.mtime),
+            mtime_nsec: 0,
+            nlink: stat.nlink,
+            rdev: stat.rdev,
+        })
+    }
+}
+
 impl Drop for SquashImage {
     fn drop(&mut self) {
         self.reader.cache.forget_image(self.reader.image);
@@ -282,19 +299,24 @@ impl ImageTree for SquashImage {
     fn attr(&self, node: NodeId) -> Result<Attr> {
         let stat = match self.inodes.get(node) {
             Some(ino) => ino.stat,
-            None => inode::parse_stat(&self.reader, self.inode_table, node)?,
+            None => inode::parse_stat(&self.reader, self.inode_table, node, &mut None)?,
         };
-        Ok(Attr {
-            kind: stat.kind,
-            perm: stat.mode & 0o7777,
-            uid: self.id(stat.uid_idx)?,
-            gid: self.id(stat.gid_idx)?,
-            size: stat.size,
-            mtime: i64::from(stat.mtime),
-            mtime_nsec: 0,
-            nlink: stat.nlink,
-            rdev: stat.rdev,
-        })
+        self.attr_of(stat)
+    }
+
+    /// Parses each node's fixed fields from the metadata blocks, each
+    /// block fetched once for a run of nodes in it (see
+    /// [`inode::parse_stat`]); the memo is not consulted (it would give
+    /// the same fields).
+    fn attrs(&self, nodes: &[NodeId]) -> Vec<Result<Attr>> {
+        let mut held = None;
+        nodes
+            .iter()
+            .map(|&node| {
+                inode::parse_stat(&self.reader, self.inode_table, node, &mut held)
+                    .and_then(|stat| self.attr_of(stat))
+            })
+            .collect()
     }
 
     fn lookup(&self, dir: NodeId, name: &[u8]) -> Result<Option<NodeId>> {

@@ -637,27 +637,36 @@ impl Union {
     }
 
     /// Attributes of each of `inos` (as [`getattr`](Self::getattr)), for
-    /// a READDIRPLUS page: the tree of an image is found once per run of
-    /// its nodes instead of once per node.
+    /// a READDIRPLUS page: a run of nodes inside one image is handed to
+    /// its tree at once ([`ImageTree::attrs`]), found once for the run.
     pub fn getattrs(&self, inos: &[u64]) -> Vec<Result<Attr>> {
-        let mut tree: Option<(Slot, Arc<dyn ImageTree>)> = None;
-        inos.iter()
-            .map(|&ino| {
-                let (slot, node) = inode::decode(ino);
-                if slot == SYNTH_SLOT || node == inode::IMAGE_ROOT {
-                    return self.getattr(ino);
+        let mut out = Vec::with_capacity(inos.len());
+        let mut rest = inos;
+        while let Some(&first) = rest.first() {
+            let (slot, node) = inode::decode(first);
+            if slot == SYNTH_SLOT || node == inode::IMAGE_ROOT {
+                out.push(self.getattr(first));
+                rest = &rest[1..];
+                continue;
+            }
+            let run = rest
+                .iter()
+                .take_while(|&&ino| {
+                    let (s, n) = inode::decode(ino);
+                    s == slot && n != inode::IMAGE_ROOT
+                })
+                .count();
+            let (now, later) = rest.split_at(run);
+            rest = later;
+            match self.tree(slot, node) {
+                Ok((tree, _)) => {
+                    let nodes: Vec<u64> = now.iter().map(|&ino| inode::decode(ino).1).collect();
+                    out.extend(tree.attrs(&nodes));
                 }
-                match &tree {
-                    Some((s, t)) if *s == slot => t.attr(node),
-                    _ => {
-                        let (t, node) = self.tree(slot, node)?;
-                        let attr = t.attr(node);
-                        tree = Some((slot, t));
-                        attr
-                    }
-                }
-            })
-            .collect()
+                Err(_) => out.extend(now.iter().map(|&ino| self.getattr(ino))),
+            }
+        }
+        out
     }
 
     /// Finds `name` in directory `parent`, counting the lookup the kernel
