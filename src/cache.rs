@@ -86,7 +86,7 @@ struct Loading {
 struct Shard {
     blocks: LruCache<BlockKey, Block>,
     bytes: usize,
-    loading: HashMap<BlockKey, Loading>,
+    loading: HashMap<BlockKey, Loading, lru::DefaultHasher>,
 }
 
 /// Counters that benchmarks and tests read to see what the cache did.
@@ -109,7 +109,10 @@ pub struct CacheStats {
 pub struct BlockCache {
     shards: Vec<Mutex<Shard>>,
     shard_budget: usize,
-    hasher: std::collections::hash_map::RandomState,
+    /// Picks a key's shard: the hasher of [`lru`] (foldhash, seeded per
+    /// process), a few instructions where SipHash took a hundred on every
+    /// lookup of a metadata block.
+    hasher: lru::DefaultHasher,
     next_image: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -136,7 +139,7 @@ impl BlockCache {
                     Mutex::new(Shard {
                         blocks: LruCache::unbounded(),
                         bytes: 0,
-                        loading: HashMap::new(),
+                        loading: HashMap::default(),
                     })
                 })
                 .collect(),

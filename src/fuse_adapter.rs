@@ -535,11 +535,37 @@ struct PlusEntry<'a> {
     generation: u64,
 }
 
+/// Bytes one READDIRPLUS entry named `name` takes in a reply: a `struct
+/// fuse_direntplus` (a `fuse_entry_out` of 128 bytes and a `fuse_dirent`
+/// header of 24), the name, padding to 8 bytes.
+fn plus_entry_size(name: &[u8]) -> usize {
+    (152 + name.len()).next_multiple_of(8)
+}
+
+/// The reply size a READDIRPLUS asks for (one page on Linux): the entries
+/// of a page are prepared together, so that its attributes are read from
+/// one opened tree and its lookups counted under one lock. Only the cost
+/// depends on it: a bigger reply takes several batches, a smaller one gives
+/// back what did not fit.
+const PLUS_BATCH_BYTES: usize = 4096;
+
+/// Where a readdirplus entry's attributes come from.
+enum PlusAttr {
+    /// The directory itself.
+    Own,
+    /// A placeholder (see [`Union::placeholder_attr`]).
+    Placeholder(Attr),
+    /// The node's own attributes.
+    Real,
+}
+
 /// Feeds the entries of directory `dir` (attributes `own`) from `offset`
 /// to `add`, which returns true when the reply is full (that entry was not
 /// sent). Counts a lookup for every entry sent but `.` and `..`, as the
 /// kernel does (`fuse_direntplus_link`): also for an entry naming its own
-/// directory or one the kernel has cached already.
+/// directory or one the kernel has cached already. Works in batches of
+/// about a page ([`PLUS_BATCH_BYTES`]); lookups counted for entries that
+/// did not fit are given back.
 fn plus_entries(
     union: &Union,
     dir: u64,
@@ -548,50 +574,107 @@ fn plus_entries(
     offset: u64,
     mut add: impl FnMut(PlusEntry<'_>) -> bool,
 ) {
-    for (next, name, child, _) in entries_from(listing, dir, offset) {
-        let (attr, ttl) = if child == dir {
-            (own, PlusTtl::Own)
-        } else if let Some(placeholder) = union.placeholder_attr(child) {
-            (placeholder, PlusTtl::Zero)
-        } else {
-            match union.getattr(child) {
-                Ok(a) => (a, PlusTtl::Entry),
-                Err(e) => {
-                    crate::log::debug(format_args!("readdirplus: skipping {child:#x}: {e}"));
-                    continue;
-                }
-            }
-        };
-        let counted = if name == b"." || name == b".." {
-            None
-        } else {
-            match union.plus_entry(dir, name, Entry { ino: child, attr }) {
-                Ok(counted) => Some(counted),
-                Err(e) => {
-                    crate::log::debug(format_args!("readdirplus: skipping {child:#x}: {e}"));
-                    continue;
-                }
-            }
-        };
-        let generation = match &counted {
-            Some(c) => c.generation(),
-            None => union.generation(child),
-        };
-        let full = add(PlusEntry {
-            next,
-            name,
-            child,
-            attr,
-            ttl,
-            generation,
-        });
-        if full {
-            break;
+    let mut entries = entries_from(listing, dir, offset).peekable();
+    // Sized for a page of entries with empty names: never grown for one.
+    let fit = PLUS_BATCH_BYTES / plus_entry_size(b"") + 1;
+    let mut batch = Vec::with_capacity(fit);
+    let mut real = Vec::with_capacity(fit);
+    let mut ready = Vec::with_capacity(fit);
+    let mut named = Vec::with_capacity(fit);
+    loop {
+        batch.clear();
+        let mut bytes = 0;
+        while let Some((next, name, child, _)) = entries
+            .next_if(|e| batch.is_empty() || bytes + plus_entry_size(e.1) <= PLUS_BATCH_BYTES)
+        {
+            bytes += plus_entry_size(name);
+            let source = if child == dir {
+                PlusAttr::Own
+            } else if let Some(placeholder) = union.placeholder_attr(child) {
+                PlusAttr::Placeholder(placeholder)
+            } else {
+                PlusAttr::Real
+            };
+            batch.push((next, name, child, source));
         }
-        if let Some(c) = counted {
-            c.sent();
+        if batch.is_empty() {
+            return;
+        }
+        real.clear();
+        real.extend(
+            batch
+                .iter()
+                .filter(|e| matches!(e.3, PlusAttr::Real))
+                .map(|e| e.2),
+        );
+        let mut real_attrs = union.getattrs(&real).into_iter();
+        ready.clear();
+        for (next, name, child, source) in batch.drain(..) {
+            let (attr, ttl) = match source {
+                PlusAttr::Own => (own, PlusTtl::Own),
+                PlusAttr::Placeholder(a) => (a, PlusTtl::Zero),
+                PlusAttr::Real => match real_attrs.next() {
+                    Some(Ok(a)) => (a, PlusTtl::Entry),
+                    Some(Err(e)) => {
+                        crate::log::debug(format_args!("readdirplus: skipping {child:#x}: {e}"));
+                        continue;
+                    }
+                    None => continue,
+                },
+            };
+            ready.push((next, name, child, attr, ttl));
+        }
+        named.clear();
+        named.extend(ready.iter().filter(|e| !is_dot(e.1)).map(|e| {
+            (
+                e.1,
+                Entry {
+                    ino: e.2,
+                    attr: e.3,
+                },
+            )
+        }));
+        let mut counted = union.plus_entries(dir, &named).into_iter();
+        for (next, name, child, attr, ttl) in ready.drain(..) {
+            let counted = if is_dot(name) {
+                None
+            } else {
+                match counted.next() {
+                    Some(Ok(c)) => Some(c),
+                    Some(Err(e)) => {
+                        crate::log::debug(format_args!("readdirplus: skipping {child:#x}: {e}"));
+                        continue;
+                    }
+                    None => continue,
+                }
+            };
+            let generation = match &counted {
+                Some(c) => c.generation(),
+                None => union.generation(child),
+            };
+            let full = add(PlusEntry {
+                next,
+                name,
+                child,
+                attr,
+                ttl,
+                generation,
+            });
+            if full {
+                // The counts of this entry and the rest of the batch are
+                // given back as they are dropped.
+                return;
+            }
+            if let Some(c) = counted {
+                c.sent();
+            }
         }
     }
+}
+
+/// True for the names `.` and `..`, which the kernel does not count.
+fn is_dot(name: &[u8]) -> bool {
+    name == b"." || name == b".."
 }
 
 /// Answers an xattr request: the size when asked for it, the bytes when they
@@ -693,5 +776,28 @@ mod tests {
         assert_eq!(u.lookups_held(folder), 1);
         plus_entries(&u, folder, own, &looping, 2, |_| true);
         assert_eq!(u.lookups_held(folder), 1, "an entry that did not fit");
+        // A page's entries are counted together: those sent stay counted,
+        // the rest of the batch is given back.
+        let three: Vec<Listing> = ["a", "b", "c"]
+            .iter()
+            .map(|n| Listing {
+                name: n.as_bytes().to_vec(),
+                ino: folder,
+                kind: Kind::Dir,
+            })
+            .collect();
+        let mut sent = 0;
+        plus_entries(&u, folder, own, &three, 2, |_| {
+            sent += 1;
+            sent > 2
+        });
+        assert_eq!(u.lookups_held(folder), 3, "two of three entries fit");
+        // Attributes of a page come from one opened tree, as one by one.
+        let mut inos: Vec<u64> = u.readdir(folder).unwrap().iter().map(|l| l.ino).collect();
+        inos.extend([1, folder, inode::encode(3, 5)]);
+        let one_by_one: Vec<Option<Attr>> = inos.iter().map(|&i| u.getattr(i).ok()).collect();
+        let paged: Vec<Option<Attr>> = u.getattrs(&inos).into_iter().map(|a| a.ok()).collect();
+        assert!(inos.len() > 4 && one_by_one[0].is_some());
+        assert_eq!(paged, one_by_one);
     }
 }

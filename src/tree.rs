@@ -130,6 +130,13 @@ pub trait ImageTree: Send + Sync {
     /// Metadata of a node.
     fn attr(&self, node: NodeId) -> Result<Attr>;
 
+    /// Metadata of each of `nodes` (a READDIRPLUS page's entries), as
+    /// [`attr`](Self::attr) gives them one by one; a reader may share
+    /// work between neighbours.
+    fn attrs(&self, nodes: &[NodeId]) -> Vec<Result<Attr>> {
+        nodes.iter().map(|&n| self.attr(n)).collect()
+    }
+
     /// Finds `name` in directory `dir`: `Ok(None)` when absent,
     /// `Err(Error::NotDir)` when `dir` is not a directory.
     fn lookup(&self, dir: NodeId, name: &[u8]) -> Result<Option<NodeId>>;

@@ -98,23 +98,17 @@ impl FileLayout {
         let mut words = Vec::with_capacity(count.min(1 << 14));
         let mut marks = Vec::with_capacity(count.div_ceil(MARK_EVERY).min(1 << 8));
         let mut pos = blocks_start;
-        let mut buf = [0u8; 4096];
         while words.len() < count {
-            let n = (count - words.len()).min(buf.len() / 4);
-            let chunk = buf.get_mut(..n * 4).unwrap_or(&mut []);
-            cursor.read(chunk)?;
-            for w in chunk.chunks_exact(4) {
-                let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-                let len = check_size_word(word, reader.block_size)?;
-                if words.len() % MARK_EVERY == 0 {
-                    marks.push(pos);
-                }
-                pos = pos
-                    .checked_add(u64::from(len))
-                    .filter(|&p| p <= reader.limit)
-                    .ok_or_else(|| Error::corrupt("file blocks run past the end of the image"))?;
-                words.push(word);
+            let word = cursor.u32()?;
+            let len = check_size_word(word, reader.block_size)?;
+            if words.len() % MARK_EVERY == 0 {
+                marks.push(pos);
             }
+            pos = pos
+                .checked_add(u64::from(len))
+                .filter(|&p| p <= reader.limit)
+                .ok_or_else(|| Error::corrupt("file blocks run past the end of the image"))?;
+            words.push(word);
         }
         Ok(FileLayout {
             size,

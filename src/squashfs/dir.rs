@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use super::inode::{kind_of_type, valid_ref, DirRef};
-use super::metadata::{Cursor, Reader, Table};
+use super::metadata::{le_u32, Cursor, Reader, Table};
 use crate::error::{Error, Result};
 use crate::tree::{DirEntry, NodeId};
 
@@ -97,7 +97,9 @@ pub fn parse(
     inode_table_len: u64,
     d: &DirRef,
 ) -> Result<Listing> {
-    let mut entries = Vec::new();
+    // An entry takes at least 9 bytes, and usually twice that: reserve for
+    // entries of 24 bytes, believing a hostile size only up to a bound.
+    let mut entries = Vec::with_capacity(((d.listing_size / 24) as usize).min(4096));
     if d.listing_size == 0 {
         return Listing::new(entries);
     }
@@ -109,9 +111,11 @@ pub fn parse(
     )?;
     let mut consumed: u64 = 0;
     while consumed < d.listing_size {
-        let count = c.u32()?;
-        let inode_block = c.u32()?;
-        let _inode_base = c.u32()?;
+        let header: [u8; 12] = c.array()?;
+        let (count, inode_block) = match (le_u32(&header, 0), le_u32(&header, 4)) {
+            (Some(count), Some(block)) => (count, block),
+            _ => return Err(Error::corrupt("short directory header")),
+        };
         consumed += 12;
         if count >= MAX_HEADER_ENTRIES {
             return Err(Error::corrupt(format!(
@@ -120,10 +124,10 @@ pub fn parse(
             )));
         }
         for _ in 0..=count {
-            let offset = c.u16()?;
-            let _delta = c.u16()?;
-            let etype = c.u16()?;
-            let name_len = usize::from(c.u16()?) + 1;
+            let e: [u8; 8] = c.array()?;
+            let offset = u16::from_le_bytes([e[0], e[1]]);
+            let etype = u16::from_le_bytes([e[4], e[5]]);
+            let name_len = usize::from(u16::from_le_bytes([e[6], e[7]])) + 1;
             if name_len > 256 {
                 return Err(Error::corrupt(format!(
                     "directory entry name of {name_len} bytes"

@@ -292,6 +292,25 @@ impl<'a> Cursor<'a> {
         )
     }
 
+    /// Starts from `held` (a block position and the block fetched there)
+    /// when that is the block this cursor starts in, instead of fetching
+    /// it from the cache again.
+    pub fn reusing(mut self, held: &mut Option<(u64, MetaBlock)>) -> Self {
+        if let Some((pos, block)) = held.take() {
+            if pos == self.block_pos {
+                self.block = Some(block);
+            }
+        }
+        self
+    }
+
+    /// Hands back the block the cursor is in (with its position), for
+    /// [`reusing`](Self::reusing) by the next cursor.
+    pub fn into_held(self) -> Option<(u64, MetaBlock)> {
+        let pos = self.block_pos;
+        self.block.map(|b| (pos, b))
+    }
+
     /// The unread bytes of the current block, loading it if needed; empty
     /// only at a block boundary (the caller then calls [`Self::advance`]).
     fn available(&mut self) -> Result<&[u8]> {
@@ -336,8 +355,21 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    /// The next `n` bytes when the current block, already loaded, holds
+    /// them all (the common case, served without a copy loop).
+    fn within_block(&mut self, n: usize) -> Option<&[u8]> {
+        let data = self.block.as_ref()?.data();
+        let bytes = data.get(self.offset..self.offset.checked_add(n)?)?;
+        self.offset += n;
+        Some(bytes)
+    }
+
     /// Fills `out` completely.
     pub fn read(&mut self, out: &mut [u8]) -> Result<()> {
+        if let Some(bytes) = self.within_block(out.len()) {
+            out.copy_from_slice(bytes);
+            return Ok(());
+        }
         let mut done = 0;
         self.take(out.len() as u64, |piece| {
             if let Some(dst) = out.get_mut(done..done + piece.len()) {
@@ -347,8 +379,18 @@ impl<'a> Cursor<'a> {
         })
     }
 
+    /// Reads the next `N` bytes.
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut out = [0u8; N];
+        self.read(&mut out)?;
+        Ok(out)
+    }
+
     /// Reads `n` bytes into a new vector, growing it only as bytes arrive.
     pub fn read_vec(&mut self, n: usize) -> Result<Vec<u8>> {
+        if let Some(bytes) = self.within_block(n) {
+            return Ok(bytes.to_vec());
+        }
         let mut v = Vec::with_capacity(n.min(METADATA_SIZE));
         self.take(n as u64, |piece| v.extend_from_slice(piece))?;
         Ok(v)
@@ -356,23 +398,17 @@ impl<'a> Cursor<'a> {
 
     /// Reads a little-endian u16.
     pub fn u16(&mut self) -> Result<u16> {
-        let mut b = [0u8; 2];
-        self.read(&mut b)?;
-        Ok(u16::from_le_bytes(b))
+        self.array().map(u16::from_le_bytes)
     }
 
     /// Reads a little-endian u32.
     pub fn u32(&mut self) -> Result<u32> {
-        let mut b = [0u8; 4];
-        self.read(&mut b)?;
-        Ok(u32::from_le_bytes(b))
+        self.array().map(u32::from_le_bytes)
     }
 
     /// Reads a little-endian u64.
     pub fn u64(&mut self) -> Result<u64> {
-        let mut b = [0u8; 8];
-        self.read(&mut b)?;
-        Ok(u64::from_le_bytes(b))
+        self.array().map(u64::from_le_bytes)
     }
 }
 

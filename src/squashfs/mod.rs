@@ -195,24 +195,35 @@ impl SquashImage {
         Ok(parsed)
     }
 
+    /// The listing of `dir`, kept for the lookups that follow.
     fn listing(&self, dir: NodeId) -> Result<Arc<Listing>> {
         if let Some(l) = self.dirs.get(dir) {
             return Ok(l);
         }
-        let ino = self.inode(dir)?;
+        let listing = Arc::new(self.parse_listing(dir)?);
+        self.dirs.insert(dir, listing.clone(), listing.cost());
+        Ok(listing)
+    }
+
+    /// Parses the listing of `dir` (keeping neither it nor the inode).
+    fn parse_listing(&self, dir: NodeId) -> Result<Listing> {
+        let ino = match self.inodes.get(dir) {
+            Some(ino) => ino,
+            None => Arc::new(inode::parse(
+                &self.reader,
+                self.inode_table,
+                dir,
+                self.fragments.count() as u32,
+            )?),
+        };
         let d = match &ino.body {
             Body::Dir(d) => d,
             _ => return Err(Error::NotDir),
         };
-        let listing = dir::parse(&self.reader, self.dir_table, self.inode_table.len(), d).map_err(
-            |e| match e {
-                Error::Corrupt(m) => Error::Corrupt(format!("directory {dir:#x}: {m}")),
-                other => other,
-            },
-        )?;
-        let listing = Arc::new(listing);
-        self.dirs.insert(dir, listing.clone(), listing.cost());
-        Ok(listing)
+        dir::parse(&self.reader, self.dir_table, self.inode_table.len(), d).map_err(|e| match e {
+            Error::Corrupt(m) => Error::Corrupt(format!("directory {dir:#x}: {m}")),
+            other => other,
+        })
     }
 
     /// Owner or group `index`. Every attribute needs two ids, so the id
@@ -245,6 +256,23 @@ impl SquashImage {
     }
 }
 
+impl SquashImage {
+    /// The attributes `stat` shows, with its owner and group looked up.
+    fn attr_of(&self, stat: inode::Stat) -> Result<Attr> {
+        Ok(Attr {
+            kind: stat.kind,
+            perm: stat.mode & 0o7777,
+            uid: self.id(stat.uid_idx)?,
+            gid: self.id(stat.gid_idx)?,
+            size: stat.size,
+            mtime: i64::from(stat.mtime),
+            mtime_nsec: 0,
+            nlink: stat.nlink,
+            rdev: stat.rdev,
+        })
+    }
+}
+
 impl Drop for SquashImage {
     fn drop(&mut self) {
         self.reader.cache.forget_image(self.reader.image);
@@ -265,19 +293,30 @@ impl ImageTree for SquashImage {
         self.superblock.root_inode
     }
 
+    /// Parses only what `stat` shows unless the whole inode is kept
+    /// already, and keeps nothing: a walk stats every node once, and the
+    /// memo then holds the inodes that are read, listed or linked.
     fn attr(&self, node: NodeId) -> Result<Attr> {
-        let ino = self.inode(node)?;
-        Ok(Attr {
-            kind: ino.kind,
-            perm: ino.mode & 0o7777,
-            uid: self.id(ino.uid_idx)?,
-            gid: self.id(ino.gid_idx)?,
-            size: ino.size,
-            mtime: i64::from(ino.mtime),
-            mtime_nsec: 0,
-            nlink: ino.nlink,
-            rdev: ino.rdev,
-        })
+        let stat = match self.inodes.get(node) {
+            Some(ino) => ino.stat,
+            None => inode::parse_stat(&self.reader, self.inode_table, node, &mut None)?,
+        };
+        self.attr_of(stat)
+    }
+
+    /// Parses each node's fixed fields from the metadata blocks, each
+    /// block fetched once for a run of nodes in it (see
+    /// [`inode::parse_stat`]); the memo is not consulted (it would give
+    /// the same fields).
+    fn attrs(&self, nodes: &[NodeId]) -> Vec<Result<Attr>> {
+        let mut held = None;
+        nodes
+            .iter()
+            .map(|&node| {
+                inode::parse_stat(&self.reader, self.inode_table, node, &mut held)
+                    .and_then(|stat| self.attr_of(stat))
+            })
+            .collect()
     }
 
     fn lookup(&self, dir: NodeId, name: &[u8]) -> Result<Option<NodeId>> {
@@ -288,8 +327,15 @@ impl ImageTree for SquashImage {
         Ok(listing.lookup(name))
     }
 
+    /// A listing kept for lookups is shared; one parsed now is not kept:
+    /// the union keeps the listings it pages through, moving the names
+    /// out of one nobody shares, so a walk parses each directory once and
+    /// copies no name.
     fn read_dir(&self, dir: NodeId) -> Result<Arc<Vec<DirEntry>>> {
-        Ok(self.listing(dir)?.entries.clone())
+        match self.dirs.get(dir) {
+            Some(l) => Ok(l.entries.clone()),
+            None => Ok(self.parse_listing(dir)?.entries),
+        }
     }
 
     fn read_with(

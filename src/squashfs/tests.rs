@@ -560,6 +560,26 @@ fn populate(src: &Path) {
     }
 }
 
+/// In every directory under `dir`, the attributes of a whole listing
+/// read at once ([`ImageTree::attrs`], reusing metadata blocks) are those
+/// read one by one; a bad node id fails alone.
+fn same_attrs_by_page(img: &SquashImage, dir: NodeId) {
+    let list = img.read_dir(dir).unwrap();
+    let mut nodes: Vec<NodeId> = list.iter().map(|e| e.node).collect();
+    nodes.insert(nodes.len() / 2, 0xffff_ffff_ffff);
+    let paged = img.attrs(&nodes);
+    assert_eq!(paged.len(), nodes.len());
+    for (node, got) in nodes.iter().zip(paged) {
+        match img.attr(*node) {
+            Ok(want) => assert_eq!(got.unwrap(), want, "node {node:#x}"),
+            Err(_) => assert!(got.is_err(), "node {node:#x}"),
+        }
+    }
+    for e in list.iter().filter(|e| e.kind == Kind::Dir) {
+        same_attrs_by_page(img, e.node);
+    }
+}
+
 #[test]
 fn built_images_every_codec() {
     let scratch = Scratch::new("codecs");
@@ -578,6 +598,7 @@ fn built_images_every_codec() {
         assert_eq!(img.info().compression, comp);
         let n = compare_tree(&img, img.root(), &src, &checks, true);
         assert!(n >= 15, "{comp}: {n}");
+        same_attrs_by_page(&img, img.root());
 
         let a = resolve(&img, b"hardlink");
         let b = resolve(&img, b"sub/linked");
@@ -794,6 +815,8 @@ fn walk_bounded(img: &SquashImage) -> usize {
         let _ = img.read(node, 0, 200_000);
         let _ = img.read(node, 70_000, 10);
         if let Ok(list) = img.read_dir(node) {
+            let nodes: Vec<NodeId> = list.iter().take(400).map(|e| e.node).collect();
+            let _ = img.attrs(&nodes);
             for e in list.iter().take(400) {
                 let _ = img.lookup(node, &e.name);
                 if depth < 12 {

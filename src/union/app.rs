@@ -112,8 +112,13 @@ impl App {
     /// state, locked by the caller (the read side is enough), so a count
     /// never races [`retire`](Self::retire): a lookup that found this app
     /// before a retire keeps it until the kernel forgets it.
-    pub(super) fn count(&self, _locked: &State, node: NodeId) {
-        self.lookups.count(node);
+    pub(super) fn count(&self, locked: &State, node: NodeId) {
+        self.count_all(locked, &[node]);
+    }
+
+    /// [`count`](Self::count) for each of `nodes`, under one lock.
+    pub(super) fn count_all(&self, _locked: &State, nodes: &[NodeId]) {
+        self.lookups.count_all(nodes);
     }
 
     /// Uncounts `n` lookups of `node`; returns true when the app is retired

@@ -324,39 +324,93 @@ impl Union {
         entry: Entry,
         app: Option<&Arc<App>>,
     ) -> Result<Counted<'_>> {
-        let (slot, node) = inode::decode(entry.ino);
         let s = self.read_state();
-        let generation = s.slot_generations.get(usize::from(slot)).copied();
-        if slot != SYNTH_SLOT {
-            let current = s
-                .apps
-                .get(usize::from(slot))
-                .and_then(|a| a.as_ref())
-                .ok_or(Error::Forgotten)?;
-            let same = match app {
-                Some(app) => Arc::ptr_eq(app, current),
-                None => {
-                    parent != inode::encode(SYNTH_SLOT, synth::ROOT)
-                        || s.listed.get(name) == Some(&slot)
-                }
-            };
-            if !same {
-                return Err(Error::Forgotten);
-            }
-            current.count(&s, node);
+        let current = self.holder(&s, parent, name, entry.ino, app)?;
+        if let Some(current) = current {
+            current.count(&s, inode::decode(entry.ino).1);
         }
-        Ok(Counted {
-            union: self,
-            entry,
-            generation: generation.unwrap_or(0),
-            pending: true,
-        })
+        Ok(self.counted(&s, entry))
     }
 
-    /// Counts the lookup the kernel takes for a READDIRPLUS entry `name`
-    /// in directory `dir` pointing at `entry` (never for `.` and `..`).
-    pub fn plus_entry(&self, dir: u64, name: &[u8], entry: Entry) -> Result<Counted<'_>> {
-        self.hold(dir, name, entry, None)
+    /// The app whose lookup counts hold `ino` (none for a synthesized
+    /// node), checked as [`hold`](Self::hold) says, under the state lock
+    /// `s`.
+    fn holder<'s>(
+        &self,
+        s: &'s State,
+        parent: u64,
+        name: &[u8],
+        ino: u64,
+        app: Option<&Arc<App>>,
+    ) -> Result<Option<&'s Arc<App>>> {
+        let slot = inode::decode(ino).0;
+        if slot == SYNTH_SLOT {
+            return Ok(None);
+        }
+        let current = s
+            .apps
+            .get(usize::from(slot))
+            .and_then(|a| a.as_ref())
+            .ok_or(Error::Forgotten)?;
+        let same = match app {
+            Some(app) => Arc::ptr_eq(app, current),
+            None => {
+                parent != inode::encode(SYNTH_SLOT, synth::ROOT)
+                    || s.listed.get(name) == Some(&slot)
+            }
+        };
+        if same {
+            Ok(Some(current))
+        } else {
+            Err(Error::Forgotten)
+        }
+    }
+
+    /// A lookup of `entry` just counted under the state lock `s`.
+    fn counted(&self, s: &State, entry: Entry) -> Counted<'_> {
+        let slot = usize::from(inode::decode(entry.ino).0);
+        Counted {
+            union: self,
+            entry,
+            generation: s.slot_generations.get(slot).copied().unwrap_or(0),
+            pending: true,
+        }
+    }
+
+    /// Counts the lookups the kernel takes for READDIRPLUS entries of
+    /// directory `dir` (never for `.` and `..`), each a name and the entry
+    /// it points at, as [`hold`](Self::hold) would one by one, but under
+    /// one state lock and one lock of each app's counts per run of entries
+    /// of that app (a page of an image directory: one).
+    pub fn plus_entries(&self, dir: u64, entries: &[(&[u8], Entry)]) -> Vec<Result<Counted<'_>>> {
+        let s = self.read_state();
+        let mut out = Vec::with_capacity(entries.len());
+        let mut run: Option<&Arc<App>> = None;
+        let mut nodes = Vec::with_capacity(entries.len());
+        for &(name, entry) in entries {
+            let current = match self.holder(&s, dir, name, entry.ino, None) {
+                Ok(current) => current,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            if let Some(app) = current {
+                if run.is_some_and(|r| !Arc::ptr_eq(r, app)) {
+                    if let Some(r) = run {
+                        r.count_all(&s, &nodes);
+                    }
+                    nodes.clear();
+                }
+                run = Some(app);
+                nodes.push(inode::decode(entry.ino).1);
+            }
+            out.push(Ok(self.counted(&s, entry)));
+        }
+        if let Some(r) = run {
+            r.count_all(&s, &nodes);
+        }
+        out
     }
 
     /// The kernel dropped `n` lookups of `ino` (FORGET, BATCH_FORGET); a
@@ -582,6 +636,39 @@ impl Union {
         tree.attr(node)
     }
 
+    /// Attributes of each of `inos` (as [`getattr`](Self::getattr)), for
+    /// a READDIRPLUS page: a run of nodes inside one image is handed to
+    /// its tree at once ([`ImageTree::attrs`]), found once for the run.
+    pub fn getattrs(&self, inos: &[u64]) -> Vec<Result<Attr>> {
+        let mut out = Vec::with_capacity(inos.len());
+        let mut rest = inos;
+        while let Some(&first) = rest.first() {
+            let (slot, node) = inode::decode(first);
+            if slot == SYNTH_SLOT || node == inode::IMAGE_ROOT {
+                out.push(self.getattr(first));
+                rest = &rest[1..];
+                continue;
+            }
+            let run = rest
+                .iter()
+                .take_while(|&&ino| {
+                    let (s, n) = inode::decode(ino);
+                    s == slot && n != inode::IMAGE_ROOT
+                })
+                .count();
+            let (now, later) = rest.split_at(run);
+            rest = later;
+            match self.tree(slot, node) {
+                Ok((tree, _)) => {
+                    let nodes: Vec<u64> = now.iter().map(|&ino| inode::decode(ino).1).collect();
+                    out.extend(tree.attrs(&nodes));
+                }
+                Err(_) => out.extend(now.iter().map(|&ino| self.getattr(ino))),
+            }
+        }
+        out
+    }
+
     /// Finds `name` in directory `parent`, counting the lookup the kernel
     /// holds once the reply is sent (see [`Counted`]).
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Counted<'_>> {
@@ -654,8 +741,18 @@ impl Union {
         }
         let (tree, node) = self.tree(slot, node)?;
         let entries = tree.read_dir(node)?;
-        Ok(Arc::new(
-            entries
+        // The names of a listing the tree does not share are moved, not
+        // copied.
+        Ok(Arc::new(match Arc::try_unwrap(entries) {
+            Ok(owned) => owned
+                .into_iter()
+                .map(|e| Listing {
+                    name: e.name,
+                    ino: inode::encode(slot, e.node),
+                    kind: e.kind,
+                })
+                .collect(),
+            Err(shared) => shared
                 .iter()
                 .map(|e| Listing {
                     name: e.name.clone(),
@@ -663,7 +760,7 @@ impl Union {
                     kind: e.kind,
                 })
                 .collect(),
-        ))
+        }))
     }
 
     /// Reads file data for a program.
