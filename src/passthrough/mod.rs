@@ -299,9 +299,10 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
 
     /// Prepares `ino`, a file the replayed profile says the app reads as it
     /// starts, in the background. Returns false when it will not pass
-    /// through (too small or big, already opened without passthrough);
-    /// otherwise `if_missing` runs once it turns out the folder has no
-    /// usable copy (the replay then stores its pieces as before).
+    /// through (too small or big, open without passthrough, or already
+    /// found without a usable copy): the replay then stores its pieces as
+    /// before; otherwise `if_missing` runs if it turns out the folder has
+    /// no usable copy.
     pub fn prepare(self: &Arc<Self>, ino: u64, if_missing: impl FnOnce() + Send + 'static) -> bool {
         if !self.sized(ino) {
             return false;
@@ -311,7 +312,9 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
             return false;
         };
         if !new {
-            return true;
+            // An open got there first: whether its copy is usable decides
+            // (the replay's thread waits for a check under way).
+            return self.resolve(ino, &p.0);
         }
         let p = Arc::new(p);
         let if_missing: Pending = Arc::new(Mutex::new(Some(Box::new(if_missing))));

@@ -191,6 +191,10 @@ fn without_a_copy_the_replay_stores_pieces_and_a_copy_is_written() {
     }));
     wait_for("the replay is told", || missing.load(Ordering::SeqCst));
     assert!(pt.open(BIG, true, register).is_none(), "no copy yet");
+    assert!(
+        !pt.prepare(BIG, || panic!("not run")),
+        "known to have no copy: the replay stores its pieces"
+    );
     pt.finish(Duration::from_secs(30));
     assert_eq!(pt.stats().written, 1);
     let later = setup(&t);
