@@ -613,8 +613,10 @@ fn write_loop<S: WholeSource, B: Send + Sync + 'static>(
     rx: &Receiver<u64>,
 ) {
     crate::disk_cache::background_thread();
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
+    // SAFETY: the gettid system call has no preconditions. (Called as a
+    // system call: glibc's wrapper is newer than the portable build's
+    // glibc 2.17.)
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
     set_idle_priority(tid, true);
     if let Some(me) = me.upgrade() {
         me.writer_tid.store(tid, Ordering::Release);
