@@ -11,7 +11,7 @@ use appimagefs::profile::{decode, encode, Entry, Kind};
 
 use crate::common::images::{mksquashfs, pseudo_random, text, wrap_squashfs_as_appimage};
 use crate::common::mount::Mount;
-use crate::common::{residency, TempDir};
+use crate::common::{requests, residency, TempDir};
 
 /// Every regular file under `root`, by relative path, with its bytes.
 fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -317,21 +317,6 @@ fn whole_copies(cache: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
         }
     }
     (data, sums)
-}
-
-/// How many requests of kind `op` the daemon logged at exit (`-v`).
-fn requests(log: &str, op: &str) -> u64 {
-    let line = log
-        .lines()
-        .find(|l| l.contains("requests at exit"))
-        .unwrap_or_else(|| panic!("no request counts in the log:\n{log}"));
-    let at = line.find(&format!(" {op} ")).expect(op) + op.len() + 2;
-    line[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 #[test]

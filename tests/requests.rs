@@ -13,19 +13,6 @@ use crate::common::apps::{copy_app, App};
 use crate::common::mount::Mount;
 use crate::common::*;
 
-/// The count of `name` in the `requests at exit` line of a `-v` log.
-fn requests(log: &str, name: &str) -> u64 {
-    let line = log
-        .lines()
-        .find(|l| l.contains("requests at exit: "))
-        .unwrap_or_else(|| panic!("no request counts in the log:\n{log}"));
-    let counts = &line[line.find("requests at exit: ").unwrap() + 18..];
-    counts
-        .split(", ")
-        .find_map(|c| c.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no count of {name:?} in {line:?}"))
-}
-
 #[test]
 fn a_second_pass_over_an_app_asks_the_daemon_nothing_new() {
     let tmp = TempDir::new("requests");

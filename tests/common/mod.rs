@@ -485,3 +485,16 @@ pub fn residency(path: &Path) -> (usize, usize) {
     }
     (vec.iter().filter(|&&b| b & 1 != 0).count(), pages)
 }
+
+/// The count of `name` in the `requests at exit` line of a `-v` log.
+pub fn requests(log: &str, name: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.contains("requests at exit: "))
+        .unwrap_or_else(|| panic!("no request counts in the log:\n{log}"));
+    let counts = &line[line.find("requests at exit: ").unwrap() + 18..];
+    counts
+        .split(", ")
+        .find_map(|c| c.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no count of {name:?} in {line:?}"))
+}
