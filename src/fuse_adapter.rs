@@ -338,11 +338,9 @@ impl Filesystem for FuseAdapter {
                 reply.data(&data);
                 self.warmer.on_read(ino.0, offset, data.len() as u32);
                 if let Some(p) = &self.profiles {
-                    p.on_read(ino.0, offset, data.len() as u32);
-                    if let Some(pt) = &self.passthrough {
-                        if p.recording(ino.0) {
-                            pt.keep_whole(ino.0);
-                        }
+                    let at_start = p.on_read(ino.0, offset, data.len() as u32);
+                    if let Some(pt) = self.passthrough.as_ref().filter(|_| at_start) {
+                        pt.keep_whole(ino.0);
                     }
                 }
             }

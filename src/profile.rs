@@ -513,13 +513,6 @@ impl Profiles {
         }))
     }
 
-    /// Whether `ino`'s app is being recorded now: a read of it is a
-    /// start-up read.
-    pub fn recording(&self, ino: u64) -> bool {
-        let (slot, node) = inode::decode(ino);
-        slot != SYNTH_SLOT && node != IMAGE_ROOT && self.lock().contains_key(&slot)
-    }
-
     /// Whether the stored profile of `ino`'s app lists it as a file read at
     /// start-up. Waits (at most [`LOAD_WAIT`]) for the profile to be
     /// looked for if the app was touched only just now.
@@ -647,8 +640,9 @@ impl Profiles {
     }
 
     /// Called after a read of `len` bytes of `ino` at `offset` was answered.
-    pub fn on_read(&self, ino: u64, offset: u64, len: u32) {
-        self.record(ino, offset, offset.saturating_add(u64::from(len)), 1);
+    /// Returns whether `ino`'s app is being recorded (a start-up read).
+    pub fn on_read(&self, ino: u64, offset: u64, len: u32) -> bool {
+        self.record(ino, offset, offset.saturating_add(u64::from(len)), 1)
     }
 
     /// Called when a program opened `ino` (its `isatty()` ioctl): the
@@ -657,16 +651,21 @@ impl Profiles {
         self.record(ino, 0, OPEN_STORE_MAX, 0);
     }
 
-    fn record(&self, ino: u64, lo: u64, hi: u64, reads: u32) {
+    /// Records a read of `lo..hi` of `ino`; returns whether its app is
+    /// being recorded.
+    fn record(&self, ino: u64, lo: u64, hi: u64, reads: u32) -> bool {
         let (slot, node) = inode::decode(ino);
         if slot == SYNTH_SLOT || node == IMAGE_ROOT || lo >= hi {
-            return;
+            return false;
         }
         let mut recs = self.lock();
-        let Some(r) = recs.get_mut(&slot) else { return };
+        let Some(r) = recs.get_mut(&slot) else {
+            return false;
+        };
         if let Some(path) = r.paths.get(&node).cloned() {
             r.read(&path, lo, hi, reads);
         }
+        true
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Slot, Recording>> {
@@ -838,11 +837,8 @@ impl Profiles {
                         // Passed through if its whole copy is there; its
                         // pieces are stored only if it is not.
                         let all: Vec<Piece> = now.iter().chain(&later).copied().collect();
-                        let (r, keep, ino) = (replay.clone(), pt.clone(), meta.ino());
-                        if pt.prepare(ino, move || {
-                            keep.keep_whole(ino);
-                            r.feed(all);
-                        }) {
+                        let r = replay.clone();
+                        if pt.prepare(meta.ino(), move || r.feed(all)) {
                             stats.passthrough += 1;
                             continue;
                         }

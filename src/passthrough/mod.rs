@@ -39,7 +39,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::disk_cache::files::{FileKey, MAX_LEN};
@@ -174,6 +174,8 @@ pub struct PassthroughStats {
 /// Passthrough of one daemon (see the module documentation); `B` is the
 /// kernel's backing id ([`fuser::BackingId`] in the daemon).
 pub struct Passthrough<S: WholeSource, B: Send + Sync + 'static> {
+    /// Itself, for the writer thread it starts.
+    me: Weak<Self>,
     source: Arc<S>,
     prepared: Mutex<HashMap<NodeKey, Arc<Prepared<B>>>>,
     nodes: Mutex<Nodes>,
@@ -203,7 +205,8 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
     /// `threads` threads, with at most `max_prepared` files prepared at
     /// once (the daemon uses [`MAX_PREPARED`]).
     pub fn new(source: Arc<S>, threads: usize, max_prepared: usize) -> Arc<Self> {
-        Arc::new(Passthrough {
+        Arc::new_cyclic(|me| Passthrough {
+            me: me.clone(),
             source,
             prepared: Mutex::new(HashMap::new()),
             nodes: Mutex::new(Nodes::default()),
@@ -356,8 +359,11 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
         drop(state);
         self.count(|s| s.prepared += 1);
         let found = self.find_copy(ino);
-        if found.is_some() {
-            self.count(|s| s.verified += 1);
+        match found {
+            Some(_) => self.count(|s| s.verified += 1),
+            // Read at start-up and not kept (yet, or damaged): written
+            // whole for the next daemon, whoever looked.
+            None => self.keep_whole(ino),
         }
         let mut state = p.state.lock().unwrap_or_else(|e| e.into_inner());
         let ok = found.is_some();
@@ -489,11 +495,11 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
     }
 
     /// Called for a file an app reads as it starts (a read while its
-    /// start-up profile is recorded, or a file the replay found no copy
-    /// of): a file of at least [`MIN_LEN`] bytes is queued once to be
+    /// start-up profile is recorded, or a prepared file found without a
+    /// usable copy): a file of at least [`MIN_LEN`] bytes is queued once to be
     /// written whole into the folder, where this daemon can pass files
     /// through.
-    pub fn keep_whole(self: &Arc<Self>, ino: u64) {
+    pub fn keep_whole(&self, ino: u64) {
         let writable = self.source.store().is_some_and(Store::writable);
         let usable = self.granted.load(Ordering::Relaxed) && self.enabled.load(Ordering::Relaxed);
         if !writable || !usable || self.stop.load(Ordering::Relaxed) {
@@ -520,11 +526,11 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
     }
 
     /// The writer thread's queue, started on first use.
-    fn writer(self: &Arc<Self>) -> Option<&SyncSender<u64>> {
+    fn writer(&self) -> Option<&SyncSender<u64>> {
         self.writer
             .get_or_init(|| {
                 let (tx, rx) = sync_channel::<u64>(MAX_WRITES);
-                let me = Arc::downgrade(self);
+                let me = self.me.clone();
                 let spawned = std::thread::Builder::new()
                     .name("whole-files".into())
                     .spawn(move || write_loop(&me, &rx));
