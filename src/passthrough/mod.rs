@@ -144,8 +144,9 @@ impl<B> Drop for InUse<B> {
 }
 
 /// The nodes of this daemon.
-#[derive(Default)]
-struct Nodes {
+struct Nodes<B> {
+    /// Files prepared for passthrough (at most `max_prepared`).
+    prepared: HashMap<NodeKey, Arc<Prepared<B>>>,
     /// Open handles per node: (without passthrough, passed through).
     handles: HashMap<NodeKey, (u32, u32)>,
     writes: HashSet<NodeKey>,
@@ -177,8 +178,7 @@ pub struct Passthrough<S: WholeSource, B: Send + Sync + 'static> {
     /// Itself, for the writer thread it starts.
     me: Weak<Self>,
     source: Arc<S>,
-    prepared: Mutex<HashMap<NodeKey, Arc<Prepared<B>>>>,
-    nodes: Mutex<Nodes>,
+    nodes: Mutex<Nodes<B>>,
     /// False once the kernel refused a backing file for a reason that
     /// holds for every file (no `CAP_SYS_ADMIN`, no kernel support).
     enabled: AtomicBool,
@@ -208,8 +208,12 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
         Arc::new_cyclic(|me| Passthrough {
             me: me.clone(),
             source,
-            prepared: Mutex::new(HashMap::new()),
-            nodes: Mutex::new(Nodes::default()),
+            nodes: Mutex::new(Nodes {
+                prepared: HashMap::new(),
+                handles: HashMap::new(),
+                writes: HashSet::new(),
+                full: false,
+            }),
             enabled: AtomicBool::new(true),
             granted: AtomicBool::new(false),
             pool: Prefetcher::new(threads.clamp(1, 4)),
@@ -228,12 +232,8 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
         self.granted.store(granted, Ordering::Relaxed);
     }
 
-    fn nodes(&self) -> MutexGuard<'_, Nodes> {
+    fn nodes(&self) -> MutexGuard<'_, Nodes<B>> {
         self.nodes.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn prepared(&self) -> MutexGuard<'_, HashMap<NodeKey, Arc<Prepared<B>>>> {
-        self.prepared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn count(&self, f: impl FnOnce(&mut PassthroughStats)) {
@@ -257,8 +257,13 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
     fn entry(&self, key: NodeKey, create: bool) -> Option<(InUse<B>, bool)> {
         let mut dropped = None;
         let found = {
-            let nodes = self.nodes();
-            let mut prepared = self.prepared();
+            let mut nodes = self.nodes();
+            let Nodes {
+                prepared,
+                handles,
+                full,
+                ..
+            } = &mut *nodes;
             let use_it = |p: &Arc<Prepared<B>>| {
                 p.in_use.fetch_add(1, Ordering::AcqRel);
                 InUse(p.clone())
@@ -266,8 +271,8 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
             if let Some(p) = prepared.get(&key) {
                 Some((use_it(p), false))
             } else if !create
-                || nodes.full
-                || nodes.handles.get(&key).is_some_and(|h| h.0 > 0)
+                || *full
+                || handles.get(&key).is_some_and(|h| h.0 > 0)
                 || !self.enabled.load(Ordering::Relaxed)
             {
                 None
@@ -276,7 +281,7 @@ impl<S: WholeSource, B: Send + Sync + 'static> Passthrough<S, B> {
                     let idle = prepared
                         .iter()
                         .find(|(k, p)| {
-                            p.in_use.load(Ordering::Acquire) == 0 && !nodes.handles.contains_key(k)
+                            p.in_use.load(Ordering::Acquire) == 0 && !handles.contains_key(k)
                         })
                         .map(|(k, _)| *k);
                     dropped = idle.and_then(|k| prepared.remove(&k));
