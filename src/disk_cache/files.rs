@@ -27,7 +27,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
@@ -134,17 +134,8 @@ impl Store {
         len: u64,
         threads: usize,
     ) -> Result<(), String> {
-        let ours = |f: &File| {
-            f.metadata().map_err(|e| e.to_string()).and_then(|m| {
-                if m.is_file() && m.uid() == self.uid {
-                    Ok(m.len())
-                } else {
-                    Err(format!("not a file of uid {}", self.uid))
-                }
-            })
-        };
-        let sums_len = ours(sums)?;
-        let data_len = ours(data)?;
+        let sums_len = self.owned(sums)?.len();
+        let data_len = self.owned(data)?.len();
         let count = len.div_ceil(SEGMENT);
         if len > MAX_LEN || sums_len != SUM_HEAD as u64 + 8 * count {
             return Err(format!("checksum file of {sums_len} bytes for {len} bytes"));
@@ -235,8 +226,7 @@ impl Store {
             return Err(e);
         }
         self.write_aux(&key.sum_name(), &sums)?;
-        let size = len;
-        if self.used.fetch_add(size, Ordering::Relaxed) + size > self.limit {
+        if self.used.fetch_add(len, Ordering::Relaxed) + len > self.limit {
             self.scan_and_evict();
         }
         Ok(())

@@ -402,11 +402,18 @@ impl Store {
         }
     }
 
-    fn read_entry(&self, file: &mut File, key: &Key, max_out: usize) -> Result<Vec<u8>, String> {
+    /// The metadata of `file` if it is a regular file owned by the
+    /// daemon's user (anything else in the folder is never read).
+    fn owned(&self, file: &File) -> Result<std::fs::Metadata, String> {
         let meta = file.metadata().map_err(|e| e.to_string())?;
         if !meta.is_file() || meta.uid() != self.uid {
             return Err(format!("not a file of uid {}", self.uid));
         }
+        Ok(meta)
+    }
+
+    fn read_entry(&self, file: &mut File, key: &Key, max_out: usize) -> Result<Vec<u8>, String> {
+        let meta = self.owned(file)?;
         let mut header = [0u8; HEADER_LEN];
         file.read_exact(&mut header)
             .map_err(|e| format!("header: {e}"))?;
@@ -488,8 +495,8 @@ impl Store {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(self.dir.join(name))
             .ok()?;
-        let meta = file.metadata().ok()?;
-        if !meta.is_file() || meta.uid() != self.uid || meta.len() > max {
+        let meta = self.owned(&file).ok()?;
+        if meta.len() > max {
             return None;
         }
         touch(&file);
