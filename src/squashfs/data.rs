@@ -236,25 +236,28 @@ impl FileLayout {
             let threads = (crate::prefetch::cores() as u64)
                 .clamp(1, KEY_THREADS)
                 .min(parts);
-            let hashes: Vec<Result<Vec<(u64, blake3::Hash)>>> = std::thread::scope(|s| {
-                let workers: Vec<_> = (0..threads)
-                    .map(|t| {
-                        s.spawn(move || {
-                            (t..parts)
-                                .step_by(threads as usize)
-                                .map(|k| hash_part(k).map(|hash| (k, hash)))
-                                .collect::<Result<Vec<_>>>()
+            // Every `threads`-th part from part `t` on, with its index.
+            let share = |t: u64| {
+                (t..parts)
+                    .step_by(threads as usize)
+                    .map(|k| hash_part(k).map(|hash| (k, hash)))
+                    .collect::<Result<Vec<_>>>()
+            };
+            let hashes: Vec<Result<Vec<(u64, blake3::Hash)>>> = if threads <= 1 {
+                // One part (most files): no thread started for it.
+                vec![share(0)]
+            } else {
+                std::thread::scope(|s| {
+                    let workers: Vec<_> = (0..threads).map(|t| s.spawn(move || share(t))).collect();
+                    workers
+                        .into_iter()
+                        .map(|w| {
+                            w.join()
+                                .unwrap_or_else(|_| Err(Error::corrupt("a hashing thread failed")))
                         })
-                    })
-                    .collect();
-                workers
-                    .into_iter()
-                    .map(|w| {
-                        w.join()
-                            .unwrap_or_else(|_| Err(Error::corrupt("a hashing thread failed")))
-                    })
-                    .collect()
-            });
+                        .collect()
+                })
+            };
             let mut all = Vec::with_capacity(parts as usize);
             for part in hashes {
                 all.extend(part?);
